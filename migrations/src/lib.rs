@@ -1,0 +1,25 @@
+//! Basalt's own system tables (names start with `_`), as sea-orm-migration migrations.
+//!
+//! An applied migration is never edited: change a table by adding a migration. User
+//! collections are not here; the `schema` module builds those at run time.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_settings;
+
+pub use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+/// Applies the system migrations in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_settings::Migration)]
+    }
+
+    /// Keep sea-orm's bookkeeping table beside Basalt's own, with the same prefix.
+    fn migration_table_name() -> DynIden {
+        "_migrations".into_iden()
+    }
+}

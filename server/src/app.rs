@@ -1,0 +1,190 @@
+//! `App::build`: settings in, a bound server with its services out. The binary and the
+//! test harness both start Basalt through here.
+
+use std::net::{SocketAddr, TcpListener};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{HttpServer, web};
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{Cache, CacheError};
+use crate::config::Settings;
+use crate::db::{Db, DbError};
+use crate::events::Broker;
+use crate::http;
+use crate::telemetry::Metrics;
+
+/// The services every request can reach. One per process, shared by all workers.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Services>);
+
+#[derive(Debug)]
+pub struct Services {
+    pub settings: Settings,
+    pub db: Db,
+    pub cache: Cache,
+    pub broker: Broker,
+    pub metrics: Metrics,
+    pub installation_id: String,
+}
+
+impl Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// Why the server could not start. Each message is one line naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data dir {path} (setting `data_dir`): {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} (setting `database_url`)")]
+    Database(#[from] DbError),
+    #[error("reading the installation id failed: {0}")]
+    Installation(sea_orm::DbErr),
+    #[error("{0} (setting `redis_url`)")]
+    Cache(#[from] CacheError),
+    #[error("cannot listen on {addr} (setting `http`, BASALT_HTTP, --http): {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started Basalt: database open and migrated, socket bound, not yet serving.
+pub struct App {
+    state: AppState,
+    server: Server,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl App {
+    /// Open the database and apply pending system migrations, choose the cache and
+    /// broker, and bind the HTTP socket. Port 0 binds a free port; see [`App::addr`].
+    ///
+    /// Fails when the data dir cannot be created, the database cannot be opened or
+    /// migrated, a URL is rejected by its client, or the address cannot be bound.
+    pub async fn build(settings: Settings) -> Result<App, StartError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
+        let db = Db::connect(&settings.database, settings.database_max_connections).await?;
+        let applied = db.migrate().await?;
+        let installation_id = db
+            .installation_id()
+            .await
+            .map_err(StartError::Installation)?;
+        let cache = Cache::new(settings.redis_url.as_ref())?;
+        let broker = Broker::new(settings.amqp_url.as_ref());
+
+        let listener =
+            TcpListener::bind(settings.http_addr).map_err(|source| StartError::Listen {
+                addr: settings.http_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: settings.http_addr,
+            source,
+        })?;
+
+        let state = AppState(Arc::new(Services {
+            settings,
+            db,
+            cache,
+            broker,
+            metrics: Metrics::new(),
+            installation_id,
+        }));
+        let factory_state = state.clone();
+        let server = HttpServer::new(move || {
+            let limit = factory_state.settings.body_limit;
+            actix_web::App::new()
+                .app_data(web::Data::new(factory_state.clone()))
+                .app_data(http::json::json_config(limit))
+                .app_data(http::json::payload_config(limit))
+                .wrap(from_fn(http::middleware::observe))
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(state.settings.shutdown_timeout.as_secs())
+        .listen(listener)
+        .map_err(|source| StartError::Listen { addr, source })?
+        .run();
+
+        tracing::info!(
+            url = %format!("http://{addr}"),
+            database = %state.settings.database.redacted(),
+            cache = state.cache.external_name().unwrap_or("memory"),
+            broker = state.broker.external_name().unwrap_or("in-process"),
+            migrations_applied = applied,
+            installation_id = %state.installation_id,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "Basalt is listening on http://{addr}"
+        );
+        Ok(App {
+            state,
+            server,
+            addr,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancel it to stop the server gracefully: no new connections, in-flight requests
+    /// get `shutdown_timeout` to finish, then pools close.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve until the shutdown token is cancelled, then drain and close.
+    ///
+    /// Fails when the server stops on an I/O error.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let App {
+            state,
+            server,
+            shutdown,
+            ..
+        } = self;
+        let handle = server.handle();
+        // The server runs on its own task: a graceful stop is a command that its future
+        // must be polled to carry out.
+        let mut running = tokio::spawn(server);
+        let served = tokio::select! {
+            result = &mut running => result,
+            () = shutdown.cancelled() => {
+                tracing::info!(
+                    timeout_s = state.settings.shutdown_timeout.as_secs(),
+                    "shutting down: no new connections, waiting for in-flight requests"
+                );
+                handle.stop(true).await;
+                running.await
+            }
+        };
+        state.db.clone().close().await?;
+        tracing::info!("stopped");
+        served??;
+        Ok(())
+    }
+}

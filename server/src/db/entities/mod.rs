@@ -1,0 +1,4 @@
+//! sea-orm entities for Basalt's own tables. The tables themselves are created by the
+//! `basalt-migrations` crate; an entity here must match the latest migration.
+
+pub mod settings;

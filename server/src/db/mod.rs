@@ -1,0 +1,221 @@
+//! The database connection, SQLite or PostgreSQL, and the few dialect switches the rest
+//! of Basalt needs: how to start a write transaction, how to apply the system
+//! migrations, how to ping. System entities (Basalt's own `_` tables) live under
+//! [`entities`]. Imports only `config`.
+
+pub mod entities;
+
+use std::time::Duration;
+
+use basalt_migrations::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    DbErr, EntityTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use crate::config::DatabaseUrl;
+
+/// How long a SQLite writer waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fixed key for the PostgreSQL advisory lock that serialises migrations across instances.
+const MIGRATION_LOCK_KEY: i64 = 0x6261_7361_6c74; // "basalt"
+
+/// Which engine is behind the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Database failures a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    #[error("cannot create the folder {path} for the SQLite database: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("applying system migrations failed: {0}")]
+    Migrate(DbErr),
+    #[error(transparent)]
+    Query(#[from] DbErr),
+}
+
+/// A pooled connection to Basalt's database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Db {
+    /// Open a pool. A SQLite file (and its folder) is created if missing and opened
+    /// in WAL mode with a busy timeout, so readers never block the writer and writers
+    /// queue for the lock instead of failing.
+    ///
+    /// Fails when the folder cannot be created or the server cannot be reached.
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Db, DbError> {
+        let (mut options, backend) = match url {
+            DatabaseUrl::Sqlite { path: Some(path) } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                // The URL only selects the driver; the path is set below so that names
+                // with spaces or `?` need no escaping.
+                let mut options = ConnectOptions::new("sqlite:basalt.db");
+                let path = path.clone();
+                options
+                    .max_connections(max_connections)
+                    .map_sqlx_sqlite_opts(move |o| {
+                        o.filename(&path)
+                            .in_memory(false)
+                            .create_if_missing(true)
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Normal)
+                            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                            .foreign_keys(true)
+                    });
+                (options, Backend::Sqlite)
+            }
+            DatabaseUrl::Sqlite { path: None } => {
+                // Every connection to :memory: is its own database: keep exactly one.
+                let mut options = ConnectOptions::new("sqlite::memory:");
+                options.max_connections(1).min_connections(1);
+                (options, Backend::Sqlite)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut options = ConnectOptions::new(url.as_str());
+                options.max_connections(max_connections);
+                (options, Backend::Postgres)
+            }
+        };
+        options
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(15))
+            .sqlx_logging(false);
+        let conn = sea_orm::Database::connect(options)
+            .await
+            .map_err(|source| DbError::Connect {
+                url: url.redacted(),
+                source,
+            })?;
+        Ok(Db { conn, backend })
+    }
+
+    /// The sea-orm connection, for the services that own tables.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The sea-query dialect for building statements.
+    pub fn database_backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Start a transaction that will write. On SQLite it takes the write lock at
+    /// `BEGIN` (`BEGIN IMMEDIATE`): a deferred transaction that reads before it writes
+    /// cannot be upgraded once another writer has committed, and fails with
+    /// SQLITE_BUSY however long the busy timeout. Taken up front, concurrent writers
+    /// wait their turn instead.
+    ///
+    /// Fails when no connection can be had or the lock is not granted within the
+    /// busy timeout.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.conn
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..TransactionOptions::default()
+                    })
+                    .await
+            }
+            Backend::Postgres => self.conn.begin().await,
+        }
+    }
+
+    /// A round trip to the database.
+    ///
+    /// Fails when the database does not answer.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    /// Apply the system migrations that are not applied yet and return how many ran.
+    /// On PostgreSQL an advisory lock held by the migrating transaction keeps several
+    /// instances starting at once from racing.
+    ///
+    /// Fails when a migration fails; nothing of that migration is kept.
+    pub async fn migrate(&self) -> Result<usize, DbError> {
+        let txn = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK_KEY.into()],
+            ))
+            .await?;
+        }
+        let pending = Migrator::get_pending_migrations(&txn)
+            .await
+            .map_err(DbError::Migrate)?
+            .len();
+        Migrator::up(&txn, None).await.map_err(DbError::Migrate)?;
+        txn.commit().await?;
+        Ok(pending)
+    }
+
+    /// This installation's id: generated and stored on first start, the same on every
+    /// later start against the same database.
+    ///
+    /// Fails when the `_settings` table cannot be read or written.
+    pub async fn installation_id(&self) -> Result<String, DbErr> {
+        use entities::settings;
+        const KEY: &str = "installationId";
+        let fresh = serde_json::Value::String(uuid::Uuid::now_v7().to_string());
+        let insert = Query::insert()
+            .into_table(settings::Entity)
+            .columns([
+                settings::Column::Key,
+                settings::Column::Value,
+                settings::Column::Updated,
+            ])
+            .values([
+                KEY.into(),
+                fresh.to_string().into(),
+                chrono::Utc::now().into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?
+            .on_conflict(
+                OnConflict::column(settings::Column::Key)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        self.conn.execute(&insert).await?;
+        let row = settings::Entity::find_by_id(KEY)
+            .one(&self.conn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(KEY.to_owned()))?;
+        match serde_json::from_str::<serde_json::Value>(&row.value) {
+            Ok(serde_json::Value::String(id)) => Ok(id),
+            _ => Err(DbErr::Type(format!("_settings.{KEY} is not a JSON string"))),
+        }
+    }
+
+    /// Close every pooled connection. Later calls on clones fail.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+}

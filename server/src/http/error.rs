@@ -1,0 +1,191 @@
+//! The one HTTP error body, `{"status","message","data"}` (DESIGN.md §4), and the table
+//! from status to the message a client sees when a handler gave none.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// One field's problem, as PocketBase reports it: a stable code and a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub code: String,
+    pub message: String,
+}
+
+/// An error answered to the client. Its message is written for the client; a 500's
+/// cause is logged where it is built, never sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub data: BTreeMap<String, FieldError>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    status: u16,
+    message: &'a str,
+    data: &'a BTreeMap<String, FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            data: BTreeMap::new(),
+        }
+    }
+
+    /// The error for a status with its standard message.
+    pub fn from_status(status: StatusCode) -> ApiError {
+        ApiError::new(status, default_message(status))
+    }
+
+    /// Add one field's problem to `data`.
+    pub fn with_field(mut self, field: impl Into<String>, code: &str, message: &str) -> ApiError {
+        self.data.insert(
+            field.into(),
+            FieldError {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        );
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::from_status(StatusCode::NOT_FOUND)
+    }
+
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    }
+
+    /// A 500 whose cause is logged here, once, and never shown to the client.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> ApiError {
+        tracing::error!(error = %ErrorChain(cause), "internal error");
+        ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The body as JSON text.
+    pub fn body(&self) -> String {
+        let body = Body {
+            status: self.status.as_u16(),
+            message: &self.message,
+            data: &self.data,
+        };
+        // A struct of strings and numbers always serializes.
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .insert_header((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ))
+            .body(self.body())
+    }
+}
+
+/// The message a client sees for a status when nothing more specific was said.
+pub fn default_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Something went wrong while processing your request.",
+        401 => "The request requires valid authorization.",
+        403 => "You are not allowed to perform this request.",
+        404 => "The requested resource wasn't found.",
+        405 => "The method is not allowed for this resource.",
+        406 => "The requested representation is not available.",
+        408 => "The request took too long.",
+        409 => "The request conflicts with the current state of the resource.",
+        411 => "The request needs a Content-Length.",
+        412 => "The resource has changed since it was read.",
+        413 => "The request body is too large.",
+        414 => "The request URI is too long.",
+        415 => "The request body has an unsupported content type.",
+        429 => "Too many requests.",
+        431 => "The request headers are too large.",
+        503 => "The service is unavailable.",
+        s if s >= 500 => "Something went wrong while processing your request.",
+        _ => "The request could not be processed.",
+    }
+}
+
+/// Displays an error with its sources, `a: b: c`, for logs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_pocketbase_shape() {
+        let err = ApiError::bad_request("Failed to create record.").with_field(
+            "title",
+            "validation_required",
+            "Missing required value.",
+        );
+        let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "status": 400,
+                "message": "Failed to create record.",
+                "data": {"title": {"code": "validation_required", "message": "Missing required value."}}
+            })
+        );
+    }
+
+    #[test]
+    fn internal_errors_say_nothing_of_their_cause() {
+        let cause = std::io::Error::other("password=hunter2 at /secret/path");
+        let err = ApiError::internal(&cause);
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!err.body().contains("hunter2"));
+        assert!(!err.body().contains("/secret"));
+    }
+
+    #[test]
+    fn every_error_status_has_a_message() {
+        for code in 400..600u16 {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(!default_message(status).is_empty());
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The one middleware every request passes: request id, tracing span, body-size check,
+//! metrics, and the guarantee that every error answer has the standard error body.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse, ResponseError, web};
+use tracing::Instrument;
+
+use super::error::{ApiError, default_message};
+use crate::AppState;
+use crate::telemetry::HttpLabels;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Route label for requests no route matched, so unknown paths add no series.
+const UNMATCHED: &str = "<unmatched>";
+
+/// Request id from the client if it is reasonable, else a fresh UUIDv7.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+fn declared_length(req: &ServiceRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Wraps every request; see the module docs.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let id = request_id(&req);
+    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
+    let method = req.method().to_string();
+    let span = tracing::info_span!(
+        "http_request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    let limit = state.as_ref().map_or(usize::MAX, |s| s.settings.body_limit);
+
+    let res = if declared_length(&req).is_some_and(|n| n > limit as u64) {
+        // Refuse from the headers alone; the body is never read.
+        Ok(req.into_response(ApiError::payload_too_large(limit).error_response()))
+    } else {
+        // Note: no clone of the request may live across this call; routing needs the
+        // only reference to it.
+        next.call(req)
+            .instrument(span.clone())
+            .await
+            .map(|res| with_error_body(res.map_into_boxed_body()))
+    };
+    let (status, res) = match res {
+        Ok(mut res) => {
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                res.headers_mut().insert(REQUEST_ID, value);
+            }
+            (res.status(), Ok(res))
+        }
+        // Only a failing middleware below this one errs; handlers' errors are already
+        // responses. Answer it with the standard body all the same.
+        Err(err) => {
+            let status = err.as_response_error().status_code();
+            let mut response = ApiError::from_status(status).error_response();
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(REQUEST_ID, value);
+            }
+            (
+                status,
+                Err(InternalError::from_response(err, response).into()),
+            )
+        }
+    };
+    let status = status.as_u16();
+    let elapsed = started.elapsed();
+    span.record("status", status);
+    if let Some(state) = state {
+        state.metrics.observe_http(
+            HttpLabels {
+                method,
+                route,
+                status,
+            },
+            elapsed,
+        );
+    }
+    tracing::info!(
+        parent: &span,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request completed"
+    );
+    res
+}
+
+/// Error answers made outside our handlers (an unmatched method, an extractor that
+/// failed before ours ran) come with a plain-text or empty body; give them the
+/// standard one.
+fn with_error_body(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let message = match res.response().error() {
+        Some(err) if status.is_client_error() && status != StatusCode::NOT_FOUND => {
+            let text = err.to_string();
+            if text.is_empty() || text.len() > 300 {
+                default_message(status).to_owned()
+            } else {
+                text
+            }
+        }
+        _ => default_message(status).to_owned(),
+    };
+    let mut replacement: HttpResponse = ApiError::new(status, message).error_response();
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replacement
+                .headers_mut()
+                .insert(name.clone(), value.clone());
+        }
+    }
+    res.into_response(replacement)
+}

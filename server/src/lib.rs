@@ -1,0 +1,15 @@
+//! Basalt's server: a self-hostable backend-as-a-service in one binary.
+//!
+//! Modules are nouns, each owning its data behind a small service type (DESIGN.md §1);
+//! `http` is a thin adapter on top and nothing imports it. [`App::build`] is the one
+//! way to start the server, used by the binary and by the test harness alike.
+
+mod app;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod http;
+pub mod telemetry;
+
+pub use app::{App, AppState, Services, StartError};

@@ -1,0 +1,152 @@
+//! Logs and metrics: the tracing subscriber the binary installs (pretty on a terminal,
+//! JSON in production) and the Prometheus registry services record into. Imports only
+//! `config`.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, Settings};
+
+/// Install the global tracing subscriber. Logs go to stderr, so stdout stays free for
+/// commands that print data. Call once, from the binary; tests build apps without it.
+///
+/// Fails when a subscriber is already installed.
+pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&settings.log)?;
+    let json = match settings.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// Labels of the HTTP metrics. `route` is the route template (`/api/collections/{c}`),
+/// never the raw path, so the number of series stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms … ~8 s in doublings.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Every metric Basalt exports, under the `basalt_` prefix.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("basalt");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce an HTTP response, by method, route template and status",
+            http_duration.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+        }
+    }
+
+    /// Count one answered request and its latency.
+    pub fn observe_http(&self, labels: HttpLabels, elapsed: Duration) {
+        self.http_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// The registry in the OpenMetrics text format, which Prometheus scrapes natively.
+    ///
+    /// Fails only if a metric cannot be written, which would be a bug in a collector.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_metrics_are_encoded_by_route_and_status() {
+        let metrics = Metrics::new();
+        let labels = HttpLabels {
+            method: "GET".into(),
+            route: "/api/health".into(),
+            status: 200,
+        };
+        metrics.observe_http(labels.clone(), Duration::from_millis(3));
+        metrics.observe_http(labels, Duration::from_millis(3));
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"basalt_http_requests_total{method="GET",route="/api/health",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("basalt_http_request_duration_seconds_bucket{"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}
