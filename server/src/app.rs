@@ -76,6 +76,16 @@ impl App {
     /// migrated, a URL is rejected by its client, or the address cannot be bound.
     pub async fn build(settings: Settings) -> Result<App, StartError> {
         let started = Instant::now();
+        // Bind first: a port in use is reported before any other work is done.
+        let listener =
+            TcpListener::bind(settings.http_addr).map_err(|source| StartError::Listen {
+                addr: settings.http_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: settings.http_addr,
+            source,
+        })?;
         std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
             path: settings.data_dir.display().to_string(),
             source,
@@ -88,16 +98,6 @@ impl App {
             .map_err(StartError::Installation)?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
-
-        let listener =
-            TcpListener::bind(settings.http_addr).map_err(|source| StartError::Listen {
-                addr: settings.http_addr,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: settings.http_addr,
-            source,
-        })?;
 
         let state = AppState(Arc::new(Services {
             settings,

@@ -1,1 +1,207 @@
-//! placeholder
+//! The shared test harness for Basalt's black-box suites (CONVENTIONS.md, Tests).
+//!
+//! - [`TestApp`] starts the real app through `App::build` on port 0 with a fresh
+//!   database: a temp SQLite file, or a new PostgreSQL database copied from a migrated
+//!   template and dropped afterwards ([`postgres`]).
+//! - [`backend_tests!`] runs a suite once per backend. With `CI=true` an unreachable
+//!   PostgreSQL fails the run; without it, the PostgreSQL half says loudly that it was
+//!   skipped.
+//! - [`process`] runs the `basalt` binary itself, for what only a process shows:
+//!   start-up, logs, exit codes and signals.
+//! - [`eventually`] polls with a deadline; tests never sleep to wait.
+
+// Test support code: a failed expectation should panic with a message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod postgres;
+pub mod process;
+mod services;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use basalt_server::config::Layers;
+use basalt_server::{App, AppState};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use services::{ci, require_service};
+
+/// The database engine a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Run each named `async fn(Backend)` as two tests, `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if !$crate::postgres::available_or_skip(module_path!()).await {
+                    return;
+                }
+                super::$name($crate::Backend::Postgres).await;
+            }
+        }
+    )+};
+}
+
+/// Builds a [`TestApp`] with extra settings, given by their file names (`body_limit`).
+pub struct TestAppBuilder {
+    backend: Backend,
+    settings: Vec<(&'static str, String)>,
+}
+
+impl TestAppBuilder {
+    /// Set one setting as if from a command-line flag.
+    pub fn setting(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.settings.push((name, value.into()));
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = match self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(postgres::TestDatabase::create().await),
+        };
+        let database_url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", dir.path().join("data.db").display()),
+        };
+        let mut flags = vec![
+            ("http", "127.0.0.1:0".to_owned()),
+            ("data_dir", dir.path().display().to_string()),
+            ("database_url", database_url),
+            ("database_max_connections", "5".to_owned()),
+            ("shutdown_timeout", "5".to_owned()),
+        ];
+        flags.extend(self.settings);
+        // Settings go through the same layers and validation as the binary's.
+        let settings = Layers::default()
+            .flags(flags.iter().map(|(k, v)| (*k, v.clone())))
+            .resolve()
+            .expect("test settings are valid");
+        let app = App::build(settings).await.expect("the app starts");
+        let addr = app.addr();
+        let state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            backend: self.backend,
+            state,
+            shutdown,
+            server: Some(server),
+            _dir: dir,
+            _pg: pg,
+        }
+    }
+}
+
+/// A running Basalt on a free port with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    /// The app's services, for tests that check what a request left behind.
+    pub state: AppState,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+    // Dropped after the server: drops the PostgreSQL database.
+    _pg: Option<postgres::TestDatabase>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::builder(backend).spawn().await
+    }
+
+    pub fn builder(backend: Backend) -> TestAppBuilder {
+        TestAppBuilder {
+            backend,
+            settings: Vec::new(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// GET and parse the body as JSON; returns the status too.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        json(self.get(path).await).await
+    }
+
+    /// Stop gracefully and wait for the server to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A response's status and JSON body (`Null` when the body is not JSON).
+pub async fn json(res: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Poll `check` until it returns `Some`, or panic after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+    }
+}

@@ -21,13 +21,15 @@ use crate::config::{LogFormat, Settings};
 /// Fails when a subscriber is already installed.
 pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&settings.log)?;
+    let terminal = std::io::stderr().is_terminal();
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr);
     let installed = if json {
         builder

@@ -1,1 +1,14 @@
-fn main() {}
+//! The one integration test binary: every black-box suite is a module here, so the
+//! whole run links once.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod db;
+mod http_basics;
+mod hygiene;
+mod serve;

@@ -1,0 +1,46 @@
+//! Real services the suites use (PostgreSQL, Redis, RabbitMQ), and what happens when
+//! one is missing: with `CI=true` the test fails; otherwise it is skipped, loudly.
+
+use std::time::Duration;
+
+/// True when running under CI (`CI=true`), where a missing service is a failure.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether `name` accepts TCP connections at `addr`. When it does not: panic under CI,
+/// else print a SKIPPED line naming the test and return false.
+pub async fn require_service(name: &str, addr: &str, test: &str) -> bool {
+    let reachable =
+        tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+            .await
+            .is_ok_and(|r| r.is_ok());
+    if reachable {
+        return true;
+    }
+    skip_or_fail(name, addr, test, "connection refused or timed out");
+    false
+}
+
+pub(crate) fn skip_or_fail(name: &str, addr: &str, test: &str, why: &str) {
+    assert!(
+        !ci(),
+        "{name} at {addr} is unreachable ({why}) and CI=true: {test} cannot run"
+    );
+    let line = format!(
+        "SKIPPED {test}: {name} at {addr} is unreachable ({why}). \
+         Start it, or set CI=true to make this a failure."
+    );
+    eprintln!("\n*** {line} ***\n");
+    // The test runner hides a passing test's output; tests/run prints this file last.
+    if let Ok(path) = std::env::var("TEST_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
