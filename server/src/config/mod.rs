@@ -98,8 +98,9 @@ pub enum LogFormat {
 /// The validated settings tree every part of Basalt reads.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Address as given (may be `host:port` with a name); resolved by [`Settings::http_addr`].
+    /// Address as given; may name a host (`localhost:8090`).
     pub http: String,
+    /// `http` resolved to the address that is bound.
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,

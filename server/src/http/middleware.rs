@@ -6,8 +6,8 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use tracing::Instrument;
@@ -34,6 +34,23 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
+/// The method as a metric label: the standard ones by name, anything else (actix
+/// accepts extension methods) as `OTHER`, so a client cannot mint new series.
+fn method_label(method: &Method) -> String {
+    match *method {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::CONNECT
+        | Method::TRACE => method.as_str().to_owned(),
+        _ => "OTHER".to_owned(),
+    }
+}
+
 fn declared_length(req: &ServiceRequest) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
@@ -50,7 +67,7 @@ pub async fn observe(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let id = request_id(&req);
     let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let span = tracing::info_span!(
         "http_request",
         request_id = %id,
