@@ -6,6 +6,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_settings;
+mod m20261123_000002_collections;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -15,7 +16,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_settings::Migration)]
+        vec![
+            Box::new(m20261123_000001_settings::Migration),
+            Box::new(m20261123_000002_collections::Migration),
+        ]
     }
 
     /// Keep sea-orm's bookkeeping table beside Basalt's own, with the same prefix.

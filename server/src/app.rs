@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::events::Broker;
 use crate::http;
+use crate::schema::{SchemaError, SchemaService};
 use crate::telemetry::Metrics;
 
 /// The services every request can reach. One per process, shared by all workers.
@@ -28,6 +29,7 @@ pub struct Services {
     pub db: Db,
     pub cache: Cache,
     pub broker: Broker,
+    pub schema: SchemaService,
     pub metrics: Metrics,
     pub installation_id: String,
 }
@@ -51,6 +53,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error("reading the installation id failed: {0}")]
     Installation(sea_orm::DbErr),
+    #[error("loading the schema failed: {0}")]
+    Schema(#[from] SchemaError),
     #[error("{0} (setting `redis_url`)")]
     Cache(#[from] CacheError),
     #[error("cannot listen on {addr} (setting `http`, BASALT_HTTP, --http): {source}")]
@@ -96,6 +100,11 @@ impl App {
             .installation_id()
             .await
             .map_err(StartError::Installation)?;
+        let schema = SchemaService::load(db.clone()).await?;
+        let created = schema.ensure_defaults().await?;
+        if created > 0 {
+            tracing::info!(created, "created the default collections");
+        }
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
 
@@ -104,6 +113,7 @@ impl App {
             db,
             cache,
             broker,
+            schema,
             metrics: Metrics::new(),
             installation_id,
         }));

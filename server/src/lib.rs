@@ -10,6 +10,8 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod http;
+pub mod schema;
 pub mod telemetry;
+pub mod validation;
 
 pub use app::{App, AppState, Services, StartError};

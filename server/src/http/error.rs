@@ -8,12 +8,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-/// One field's problem, as PocketBase reports it: a stable code and a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub code: String,
-    pub message: String,
-}
+pub use crate::validation::FieldError;
+use crate::validation::FieldErrors;
 
 /// An error answered to the client. Its message is written for the client; a 500's
 /// cause is logged where it is built, never sent.
@@ -55,6 +51,15 @@ impl ApiError {
             },
         );
         self
+    }
+
+    /// A 400 carrying per-field problems.
+    pub fn validation(message: impl Into<String>, errors: FieldErrors) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            data: errors.into_map(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {

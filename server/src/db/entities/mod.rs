@@ -1,4 +1,6 @@
 //! sea-orm entities for Basalt's own tables. The tables themselves are created by the
 //! `basalt-migrations` crate; an entity here must match the latest migration.
 
+pub mod collections;
+pub mod schema_history;
 pub mod settings;

@@ -1,0 +1,1245 @@
+//! The schema service: the one way collections are created, changed, deleted,
+//! imported and exported. Each change is validated against the current schema, planned
+//! as DDL, and applied in one write transaction together with its `_collections` row
+//! and a `_schema_history` entry; the registry's snapshot is swapped after commit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
+    Set, Statement,
+};
+use serde_json::{Value, json};
+
+use super::ddl::{self, Storage, storage};
+use super::model::{
+    AuthOptions, Collection, CollectionInput, CollectionKind, Field, FieldInput, FieldKind, Rules,
+    parse_collection,
+};
+use super::names::{is_reserved, name_problem};
+use super::registry::{Registry, Snapshot};
+use crate::db::entities::{collections, schema_history};
+use crate::db::{Backend, Db};
+use crate::validation::FieldErrors;
+
+/// Fixed key of the PostgreSQL advisory lock that serialises schema changes.
+const SCHEMA_LOCK_KEY: i64 = 0x6261_7361_6c74_7363; // "basaltsc"
+
+/// Outcomes of a schema change a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("collection not found")]
+    NotFound,
+    #[error("the collection definition is invalid")]
+    Validation(FieldErrors),
+    #[error("the schema was changed by someone else meanwhile; reload and retry")]
+    Conflict,
+    #[error("database error: {0}")]
+    Db(DbErr),
+}
+
+impl SchemaError {
+    fn one(path: &str, code: &str, message: impl Into<String>) -> SchemaError {
+        let mut errors = FieldErrors::default();
+        errors.add(path, code, message.into());
+        SchemaError::Validation(errors)
+    }
+}
+
+fn db_err(err: DbErr) -> SchemaError {
+    SchemaError::Db(err)
+}
+
+/// Who changed the schema, recorded in the history.
+#[derive(Clone, Debug)]
+pub enum Actor {
+    System,
+    Cli,
+    Superuser(String),
+}
+
+impl Actor {
+    fn label(&self) -> String {
+        match self {
+            Actor::System => "system".to_owned(),
+            Actor::Cli => "cli".to_owned(),
+            Actor::Superuser(id) => format!("superuser:{id}"),
+        }
+    }
+}
+
+/// PocketBase's datetime format, millisecond precision, UTC.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string()
+}
+
+fn random_suffix() -> u32 {
+    // The low bits of a UUIDv7 are random.
+    (uuid::Uuid::now_v7().as_u128() & 0xffff_ffff) as u32
+}
+
+fn new_field_id(kind: &FieldKind) -> String {
+    format!("{}{}", kind.type_name(), random_suffix())
+}
+
+fn text_kind(min: u64, max: u64, pattern: &str, autogenerate: &str, primary: bool) -> FieldKind {
+    FieldKind::Text {
+        min,
+        max,
+        pattern: pattern.to_owned(),
+        autogenerate_pattern: autogenerate.to_owned(),
+        primary_key: primary,
+    }
+}
+
+fn system_field(name: &str, kind: FieldKind, hidden: bool, required: bool) -> Field {
+    Field {
+        id: String::new(),
+        name: name.to_owned(),
+        system: true,
+        hidden,
+        presentable: false,
+        required,
+        nullable: false,
+        default: None,
+        kind,
+    }
+}
+
+/// The fields every collection of `kind` has, in order: those that lead, those that
+/// trail.
+fn system_fields(kind: CollectionKind) -> (Vec<Field>, Vec<Field>) {
+    let mut lead = vec![system_field(
+        "id",
+        text_kind(1, 64, "^[a-zA-Z0-9_-]+$", "", true),
+        false,
+        true,
+    )];
+    if kind == CollectionKind::Auth {
+        lead.push(system_field(
+            "password",
+            FieldKind::Password {
+                min: 8,
+                max: 256,
+                pattern: String::new(),
+                cost: 0,
+            },
+            true,
+            true,
+        ));
+        lead.push(system_field(
+            "tokenKey",
+            text_kind(30, 60, "", "[a-zA-Z0-9]{50}", false),
+            true,
+            true,
+        ));
+        lead.push(system_field(
+            "email",
+            FieldKind::Email {
+                except_domains: Vec::new(),
+                only_domains: Vec::new(),
+            },
+            false,
+            true,
+        ));
+        lead.push(system_field(
+            "emailVisibility",
+            FieldKind::Bool,
+            false,
+            false,
+        ));
+        lead.push(system_field("verified", FieldKind::Bool, false, false));
+    }
+    let trail = vec![
+        system_field(
+            "created",
+            FieldKind::Autodate {
+                on_create: true,
+                on_update: false,
+            },
+            false,
+            false,
+        ),
+        system_field(
+            "updated",
+            FieldKind::Autodate {
+                on_create: true,
+                on_update: true,
+            },
+            false,
+            false,
+        ),
+    ];
+    (lead, trail)
+}
+
+/// The schema service; one per process, shared by every request.
+#[derive(Debug)]
+pub struct SchemaService {
+    db: Db,
+    registry: Registry,
+}
+
+enum Change {
+    Create(Collection),
+    Update {
+        old: Arc<Collection>,
+        new: Collection,
+    },
+    Delete(Arc<Collection>),
+}
+
+impl SchemaService {
+    /// Read every collection from `_collections` into the first snapshot.
+    ///
+    /// Fails when the table cannot be read or a stored definition does not parse.
+    pub async fn load(db: Db) -> Result<SchemaService, SchemaError> {
+        let service = SchemaService {
+            db,
+            registry: Registry::default(),
+        };
+        service.reload().await?;
+        Ok(service)
+    }
+
+    /// The current schema. Take it once per request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.registry.snapshot()
+    }
+
+    async fn reload(&self) -> Result<(), SchemaError> {
+        let rows = collections::Entity::find()
+            .all(self.db.conn())
+            .await
+            .map_err(db_err)?;
+        let mut list = Vec::with_capacity(rows.len());
+        for row in rows {
+            list.push(from_row(row)?);
+        }
+        self.registry.replace(Snapshot::new(list));
+        Ok(())
+    }
+
+    /// Create the collections Basalt needs: `_superusers` (system) and, on first start,
+    /// `users` with PocketBase's default rules. Returns how many were created.
+    ///
+    /// Fails when a database statement fails.
+    pub async fn ensure_defaults(&self) -> Result<usize, SchemaError> {
+        let snapshot = self.snapshot();
+        let mut created = 0;
+        if snapshot.get("_superusers").is_none() {
+            let mut collection = self.resolve_new(
+                &json!({"name": "_superusers", "type": "auth"}),
+                &snapshot,
+                &[],
+                true,
+            )?;
+            collection.id = "pbc_superusers".to_owned();
+            collection.system = true;
+            if let Some(auth) = &mut collection.auth {
+                auth.token_duration = 86_400;
+            }
+            self.apply(vec![Change::Create(collection)], &Actor::System)
+                .await?;
+            created += 1;
+        }
+        if self.snapshot().all().len() == 1 {
+            // A fresh installation: PocketBase's default `users` collection.
+            let owner = "id = @request.auth.id";
+            let collection = self.resolve_new(
+                &json!({
+                    "name": "users", "type": "auth",
+                    "listRule": owner, "viewRule": owner, "createRule": "",
+                    "updateRule": owner, "deleteRule": owner,
+                    "fields": [{"name": "name", "type": "text", "max": 255}]
+                }),
+                &self.snapshot(),
+                &[],
+                false,
+            )?;
+            self.apply(vec![Change::Create(collection)], &Actor::System)
+                .await?;
+            created += 1;
+        }
+        Ok(created)
+    }
+
+    /// Create a collection from a PocketBase-shaped body.
+    ///
+    /// Fails with `Validation` for any problem in the definition.
+    pub async fn create(
+        &self,
+        body: &Value,
+        actor: &Actor,
+    ) -> Result<Arc<Collection>, SchemaError> {
+        let snapshot = self.snapshot();
+        let collection = self.resolve_new(body, &snapshot, &[], false)?;
+        let id = collection.id.clone();
+        self.apply(vec![Change::Create(collection)], actor).await?;
+        self.snapshot()
+            .by_id(&id)
+            .cloned()
+            .ok_or(SchemaError::NotFound)
+    }
+
+    /// Change a collection; keys absent from `body` keep their current value.
+    ///
+    /// Fails with `NotFound`, `Validation` (including a lossy type change), or
+    /// `Conflict` when another change committed since the snapshot was taken.
+    pub async fn update(
+        &self,
+        id_or_name: &str,
+        body: &Value,
+        actor: &Actor,
+    ) -> Result<Arc<Collection>, SchemaError> {
+        let snapshot = self.snapshot();
+        let old = snapshot
+            .get(id_or_name)
+            .cloned()
+            .ok_or(SchemaError::NotFound)?;
+        let mut errors = FieldErrors::default();
+        let input = parse_collection(body, &mut errors);
+        let new = resolve(input, Some(&old), &snapshot, &[], &mut errors, old.system);
+        errors.into_result().map_err(SchemaError::Validation)?;
+        let id = old.id.clone();
+        if !same_definition(&old, &new) {
+            self.apply(vec![Change::Update { old, new }], actor).await?;
+        }
+        self.snapshot()
+            .by_id(&id)
+            .cloned()
+            .ok_or(SchemaError::NotFound)
+    }
+
+    /// Delete a collection and its table.
+    ///
+    /// Fails with `NotFound`, or `Validation` for a system collection or one that
+    /// another collection's relation field points at.
+    pub async fn delete(&self, id_or_name: &str, actor: &Actor) -> Result<(), SchemaError> {
+        let snapshot = self.snapshot();
+        let old = snapshot
+            .get(id_or_name)
+            .cloned()
+            .ok_or(SchemaError::NotFound)?;
+        if old.system {
+            return Err(SchemaError::one(
+                "name",
+                "validation_system_collection",
+                "A system collection cannot be deleted.",
+            ));
+        }
+        if let Some(relating) = relating_fields(&snapshot, &old.id).first() {
+            return Err(SchemaError::one(
+                "name",
+                "validation_collection_referenced",
+                format!(
+                    "The relation field `{relating}` points at this collection; remove it first."
+                ),
+            ));
+        }
+        self.apply(vec![Change::Delete(old)], actor).await
+    }
+
+    /// Bring the schema to the given collections in one transaction: each is created or
+    /// updated (matched by id, then name); with `delete_missing`, user collections not
+    /// listed are deleted. Returns how many collections changed; importing the same
+    /// definitions twice changes nothing the second time.
+    ///
+    /// Fails with `Validation` (paths prefixed `collections.N.`) for any problem.
+    pub async fn import(
+        &self,
+        definitions: &[Value],
+        delete_missing: bool,
+        actor: &Actor,
+    ) -> Result<usize, SchemaError> {
+        let snapshot = self.snapshot();
+        let mut errors = FieldErrors::default();
+        let mut inputs = Vec::new();
+        for (i, body) in definitions.iter().enumerate() {
+            let mut own = FieldErrors::default();
+            let input = parse_collection(body, &mut own);
+            prefix_errors(&mut errors, own, &format!("collections.{i}"));
+            inputs.push(input);
+        }
+        // Relations may point at collections created by this same import.
+        let batch: Vec<(String, String)> = inputs
+            .iter()
+            .filter_map(|i| Some((i.id.clone()?, i.name.clone()?)))
+            .chain(inputs.iter().filter_map(|i| {
+                let name = i.name.clone()?;
+                Some((name.clone(), name))
+            }))
+            .collect();
+        let mut changes = Vec::new();
+        let mut listed = HashSet::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let existing = input
+                .id
+                .as_deref()
+                .and_then(|id| snapshot.by_id(id))
+                .or_else(|| input.name.as_deref().and_then(|n| snapshot.get(n)))
+                .cloned();
+            let mut own = FieldErrors::default();
+            let system = existing.as_ref().is_some_and(|c| c.system);
+            let mut new = resolve(
+                input,
+                existing.as_deref(),
+                &snapshot,
+                &batch,
+                &mut own,
+                system,
+            );
+            prefix_errors(&mut errors, own, &format!("collections.{i}"));
+            listed.insert(new.name.clone());
+            match existing {
+                Some(old) => {
+                    listed.insert(old.name.clone());
+                    if !same_definition(&old, &new) {
+                        changes.push(Change::Update { old, new });
+                    }
+                }
+                None => {
+                    if new.id.is_empty() {
+                        new.id = format!("pbc_{}", random_suffix());
+                    }
+                    changes.push(Change::Create(new));
+                }
+            }
+        }
+        if delete_missing {
+            for old in snapshot.all() {
+                if !old.system && !listed.contains(&old.name) {
+                    changes.push(Change::Delete(old.clone()));
+                }
+            }
+        }
+        errors.into_result().map_err(SchemaError::Validation)?;
+        let changed = changes.len();
+        if changed > 0 {
+            self.apply(changes, actor).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Every user collection (not Basalt's system ones), as PocketBase exports them.
+    pub fn export(&self) -> Value {
+        Value::Array(
+            self.snapshot()
+                .all()
+                .iter()
+                .filter(|c| !c.system)
+                .map(|c| c.to_json())
+                .collect(),
+        )
+    }
+
+    fn resolve_new(
+        &self,
+        body: &Value,
+        snapshot: &Snapshot,
+        batch: &[(String, String)],
+        system: bool,
+    ) -> Result<Collection, SchemaError> {
+        let mut errors = FieldErrors::default();
+        let input = parse_collection(body, &mut errors);
+        let mut collection = resolve(input, None, snapshot, batch, &mut errors, system);
+        errors.into_result().map_err(SchemaError::Validation)?;
+        if collection.id.is_empty() {
+            collection.id = format!("pbc_{}", random_suffix());
+        }
+        Ok(collection)
+    }
+
+    async fn apply(&self, changes: Vec<Change>, actor: &Actor) -> Result<(), SchemaError> {
+        let backend = self.db.database_backend();
+        let txn = self.db.begin_write().await.map_err(db_err)?;
+        if self.db.backend() == Backend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [SCHEMA_LOCK_KEY.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+        let now = Utc::now();
+        for change in &changes {
+            let (old, new) = match change {
+                Change::Create(new) => (None, Some(new)),
+                Change::Update { old, new } => (Some(old.as_ref()), Some(new)),
+                Change::Delete(old) => (Some(old.as_ref()), None),
+            };
+            if let Some(old) = old {
+                ensure_unchanged(&txn, old).await?;
+            }
+            if let (Some(old), Some(new)) = (old, new) {
+                refuse_required_without_default(&txn, old, new).await?;
+            }
+            let steps = ddl::plan(old, new, backend).map_err(|e| {
+                SchemaError::one(&e.path, "validation_invalid_schema_change", e.message)
+            })?;
+            for step in steps {
+                txn.execute_raw(step.sql).await.map_err(db_err)?;
+            }
+            match (old, new) {
+                (_, Some(new)) => {
+                    let row = to_row(new, now);
+                    if old.is_some() {
+                        collections::Entity::delete_by_id(new.id.clone())
+                            .exec(&txn)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    collections::Entity::insert(row)
+                        .exec(&txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                (Some(old), None) => {
+                    collections::Entity::delete_by_id(old.id.clone())
+                        .exec(&txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                (None, None) => {}
+            }
+            let action = match change {
+                Change::Create(_) => "create",
+                Change::Update { .. } => "update",
+                Change::Delete(_) => "delete",
+            };
+            let subject = new.or(old);
+            schema_history::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                collection_id: Set(subject.map(|c| c.id.clone()).unwrap_or_default()),
+                collection_name: Set(subject.map(|c| c.name.clone()).unwrap_or_default()),
+                action: Set(action.to_owned()),
+                actor: Set(Some(actor.label())),
+                diff: Set(json!({
+                    "before": old.map(Collection::to_json),
+                    "after": new.map(|c| stored(c, now).to_json()),
+                })
+                .to_string()),
+                created: Set(now),
+            }
+            .insert(&txn)
+            .await
+            .map_err(db_err)?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        self.reload().await
+    }
+}
+
+/// `collection` with the timestamps it is stored with.
+fn stored(collection: &Collection, now: DateTime<Utc>) -> Collection {
+    let mut c = collection.clone();
+    if c.created.is_empty() {
+        c.created = format_time(now);
+    }
+    c.updated = format_time(now);
+    c
+}
+
+/// Refuse a change based on a definition that someone else has changed since.
+async fn ensure_unchanged(txn: &DatabaseTransaction, old: &Collection) -> Result<(), SchemaError> {
+    let row = collections::Entity::find_by_id(old.id.clone())
+        .one(txn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(row) if format_time(row.updated) == old.updated => Ok(()),
+        _ => Err(SchemaError::Conflict),
+    }
+}
+
+async fn refuse_required_without_default(
+    txn: &DatabaseTransaction,
+    old: &Collection,
+    new: &Collection,
+) -> Result<(), SchemaError> {
+    let added: Vec<&Field> = new
+        .fields
+        .iter()
+        .filter(|f| {
+            f.required && f.default.is_none() && !f.system && old.field_by_id(&f.id).is_none()
+        })
+        .collect();
+    let Some(first) = added.first() else {
+        return Ok(());
+    };
+    let probe = Query::select()
+        .expr(Expr::val(1))
+        .from(sea_orm::sea_query::Alias::new(&old.name))
+        .limit(1)
+        .to_owned();
+    let has_rows = txn.query_one(&probe).await.map_err(db_err)?.is_some();
+    if has_rows {
+        let path = format!(
+            "fields.{}",
+            new.fields
+                .iter()
+                .position(|f| f.id == first.id)
+                .unwrap_or_default()
+        );
+        return Err(SchemaError::one(
+            &path,
+            "validation_required_without_default",
+            format!(
+                "The collection already has records, which would have no `{}`: give the field a default or add it as optional first.",
+                first.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Relation fields of other collections that point at `target_id`, as `coll.field`.
+fn relating_fields(snapshot: &Snapshot, target_id: &str) -> Vec<String> {
+    snapshot
+        .all()
+        .iter()
+        .filter(|c| c.id != target_id)
+        .flat_map(|c| {
+            c.fields.iter().filter_map(move |f| match &f.kind {
+                FieldKind::Relation { collection_id, .. } if collection_id == target_id => {
+                    Some(format!("{}.{}", c.name, f.name))
+                }
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+fn prefix_errors(into: &mut FieldErrors, errors: FieldErrors, prefix: &str) {
+    for (path, error) in errors.into_map() {
+        let path = if path.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        into.add(path, &error.code, error.message);
+    }
+}
+
+/// Equal definitions, ignoring timestamps: nothing to apply.
+fn same_definition(a: &Collection, b: &Collection) -> bool {
+    let strip = |c: &Collection| {
+        let mut c = c.clone();
+        c.created.clear();
+        c.updated.clear();
+        c
+    };
+    strip(a) == strip(b)
+}
+
+/// Turn a parsed body into a full definition: keys absent keep `old`'s values, system
+/// fields are put in place, field ids kept or made, and everything is checked against
+/// the schema. `system` relaxes the naming rules for Basalt's own collections.
+fn resolve(
+    input: CollectionInput,
+    old: Option<&Collection>,
+    snapshot: &Snapshot,
+    batch: &[(String, String)],
+    errors: &mut FieldErrors,
+    system: bool,
+) -> Collection {
+    let name = input
+        .name
+        .clone()
+        .or_else(|| old.map(|o| o.name.clone()))
+        .unwrap_or_default();
+    if name.is_empty() {
+        errors.add(
+            "name",
+            "validation_required",
+            "Missing collection name.".into(),
+        );
+    } else if !(system && name.starts_with('_'))
+        && let Some(problem) = name_problem(&name)
+    {
+        errors.add("name", "validation_invalid_name", problem);
+    }
+    if system && old.is_some_and(|o| o.name != name) {
+        errors.add(
+            "name",
+            "validation_system_collection",
+            "A system collection cannot be renamed.".into(),
+        );
+    }
+    let own_id = old.map(|o| o.id.as_str()).or(input.id.as_deref());
+    if snapshot
+        .all()
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case(&name) && Some(c.id.as_str()) != own_id)
+    {
+        errors.add(
+            "name",
+            "validation_collection_name_exists",
+            format!("A collection named `{name}` already exists."),
+        );
+    }
+    let mut id = old.map(|o| o.id.clone()).unwrap_or_default();
+    if old.is_none()
+        && let Some(given) = &input.id
+    {
+        let valid = (1..=64).contains(&given.len())
+            && given.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            errors.add(
+                "id",
+                "validation_invalid_id",
+                "Must be 1–64 characters of a-z, A-Z, 0-9 and _.".into(),
+            );
+        } else if snapshot.by_id(given).is_some() {
+            errors.add(
+                "id",
+                "validation_id_exists",
+                "A collection with this id already exists.".into(),
+            );
+        }
+        id = given.clone();
+    }
+    let kind = match (old, input.kind) {
+        (Some(o), Some(k)) if o.kind != k => {
+            errors.add(
+                "type",
+                "validation_invalid_value",
+                "The type of a collection cannot be changed.".into(),
+            );
+            o.kind
+        }
+        (Some(o), _) => o.kind,
+        (None, k) => k.unwrap_or(CollectionKind::Base),
+    };
+
+    let given: Vec<FieldInput> = match input.fields {
+        Some(fields) => fields,
+        None => old
+            .map(|o| {
+                o.fields
+                    .iter()
+                    .map(|f| FieldInput {
+                        id: Some(f.id.clone()),
+                        field: f.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let fields = place_fields(given, old, kind, errors);
+    check_fields(&fields, kind, snapshot, batch, errors);
+
+    let rule = |key: &'static str, current: Option<&Option<String>>| -> Option<String> {
+        match input.rules.get(key) {
+            Some(value) => value.clone(),
+            None => current.cloned().flatten(),
+        }
+    };
+    let rules = Rules {
+        list: rule("listRule", old.map(|o| &o.rules.list)),
+        view: rule("viewRule", old.map(|o| &o.rules.view)),
+        create: rule("createRule", old.map(|o| &o.rules.create)),
+        update: rule("updateRule", old.map(|o| &o.rules.update)),
+        delete: rule("deleteRule", old.map(|o| &o.rules.delete)),
+    };
+    let auth = (kind == CollectionKind::Auth).then(|| {
+        let base = old.and_then(|o| o.auth.clone()).unwrap_or_default();
+        let auth = AuthOptions {
+            auth_rule: input.auth_rule.clone().unwrap_or(base.auth_rule),
+            manage_rule: input.manage_rule.clone().unwrap_or(base.manage_rule),
+            password_auth_enabled: input
+                .password_auth_enabled
+                .unwrap_or(base.password_auth_enabled),
+            identity_fields: input
+                .identity_fields
+                .clone()
+                .unwrap_or(base.identity_fields),
+            token_duration: input.token_duration.unwrap_or(base.token_duration),
+        };
+        for (i, name) in auth.identity_fields.iter().enumerate() {
+            if !fields.iter().any(|f| &f.name == name) {
+                errors.add(
+                    format!("passwordAuth.identityFields.{i}"),
+                    "validation_unknown_field",
+                    format!("No field named `{name}`."),
+                );
+            }
+        }
+        if auth.token_duration == 0 {
+            errors.add(
+                "authToken.duration",
+                "validation_invalid_value",
+                "Must be at least 1 second.".into(),
+            );
+        }
+        auth
+    });
+
+    let mut indexes = input
+        .indexes
+        .clone()
+        .unwrap_or_else(|| old.map(|o| o.indexes.clone()).unwrap_or_default());
+    if kind == CollectionKind::Auth {
+        // Emails are unique and compared case-insensitively by the auth code.
+        let email_index = format!(
+            "CREATE UNIQUE INDEX `idx_email_{id_part}` ON `{name}` (`email`)",
+            id_part = index_suffix(&id, &name)
+        );
+        let token_index = format!(
+            "CREATE UNIQUE INDEX `idx_tokenKey_{id_part}` ON `{name}` (`tokenKey`)",
+            id_part = index_suffix(&id, &name)
+        );
+        for wanted in [email_index, token_index] {
+            let prefix = wanted.split(" ON ").next().unwrap_or_default().to_owned();
+            if !indexes.iter().any(|i| i.starts_with(&prefix)) {
+                indexes.push(wanted);
+            }
+        }
+    }
+    let mut canonical = Vec::new();
+    let mut index_names = HashSet::new();
+    for (i, text) in indexes.iter().enumerate() {
+        match super::index::parse_index(text) {
+            Ok(mut def) => {
+                def.table = name.clone();
+                if !index_names.insert(def.name.to_ascii_lowercase()) {
+                    errors.add(
+                        format!("indexes.{i}"),
+                        "validation_duplicated_index",
+                        format!("Index `{}` is listed twice.", def.name),
+                    );
+                }
+                let taken_elsewhere = snapshot.all().iter().any(|c| {
+                    Some(c.id.as_str()) != own_id
+                        && c.indexes.iter().any(|other| {
+                            super::index::parse_index(other)
+                                .is_ok_and(|o| o.name.eq_ignore_ascii_case(&def.name))
+                        })
+                });
+                if taken_elsewhere {
+                    errors.add(
+                        format!("indexes.{i}"),
+                        "validation_index_name_exists",
+                        format!("Another collection has an index named `{}`.", def.name),
+                    );
+                }
+                for column in &def.columns {
+                    if !fields.iter().any(|f| f.name == column.name) {
+                        errors.add(
+                            format!("indexes.{i}"),
+                            "validation_unknown_field",
+                            format!("Unknown field `{}` in index.", column.name),
+                        );
+                    }
+                }
+                canonical.push(def.to_definition());
+            }
+            Err(message) => errors.add(format!("indexes.{i}"), "validation_invalid_index", message),
+        }
+    }
+
+    Collection {
+        id,
+        name,
+        kind,
+        system,
+        fields,
+        indexes: canonical,
+        rules,
+        auth,
+        created: old.map(|o| o.created.clone()).unwrap_or_default(),
+        updated: old.map(|o| o.updated.clone()).unwrap_or_default(),
+    }
+}
+
+/// A short, stable, unique suffix for the system indexes of an auth collection.
+fn index_suffix(id: &str, name: &str) -> String {
+    let source = if id.is_empty() { name } else { id };
+    source
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+}
+
+/// Put system fields in place and give every field its id.
+fn place_fields(
+    given: Vec<FieldInput>,
+    old: Option<&Collection>,
+    kind: CollectionKind,
+    errors: &mut FieldErrors,
+) -> Vec<Field> {
+    let (lead, trail) = system_fields(kind);
+    let specs: HashMap<String, Field> = lead
+        .iter()
+        .chain(trail.iter())
+        .map(|f| (f.name.clone(), f.clone()))
+        .collect();
+    let mut out: Vec<Field> = Vec::new();
+    let mut seen_ids = HashSet::new();
+    for (i, FieldInput { id, field }) in given.into_iter().enumerate() {
+        let mut field = field;
+        if let Some(spec) = specs.get(&field.name) {
+            if spec.kind.type_name() != field.kind.type_name() {
+                errors.add(
+                    format!("fields.{i}.type"),
+                    "validation_system_field",
+                    format!(
+                        "`{}` is a system field of type {}.",
+                        spec.name,
+                        spec.kind.type_name()
+                    ),
+                );
+            }
+            // System fields keep Basalt's definition; a listed one only fixes its place.
+            field = Field {
+                id: field.id,
+                ..spec.clone()
+            };
+        } else if field.system {
+            errors.add(
+                format!("fields.{i}.system"),
+                "validation_invalid_value",
+                "Only Basalt's own fields are system fields.".into(),
+            );
+        }
+        let from_old = old.and_then(|o| {
+            id.as_deref()
+                .and_then(|id| o.field_by_id(id))
+                .or_else(|| o.field(&field.name))
+        });
+        field.id = match (from_old, id) {
+            (Some(existing), _) => existing.id.clone(),
+            (None, Some(id))
+                if (1..=100).contains(&id.len())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                id
+            }
+            (None, Some(_)) => {
+                errors.add(
+                    format!("fields.{i}.id"),
+                    "validation_invalid_id",
+                    "Must be 1–100 characters of a-z, A-Z, 0-9 and _.".into(),
+                );
+                String::new()
+            }
+            (None, None) => new_field_id(&field.kind),
+        };
+        if !seen_ids.insert(field.id.clone()) {
+            errors.add(
+                format!("fields.{i}.id"),
+                "validation_duplicated_field_id",
+                "Two fields have the same id.".into(),
+            );
+        }
+        out.push(field);
+    }
+    let mut missing_lead: Vec<Field> = Vec::new();
+    for spec in lead {
+        if !out.iter().any(|f| f.name == spec.name) {
+            missing_lead.push(spec);
+        }
+    }
+    for spec in trail {
+        if !out.iter().any(|f| f.name == spec.name) {
+            out.push(spec);
+        }
+    }
+    let mut fields = missing_lead;
+    fields.extend(out);
+    for field in &mut fields {
+        if field.id.is_empty() && field.system {
+            field.id = old
+                .and_then(|o| o.field(&field.name))
+                .map(|f| f.id.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}_{}",
+                        field.kind.type_name(),
+                        field.name.to_ascii_lowercase()
+                    )
+                });
+        }
+    }
+    fields
+}
+
+fn check_fields(
+    fields: &[Field],
+    kind: CollectionKind,
+    snapshot: &Snapshot,
+    batch: &[(String, String)],
+    errors: &mut FieldErrors,
+) {
+    let mut names = HashSet::new();
+    for (i, field) in fields.iter().enumerate() {
+        let path = |key: &str| format!("fields.{i}.{key}");
+        if !field.system {
+            if let Some(problem) = name_problem(&field.name) {
+                errors.add(path("name"), "validation_invalid_name", problem);
+            }
+        } else if is_reserved(&field.name) {
+            errors.add(
+                path("name"),
+                "validation_invalid_name",
+                "Reserved name.".into(),
+            );
+        }
+        if !names.insert(field.name.to_ascii_lowercase()) {
+            errors.add(
+                path("name"),
+                "validation_duplicated_field_name",
+                format!("Another field is named `{}`.", field.name),
+            );
+        }
+        match &field.kind {
+            FieldKind::Text {
+                min,
+                max,
+                pattern,
+                autogenerate_pattern,
+                primary_key,
+            } => {
+                if *max > 0 && min > max {
+                    errors.add(
+                        path("min"),
+                        "validation_invalid_value",
+                        "Must not be greater than max.".into(),
+                    );
+                }
+                check_pattern(pattern, &path("pattern"), errors);
+                check_pattern(autogenerate_pattern, &path("autogeneratePattern"), errors);
+                if *primary_key && field.name != "id" {
+                    errors.add(
+                        path("primaryKey"),
+                        "validation_invalid_value",
+                        "Only the id field is the primary key.".into(),
+                    );
+                }
+            }
+            FieldKind::Password {
+                min, max, pattern, ..
+            } => {
+                if kind != CollectionKind::Auth {
+                    errors.add(
+                        path("type"),
+                        "validation_invalid_type",
+                        "Password fields belong to auth collections.".into(),
+                    );
+                }
+                if *max > 0 && min > max {
+                    errors.add(
+                        path("min"),
+                        "validation_invalid_value",
+                        "Must not be greater than max.".into(),
+                    );
+                }
+                check_pattern(pattern, &path("pattern"), errors);
+            }
+            FieldKind::Number {
+                min: Some(min),
+                max: Some(max),
+                ..
+            } if min > max => {
+                errors.add(
+                    path("min"),
+                    "validation_invalid_value",
+                    "Must not be greater than max.".into(),
+                );
+            }
+            FieldKind::Select { values, max_select } => {
+                if values.is_empty() {
+                    errors.add(
+                        path("values"),
+                        "validation_required",
+                        "A select field needs at least one value.".into(),
+                    );
+                }
+                let unique: HashSet<&String> = values.iter().collect();
+                if unique.len() != values.len() {
+                    errors.add(
+                        path("values"),
+                        "validation_invalid_value",
+                        "Values must be unique.".into(),
+                    );
+                }
+                if *max_select as usize > values.len().max(1) {
+                    errors.add(
+                        path("maxSelect"),
+                        "validation_invalid_value",
+                        "Must not exceed the number of values.".into(),
+                    );
+                }
+            }
+            FieldKind::Relation {
+                collection_id,
+                min_select,
+                max_select,
+                ..
+            } => {
+                let known = snapshot.by_id(collection_id).is_some()
+                    || batch.iter().any(|(id, _)| id == collection_id);
+                if !known {
+                    errors.add(
+                        path("collectionId"),
+                        "validation_missing_collection",
+                        format!("No collection with id `{collection_id}`."),
+                    );
+                }
+                if min_select > max_select {
+                    errors.add(
+                        path("minSelect"),
+                        "validation_invalid_value",
+                        "Must not be greater than maxSelect.".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Some(default) = &field.default
+            && !default_fits(&field.kind, default)
+        {
+            errors.add(
+                path("default"),
+                "validation_invalid_value",
+                format!("Not a valid {} value.", field.kind.type_name()),
+            );
+        }
+    }
+}
+
+fn check_pattern(pattern: &str, path: &str, errors: &mut FieldErrors) {
+    if !pattern.is_empty()
+        && let Err(err) = regex::Regex::new(pattern)
+    {
+        let message = format!(
+            "Not a valid regular expression: {}",
+            err.to_string().lines().last().unwrap_or_default()
+        );
+        errors.add(path, "validation_invalid_pattern", message);
+    }
+}
+
+fn default_fits(kind: &FieldKind, value: &Value) -> bool {
+    match (storage(kind), value) {
+        (_, Value::Null) => false,
+        (Storage::Number, v) => v.is_number(),
+        (Storage::Bool, v) => v.is_boolean(),
+        (Storage::Json, v) if kind.is_multi() => v
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_string)),
+        (Storage::Json, _) => true,
+        (Storage::Text, v) => v.is_string() && !matches!(kind, FieldKind::Password { .. }),
+    }
+}
+
+fn to_row(collection: &Collection, now: DateTime<Utc>) -> collections::ActiveModel {
+    let created = DateTime::parse_from_str(
+        &collection.created.replace('Z', "+00:00"),
+        "%Y-%m-%d %H:%M:%S%.3f%:z",
+    )
+    .map(|t| t.with_timezone(&Utc))
+    .unwrap_or(now);
+    collections::ActiveModel {
+        id: Set(collection.id.clone()),
+        name: Set(collection.name.clone()),
+        r#type: Set(collection.kind.as_str().to_owned()),
+        system: Set(collection.system),
+        fields: Set(
+            Value::Array(collection.fields.iter().map(Field::to_json).collect()).to_string(),
+        ),
+        indexes: Set(json!(collection.indexes).to_string()),
+        list_rule: Set(collection.rules.list.clone()),
+        view_rule: Set(collection.rules.view.clone()),
+        create_rule: Set(collection.rules.create.clone()),
+        update_rule: Set(collection.rules.update.clone()),
+        delete_rule: Set(collection.rules.delete.clone()),
+        options: Set(collection
+            .auth
+            .as_ref()
+            .map_or_else(|| json!({}), AuthOptions::to_json)
+            .to_string()),
+        created: Set(created),
+        updated: Set(now),
+    }
+}
+
+fn from_row(row: collections::Model) -> Result<Collection, SchemaError> {
+    let corrupt = |what: &str| {
+        SchemaError::Db(DbErr::Type(format!(
+            "_collections row `{}`: bad {what}",
+            row.name
+        )))
+    };
+    let mut body = json!({
+        "id": row.id,
+        "name": row.name,
+        "type": row.r#type,
+        "fields": serde_json::from_str::<Value>(&row.fields).map_err(|_| corrupt("fields"))?,
+        "indexes": serde_json::from_str::<Value>(&row.indexes).map_err(|_| corrupt("indexes"))?,
+        "listRule": row.list_rule,
+        "viewRule": row.view_rule,
+        "createRule": row.create_rule,
+        "updateRule": row.update_rule,
+        "deleteRule": row.delete_rule,
+    });
+    if let (Value::Object(body), Ok(Value::Object(options))) =
+        (&mut body, serde_json::from_str::<Value>(&row.options))
+    {
+        body.extend(options);
+    }
+    let mut errors = FieldErrors::default();
+    let input = parse_collection(&body, &mut errors);
+    if !errors.is_empty() {
+        return Err(corrupt("definition"));
+    }
+    let fields = input
+        .fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| Field {
+            id: f.id.unwrap_or_default(),
+            ..f.field
+        })
+        .collect();
+    let kind = input.kind.unwrap_or(CollectionKind::Base);
+    let auth = (kind == CollectionKind::Auth).then(|| {
+        let base = AuthOptions::default();
+        AuthOptions {
+            auth_rule: input.auth_rule.clone().unwrap_or(base.auth_rule),
+            manage_rule: input.manage_rule.clone().unwrap_or(base.manage_rule),
+            password_auth_enabled: input
+                .password_auth_enabled
+                .unwrap_or(base.password_auth_enabled),
+            identity_fields: input
+                .identity_fields
+                .clone()
+                .unwrap_or(base.identity_fields),
+            token_duration: input.token_duration.unwrap_or(base.token_duration),
+        }
+    });
+    let rule = |key: &str| input.rules.get(key).cloned().flatten();
+    Ok(Collection {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind,
+        system: row.system,
+        fields,
+        indexes: input.indexes.clone().unwrap_or_default(),
+        rules: Rules {
+            list: rule("listRule"),
+            view: rule("viewRule"),
+            create: rule("createRule"),
+            update: rule("updateRule"),
+            delete: rule("deleteRule"),
+        },
+        auth,
+        created: format_time(row.created),
+        updated: format_time(row.updated),
+    })
+}
