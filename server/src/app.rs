@@ -11,11 +11,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{AuthError, AuthService};
 use crate::cache::{Cache, CacheError};
 use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::events::Broker;
 use crate::http;
+use crate::records::RecordService;
 use crate::schema::{SchemaError, SchemaService};
 use crate::telemetry::Metrics;
 
@@ -30,6 +32,8 @@ pub struct Services {
     pub cache: Cache,
     pub broker: Broker,
     pub schema: SchemaService,
+    pub records: RecordService,
+    pub auth: AuthService,
     pub metrics: Metrics,
     pub installation_id: String,
 }
@@ -55,6 +59,8 @@ pub enum StartError {
     Installation(sea_orm::DbErr),
     #[error("loading the schema failed: {0}")]
     Schema(#[from] SchemaError),
+    #[error("preparing auth failed: {0}")]
+    Auth(#[from] AuthError),
     #[error("{0} (setting `redis_url`)")]
     Cache(#[from] CacheError),
     #[error("cannot listen on {addr} (setting `http`, BASALT_HTTP, --http): {source}")]
@@ -62,6 +68,52 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Basalt's services without HTTP: the database open and migrated, the schema loaded
+/// with its default collections, records and auth ready. The CLI commands use this.
+pub struct Core {
+    pub db: Db,
+    /// How many system migrations this start applied.
+    pub applied: usize,
+    pub installation_id: String,
+    pub schema: SchemaService,
+    pub records: RecordService,
+    pub auth: AuthService,
+}
+
+impl Core {
+    /// Open everything but HTTP.
+    ///
+    /// Fails when the data dir cannot be created, the database cannot be opened or
+    /// migrated, or the schema or auth secret cannot be loaded.
+    pub async fn open(settings: &Settings) -> Result<Core, StartError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
+        let db = Db::connect(&settings.database, settings.database_max_connections).await?;
+        let applied = db.migrate().await?;
+        let installation_id = db
+            .installation_id()
+            .await
+            .map_err(StartError::Installation)?;
+        let schema = SchemaService::load(db.clone()).await?;
+        let created = schema.ensure_defaults().await?;
+        if created > 0 {
+            tracing::info!(created, "created the default collections");
+        }
+        let records = RecordService::new(db.clone());
+        let auth = AuthService::new(&db, records.clone()).await?;
+        Ok(Core {
+            db,
+            applied,
+            installation_id,
+            schema,
+            records,
+            auth,
+        })
+    }
 }
 
 /// A started Basalt: database open and migrated, socket bound, not yet serving.
@@ -90,21 +142,14 @@ impl App {
             addr: settings.http_addr,
             source,
         })?;
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
-            path: settings.data_dir.display().to_string(),
-            source,
-        })?;
-        let db = Db::connect(&settings.database, settings.database_max_connections).await?;
-        let applied = db.migrate().await?;
-        let installation_id = db
-            .installation_id()
-            .await
-            .map_err(StartError::Installation)?;
-        let schema = SchemaService::load(db.clone()).await?;
-        let created = schema.ensure_defaults().await?;
-        if created > 0 {
-            tracing::info!(created, "created the default collections");
-        }
+        let Core {
+            db,
+            applied,
+            installation_id,
+            schema,
+            records,
+            auth,
+        } = Core::open(&settings).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
 
@@ -114,6 +159,8 @@ impl App {
             cache,
             broker,
             schema,
+            records,
+            auth,
             metrics: Metrics::new(),
             installation_id,
         }));
@@ -144,6 +191,13 @@ impl App {
             startup_ms = started.elapsed().as_millis() as u64,
             "Basalt is listening on http://{addr}"
         );
+        let url = format!("http://{addr}");
+        if let Some(token) = state.auth.setup_token(&state.schema.snapshot()).await? {
+            tracing::warn!(
+                "No superuser yet. Create one with `basalt superuser upsert EMAIL PASSWORD`, \
+                 or open this one-time setup link within an hour: {url}/_/#/setup/{token}"
+            );
+        }
         Ok(App {
             state,
             server,

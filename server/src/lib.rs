@@ -5,13 +5,15 @@
 //! way to start the server, used by the binary and by the test harness alike.
 
 mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod http;
+pub mod records;
 pub mod schema;
 pub mod telemetry;
 pub mod validation;
 
-pub use app::{App, AppState, Services, StartError};
+pub use app::{App, AppState, Core, Services, StartError};

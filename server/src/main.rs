@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use basalt_server::config::{self, CONFIG_ENV, KEYS, Layers, Settings};
 use basalt_server::db::Db;
-use basalt_server::{App, telemetry};
+use basalt_server::schema::Actor;
+use basalt_server::{App, Core, telemetry};
 use clap::{Arg, ArgMatches, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -21,6 +22,43 @@ fn cli() -> Command {
         )
         .subcommand(Command::new("serve").about("Run the server (the default command)"))
         .subcommand(Command::new("migrate").about("Apply pending system migrations and exit"))
+        .subcommand(
+            Command::new("superuser")
+                .about("Manage superusers")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("upsert")
+                        .about("Create a superuser, or set the password of an existing one")
+                        .arg(Arg::new("email").required(true))
+                        .arg(Arg::new("password").required(true)),
+                )
+                .subcommand(
+                    Command::new("delete")
+                        .about("Delete a superuser")
+                        .arg(Arg::new("email").required(true)),
+                ),
+        )
+        .subcommand(
+            Command::new("schema")
+                .about("Export or import the user schema as JSON")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("export")
+                        .about("Write every user collection to FILE (- for stdout)")
+                        .arg(Arg::new("file").required(true)),
+                )
+                .subcommand(
+                    Command::new("import")
+                        .about("Bring the schema to the collections in FILE (- for stdin)")
+                        .arg(Arg::new("file").required(true))
+                        .arg(
+                            Arg::new("delete-missing")
+                                .long("delete-missing")
+                                .action(clap::ArgAction::SetTrue)
+                                .help("Also delete user collections the file does not list"),
+                        ),
+                ),
+        )
         .arg(
             Arg::new("config")
                 .long("config")
@@ -82,8 +120,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match matches.subcommand_name() {
-            Some("migrate") => migrate(settings).await,
+        match matches.subcommand() {
+            Some(("migrate", _)) => migrate(settings).await,
+            Some(("superuser", sub)) => superuser(settings, sub).await,
+            Some(("schema", sub)) => schema(settings, sub).await,
             _ => serve(settings).await,
         }
     });
@@ -127,5 +167,107 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         "applied {applied} migration(s) to {}",
         settings.database.redacted()
     );
+    Ok(())
+}
+
+fn arg<'a>(matches: &'a ArgMatches, name: &str) -> &'a str {
+    matches.get_one::<String>(name).map_or("", String::as_str)
+}
+
+async fn superuser(settings: Settings, matches: &ArgMatches) -> anyhow::Result<()> {
+    let core = Core::open(&settings).await?;
+    let snapshot = core.schema.snapshot();
+    match matches.subcommand() {
+        Some(("upsert", args)) => {
+            let email = arg(args, "email");
+            let (_, created) = core
+                .auth
+                .upsert_superuser(&snapshot, email, arg(args, "password"))
+                .await
+                .map_err(|e| anyhow::anyhow!(describe_auth_error(e)))?;
+            println!(
+                "{} superuser {email}",
+                if created { "created" } else { "updated" }
+            );
+        }
+        Some(("delete", args)) => {
+            let email = arg(args, "email");
+            if !core.auth.delete_superuser(&snapshot, email).await? {
+                anyhow::bail!("no superuser {email}");
+            }
+            println!("deleted superuser {email}");
+        }
+        _ => {}
+    }
+    core.db.close().await?;
+    Ok(())
+}
+
+fn describe_auth_error(err: basalt_server::auth::AuthError) -> String {
+    match err {
+        basalt_server::auth::AuthError::Validation(errors) => errors
+            .into_map()
+            .into_iter()
+            .map(|(field, e)| format!("{field}: {}", e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+async fn schema(settings: Settings, matches: &ArgMatches) -> anyhow::Result<()> {
+    let core = Core::open(&settings).await?;
+    match matches.subcommand() {
+        Some(("export", args)) => {
+            let text = serde_json::to_string_pretty(&core.schema.export())?;
+            match arg(args, "file") {
+                "-" => println!("{text}"),
+                path => {
+                    std::fs::write(path, format!("{text}\n"))
+                        .map_err(|e| anyhow::anyhow!("cannot write {path}: {e}"))?;
+                    eprintln!("exported the schema to {path}");
+                }
+            }
+        }
+        Some(("import", args)) => {
+            let path = arg(args, "file");
+            let text = if path == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{path} is not JSON: {e}"))?;
+            // PocketBase exports a plain list; the import API wraps it in `collections`.
+            let list = match &value {
+                serde_json::Value::Array(list) => list.clone(),
+                other => other
+                    .get("collections")
+                    .and_then(serde_json::Value::as_array)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("{path}: expected a list of collections"))?,
+            };
+            let changed = core
+                .schema
+                .import(&list, args.get_flag("delete-missing"), &Actor::Cli)
+                .await
+                .map_err(|e| match e {
+                    basalt_server::schema::SchemaError::Validation(errors) => anyhow::anyhow!(
+                        "the schema is invalid: {}",
+                        errors
+                            .into_map()
+                            .into_iter()
+                            .map(|(field, e)| format!("{field}: {}", e.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    other => anyhow::anyhow!(other),
+                })?;
+            println!("imported {path}: {changed} collection(s) changed");
+        }
+        _ => {}
+    }
+    core.db.close().await?;
     Ok(())
 }

@@ -181,9 +181,25 @@ impl Db {
     ///
     /// Fails when the `_settings` table cannot be read or written.
     pub async fn installation_id(&self) -> Result<String, DbErr> {
-        use entities::settings;
-        const KEY: &str = "installationId";
         let fresh = serde_json::Value::String(uuid::Uuid::now_v7().to_string());
+        match self.setting_or_insert("installationId", fresh).await? {
+            serde_json::Value::String(id) => Ok(id),
+            _ => Err(DbErr::Type(
+                "_settings.installationId is not a string".to_owned(),
+            )),
+        }
+    }
+
+    /// The setting `key`, stored as `fresh` first if it has no value yet. Concurrent
+    /// first calls from several instances agree on one value.
+    ///
+    /// Fails when the `_settings` table cannot be read or written, or holds bad JSON.
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        fresh: serde_json::Value,
+    ) -> Result<serde_json::Value, DbErr> {
+        use entities::settings;
         let insert = Query::insert()
             .into_table(settings::Entity)
             .columns([
@@ -192,7 +208,7 @@ impl Db {
                 settings::Column::Updated,
             ])
             .values([
-                KEY.into(),
+                key.into(),
                 fresh.to_string().into(),
                 chrono::Utc::now().into(),
             ])
@@ -204,14 +220,12 @@ impl Db {
             )
             .to_owned();
         self.conn.execute(&insert).await?;
-        let row = settings::Entity::find_by_id(KEY)
+        let row = settings::Entity::find_by_id(key)
             .one(&self.conn)
             .await?
-            .ok_or_else(|| DbErr::RecordNotFound(KEY.to_owned()))?;
-        match serde_json::from_str::<serde_json::Value>(&row.value) {
-            Ok(serde_json::Value::String(id)) => Ok(id),
-            _ => Err(DbErr::Type(format!("_settings.{KEY} is not a JSON string"))),
-        }
+            .ok_or_else(|| DbErr::RecordNotFound(key.to_owned()))?;
+        serde_json::from_str(&row.value)
+            .map_err(|_| DbErr::Type(format!("_settings.{key} is not JSON")))
     }
 
     /// Close every pooled connection. Later calls on clones fail.

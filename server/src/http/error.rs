@@ -116,6 +116,39 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<crate::schema::SchemaError> for ApiError {
+    fn from(err: crate::schema::SchemaError) -> ApiError {
+        use crate::schema::SchemaError;
+        match err {
+            SchemaError::NotFound => ApiError::not_found(),
+            SchemaError::Validation(errors) => {
+                ApiError::validation("The collection definition is invalid.", errors)
+            }
+            SchemaError::Conflict => ApiError::new(StatusCode::CONFLICT, err.to_string()),
+            SchemaError::Db(ref cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(err: crate::auth::AuthError) -> ApiError {
+        use crate::auth::AuthError;
+        match err {
+            AuthError::InvalidCredentials => ApiError::bad_request("Failed to authenticate."),
+            AuthError::InvalidToken => super::identity::invalid_token(),
+            AuthError::CollectionNotFound => ApiError::not_found(),
+            AuthError::NotAuthCollection(_) | AuthError::PasswordAuthDisabled => {
+                ApiError::bad_request(err.to_string())
+            }
+            AuthError::Validation(errors) => ApiError::validation("Invalid input.", errors),
+            AuthError::Record(ref cause) => ApiError::internal(cause),
+            AuthError::Internal(ref message) => {
+                ApiError::internal(&std::io::Error::other(message.clone()))
+            }
+        }
+    }
+}
+
 /// The message a client sees for a status when nothing more specific was said.
 pub fn default_message(status: StatusCode) -> &'static str {
     match status.as_u16() {

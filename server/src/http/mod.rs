@@ -2,8 +2,11 @@
 //! body. Handlers extract, make one service call and shape the response; nothing here
 //! reads rows or checks rules itself. Nothing imports this module.
 
+mod auth;
+mod collections;
 pub mod error;
 mod health;
+pub mod identity;
 pub mod json;
 mod metrics;
 pub mod middleware;
@@ -20,7 +23,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(health::health)),
     )
     .service(web::resource("/api/ready").route(web::get().to(health::ready)))
-    .service(web::resource("/metrics").route(web::get().to(metrics::metrics)));
+    .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
+    .service(
+        web::resource("/api/collections")
+            .route(web::get().to(collections::list_collections))
+            .route(web::post().to(collections::create_collection)),
+    )
+    .service(
+        web::resource("/api/collections/import")
+            .route(web::put().to(collections::import_collections)),
+    )
+    .service(
+        web::resource("/api/collections/{collection}")
+            .route(web::get().to(collections::view_collection))
+            .route(web::patch().to(collections::update_collection))
+            .route(web::delete().to(collections::delete_collection)),
+    )
+    .service(
+        web::resource("/api/collections/{collection}/auth-with-password")
+            .route(web::post().to(auth::auth_with_password)),
+    );
 }
 
 /// Answer for a path no route matched.

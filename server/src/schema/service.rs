@@ -232,12 +232,11 @@ impl SchemaService {
         let mut created = 0;
         if snapshot.get("_superusers").is_none() {
             let mut collection = self.resolve_new(
-                &json!({"name": "_superusers", "type": "auth"}),
+                &json!({"id": "pbc_superusers", "name": "_superusers", "type": "auth"}),
                 &snapshot,
                 &[],
                 true,
             )?;
-            collection.id = "pbc_superusers".to_owned();
             collection.system = true;
             if let Some(auth) = &mut collection.auth {
                 auth.token_duration = 86_400;
@@ -702,6 +701,9 @@ fn resolve(
             );
         }
         id = given.clone();
+    }
+    if id.is_empty() {
+        id = format!("pbc_{}", random_suffix());
     }
     let kind = match (old, input.kind) {
         (Some(o), Some(k)) if o.kind != k => {

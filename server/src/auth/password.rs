@@ -1,0 +1,44 @@
+//! Password hashing with argon2id, always on the blocking pool.
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+
+/// Hash a password (argon2id, default parameters, random salt) in PHC string form.
+///
+/// Fails only if the blocking pool is gone or the hasher errs (no randomness).
+pub async fn hash(password: String) -> Result<String, String> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Whether `password` matches `hash`. A malformed hash never matches.
+pub async fn verify(password: String, hash: String) -> bool {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let hash = super::hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(super::verify("correct horse".into(), hash.clone()).await);
+        assert!(!super::verify("wrong horse".into(), hash).await);
+        assert!(!super::verify("x".into(), "not a hash".into()).await);
+    }
+}
