@@ -31,7 +31,7 @@ pub struct Services {
     pub db: Db,
     pub cache: Cache,
     pub broker: Broker,
-    pub schema: SchemaService,
+    pub schema: Arc<SchemaService>,
     pub records: RecordService,
     pub auth: AuthService,
     pub metrics: Metrics,
@@ -77,7 +77,7 @@ pub struct Core {
     /// How many system migrations this start applied.
     pub applied: usize,
     pub installation_id: String,
-    pub schema: SchemaService,
+    pub schema: Arc<SchemaService>,
     pub records: RecordService,
     pub auth: AuthService,
 }
@@ -98,12 +98,12 @@ impl Core {
             .installation_id()
             .await
             .map_err(StartError::Installation)?;
-        let schema = SchemaService::load(db.clone()).await?;
+        let schema = Arc::new(SchemaService::load(db.clone()).await?);
         let created = schema.ensure_defaults().await?;
         if created > 0 {
             tracing::info!(created, "created the default collections");
         }
-        let records = RecordService::new(db.clone());
+        let records = RecordService::new(db.clone(), schema.clone());
         let auth = AuthService::new(&db, records.clone()).await?;
         Ok(Core {
             db,

@@ -158,6 +158,132 @@ impl TestApp {
         json(self.get(path).await).await
     }
 
+    /// Send `method path` with an optional token and JSON body; status and JSON back.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.header("Authorization", token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        json(req.send().await.expect("request")).await
+    }
+
+    /// Create (or reset) a superuser and sign in over HTTP; returns the token.
+    pub async fn superuser_token(&self) -> String {
+        let email = "admin@basalt.test";
+        let password = "admin-password-1";
+        let snapshot = self.state.schema.snapshot();
+        self.state
+            .auth
+            .upsert_superuser(&snapshot, email, password)
+            .await
+            .expect("superuser");
+        self.sign_in("_superusers", email, password).await
+    }
+
+    /// Create a record in auth collection `collection` with this email and password.
+    pub async fn create_auth_record(
+        &self,
+        collection: &str,
+        email: &str,
+        password: &str,
+    ) -> serde_json::Value {
+        let hash = basalt_server::auth::password::hash(password.to_owned())
+            .await
+            .unwrap();
+        let values = serde_json::json!({
+            "email": email, "password": hash,
+            "tokenKey": uuid::Uuid::now_v7().simple().to_string(),
+        });
+        let record = self
+            .state
+            .records
+            .insert_system(collection, values.as_object().unwrap().clone())
+            .await
+            .expect("insert auth record");
+        serde_json::Value::Object(record)
+    }
+
+    /// Sign in over HTTP; returns the token (panics on failure).
+    pub async fn sign_in(&self, collection: &str, identity: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/collections/{collection}/auth-with-password"),
+                None,
+                Some(serde_json::json!({"identity": identity, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "sign in to {collection}: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Column names of a table, from the database's catalog.
+    pub async fn columns(&self, table: &str) -> Vec<String> {
+        use sea_orm::ConnectionTrait;
+        let db = &self.state.db;
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match self.backend {
+            Backend::Sqlite => (
+                "SELECT name FROM pragma_table_info(?) ORDER BY cid",
+                vec![table.into()],
+            ),
+            Backend::Postgres => (
+                "SELECT column_name AS name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                vec![table.into()],
+            ),
+        };
+        let rows = db
+            .conn()
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                db.database_backend(),
+                sql,
+                values,
+            ))
+            .await
+            .expect("catalog query");
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "name").unwrap())
+            .collect()
+    }
+
+    /// Index names of a table (excluding primary keys), from the database's catalog.
+    pub async fn index_names(&self, table: &str) -> Vec<String> {
+        use sea_orm::ConnectionTrait;
+        let db = &self.state.db;
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match self.backend {
+            Backend::Sqlite => (
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name",
+                vec![table.into()],
+            ),
+            Backend::Postgres => (
+                "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = $1 AND indexname NOT LIKE '%_pkey' ORDER BY indexname",
+                vec![table.into()],
+            ),
+        };
+        let rows = db
+            .conn()
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                db.database_backend(),
+                sql,
+                values,
+            ))
+            .await
+            .expect("catalog query");
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "name").unwrap())
+            .collect()
+    }
+
     /// Stop gracefully and wait for the server to finish.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -21,7 +21,7 @@ pub const SUPERUSERS: &str = "_superusers";
 /// The placeholder superuser behind the first-start setup link.
 const INSTALLER_EMAIL: &str = "__installer@basalt.invalid";
 /// How long the setup link works.
-const SETUP_TOKEN_SECONDS: u64 = 3600;
+const SETUP_TOKEN_SECONDS: i64 = 3600;
 
 /// Who a request acts as.
 #[derive(Clone, Debug)]
@@ -190,7 +190,7 @@ impl AuthService {
             for field in &fields {
                 found = self
                     .records
-                    .find_by_field(&collection, field, &Value::String(identity.to_owned()))
+                    .find_by_field(&collection.id, field, &Value::String(identity.to_owned()))
                     .await
                     .map_err(AuthError::Record)?;
                 if found.is_some() {
@@ -215,18 +215,20 @@ impl AuthService {
             tracing::warn!("sign-in refused: the collection's authRule is not evaluable yet");
             return Err(AuthError::InvalidCredentials);
         }
-        let token = self.issue_token(&collection, &record, options.token_duration)?;
+        let ttl = i64::try_from(options.token_duration).unwrap_or(i64::MAX);
+        let token = self.issue_token(&collection, &record, ttl)?;
         Ok((token, collection, record))
     }
 
-    /// A token for `record`, valid `seconds` from now.
+    /// A token for `record`, valid `seconds` from now (negative: already expired, which
+    /// tests use).
     ///
     /// Fails when the record has no token key.
     pub fn issue_token(
         &self,
         collection: &Collection,
         record: &Record,
-        seconds: u64,
+        seconds: i64,
     ) -> Result<String, AuthError> {
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let token_key = record
@@ -239,7 +241,7 @@ impl AuthService {
             collection_id: collection.id.clone(),
             kind: "auth".to_owned(),
             refreshable: true,
-            exp: jsonwebtoken::get_current_timestamp() + seconds,
+            exp: jsonwebtoken::get_current_timestamp().saturating_add_signed(seconds),
         };
         token::sign(&self.secret, &claims, token_key).map_err(AuthError::Internal)
     }
@@ -273,7 +275,7 @@ impl AuthService {
             .ok_or(AuthError::InvalidToken)?;
         let record = self
             .records
-            .find_by_id(&collection, &claims.id)
+            .find_by_id(&collection.id, &claims.id)
             .await
             .map_err(AuthError::Record)?
             .ok_or(AuthError::InvalidToken)?;
@@ -324,7 +326,7 @@ impl AuthService {
             .map_err(AuthError::Internal)?;
         let existing = self
             .records
-            .find_by_field(&collection, "email", &Value::String(email.to_owned()))
+            .find_by_field(&collection.id, "email", &Value::String(email.to_owned()))
             .await
             .map_err(AuthError::Record)?;
         let values = json!({"password": hash, "tokenKey": random_string(50)?});
@@ -338,7 +340,7 @@ impl AuthService {
         {
             Some(id) => (
                 self.records
-                    .update_system(&collection, id, values)
+                    .update_system(&collection.id, id, values)
                     .await
                     .map_err(AuthError::Record)?,
                 false,
@@ -348,7 +350,7 @@ impl AuthService {
                 values.insert("verified".into(), Value::Bool(true));
                 (
                     self.records
-                        .insert_system(&collection, values)
+                        .insert_system(&collection.id, values)
                         .await
                         .map_err(AuthError::Record)?,
                     true,
@@ -372,7 +374,7 @@ impl AuthService {
         let collection = Self::auth_collection(snapshot, SUPERUSERS)?;
         let existing = self
             .records
-            .find_by_field(&collection, "email", &Value::String(email.to_owned()))
+            .find_by_field(&collection.id, "email", &Value::String(email.to_owned()))
             .await
             .map_err(AuthError::Record)?;
         match existing
@@ -382,7 +384,7 @@ impl AuthService {
         {
             Some(id) => self
                 .records
-                .delete_system(&collection, id)
+                .delete_system(&collection.id, id)
                 .await
                 .map_err(AuthError::Record),
             None => Ok(false),
@@ -398,13 +400,13 @@ impl AuthService {
         let collection = Self::auth_collection(snapshot, SUPERUSERS)?;
         let count = self
             .records
-            .count(&collection)
+            .count(&collection.id)
             .await
             .map_err(AuthError::Record)?;
         let installer = self
             .records
             .find_by_field(
-                &collection,
+                &collection.id,
                 "email",
                 &Value::String(INSTALLER_EMAIL.to_owned()),
             )

@@ -4,15 +4,17 @@
 //! validation and the REST adapter arrive with the records issue. Imports `schema`
 //! and `db`.
 
+use std::sync::Arc;
+
 use chrono::Utc;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, SimpleExpr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statement};
 use serde_json::{Map, Value};
 
 use crate::db::{Backend, Db};
 use crate::schema::ddl::{Storage, storage};
-use crate::schema::service::format_time;
-use crate::schema::{Collection, Field, FieldKind};
+use crate::schema::service::{format_time, read_version};
+use crate::schema::{Collection, Field, FieldKind, SchemaError, SchemaService};
 
 /// A record: field name → value, as the API shows it before hiding anything.
 pub type Record = Map<String, Value>;
@@ -24,6 +26,10 @@ pub enum RecordError {
     NotFound,
     #[error("a value for `{0}` conflicts with an existing record")]
     Conflict(String),
+    #[error("the schema kept changing during the write; try again")]
+    SchemaChanging,
+    #[error("schema error: {0}")]
+    Schema(SchemaError),
     #[error("database error: {0}")]
     Db(DbErr),
 }
@@ -32,73 +38,169 @@ pub enum RecordError {
 #[derive(Clone, Debug)]
 pub struct RecordService {
     db: Db,
+    schema: Arc<SchemaService>,
 }
 
 fn col(name: &str) -> Alias {
     Alias::new(name)
 }
 
+/// How often a write retries when the schema changed under it.
+const SCHEMA_RETRIES: usize = 5;
+
 impl RecordService {
-    pub fn new(db: Db) -> RecordService {
-        RecordService { db }
+    pub fn new(db: Db, schema: Arc<SchemaService>) -> RecordService {
+        RecordService { db, schema }
     }
 
-    /// The first record whose `field` equals `value`; text comparisons on email fields
-    /// ignore case.
+    /// A statement for this engine, tagged with the schema version it was built
+    /// against. The tag changes the statement's text when the schema changes, so no
+    /// prepared statement of an older table shape is ever reused.
+    fn statement<S: sea_orm::StatementBuilder>(&self, query: &S, version: i64) -> Statement {
+        let mut statement = self.db.database_backend().build(query);
+        statement.sql.push_str(&format!(" /* schema v{version} */"));
+        statement
+    }
+
+    /// Start a write transaction on a snapshot that is current: the schema version is
+    /// share-locked (PostgreSQL) or exclusive (SQLite) for the whole transaction, and
+    /// a snapshot found behind is reloaded first.
+    async fn begin_current(
+        &self,
+        collection: &str,
+    ) -> Result<(Arc<Collection>, i64, DatabaseTransaction), RecordError> {
+        for _ in 0..SCHEMA_RETRIES {
+            let snapshot = self.schema.snapshot();
+            let txn = self.db.begin_write().await.map_err(RecordError::Db)?;
+            let version = read_version(&txn, true).await.map_err(RecordError::Db)?;
+            if version == snapshot.version() {
+                let collection = snapshot
+                    .get(collection)
+                    .cloned()
+                    .ok_or(RecordError::NotFound)?;
+                return Ok((collection, version, txn));
+            }
+            txn.rollback().await.map_err(RecordError::Db)?;
+            self.schema.reload().await.map_err(RecordError::Schema)?;
+        }
+        Err(RecordError::SchemaChanging)
+    }
+
+    /// Run a read against the current snapshot; if it fails because the schema moved
+    /// on meanwhile, reload and run it once more.
+    async fn read(
+        &self,
+        collection: &str,
+        build: impl Fn(&Collection) -> Result<Option<SelectStatement>, RecordError>,
+    ) -> Result<Option<(Arc<Collection>, QueryResult)>, RecordError> {
+        let mut retried = false;
+        loop {
+            let snapshot = self.schema.snapshot();
+            let collection = snapshot
+                .get(collection)
+                .cloned()
+                .ok_or(RecordError::NotFound)?;
+            let Some(query) = build(&collection)? else {
+                return Ok(None);
+            };
+            let statement = self.statement(&query, snapshot.version());
+            match self.db.conn().query_one_raw(statement).await {
+                Ok(row) => return Ok(row.map(|row| (collection, row))),
+                Err(err) if !retried => {
+                    let current = read_version(self.db.conn(), false)
+                        .await
+                        .map_err(RecordError::Db)?;
+                    if current == snapshot.version() {
+                        return Err(RecordError::Db(err));
+                    }
+                    self.schema.reload().await.map_err(RecordError::Schema)?;
+                    retried = true;
+                }
+                Err(err) => return Err(RecordError::Db(err)),
+            }
+        }
+    }
+
+    /// The first record of `collection` (id or name) whose `field` equals `value`;
+    /// text comparisons on email fields ignore case.
     ///
-    /// Fails when the query fails.
+    /// Fails with `NotFound` for an unknown collection, or when the query fails.
     pub async fn find_by_field(
         &self,
-        collection: &Collection,
+        collection: &str,
         field: &str,
         value: &Value,
     ) -> Result<Option<Record>, RecordError> {
-        let Some(def) = collection.field(field) else {
-            return Ok(None);
-        };
-        let condition: SimpleExpr = match (&def.kind, value) {
-            (FieldKind::Email { .. }, Value::String(s)) => {
-                Expr::expr(Func::lower(Expr::col(col(field)))).eq(s.to_lowercase())
-            }
-            _ => Expr::col(col(field)).eq(self.encode(def, value)),
-        };
-        let query = Query::select()
-            .columns(collection.fields.iter().map(|f| col(&f.name)))
-            .from(col(&collection.name))
-            .and_where(condition)
-            .limit(1)
-            .to_owned();
-        let row = self
-            .db
-            .conn()
-            .query_one(&query)
-            .await
-            .map_err(RecordError::Db)?;
-        row.map(|row| self.decode(collection, &row)).transpose()
+        let found = self
+            .read(collection, |collection| {
+                let Some(def) = collection.field(field) else {
+                    return Ok(None);
+                };
+                let condition: SimpleExpr = match (&def.kind, value) {
+                    (FieldKind::Email { .. }, Value::String(s)) => {
+                        Expr::expr(Func::lower(Expr::col(col(field)))).eq(s.to_lowercase())
+                    }
+                    _ => Expr::col(col(field)).eq(self.encode(def, value)),
+                };
+                Ok(Some(
+                    Query::select()
+                        .columns(collection.fields.iter().map(|f| col(&f.name)))
+                        .from(col(&collection.name))
+                        .and_where(condition)
+                        .limit(1)
+                        .to_owned(),
+                ))
+            })
+            .await?;
+        found
+            .map(|(collection, row)| self.decode(&collection, &row))
+            .transpose()
     }
 
     /// The record with this id.
     ///
-    /// Fails when the query fails.
+    /// Fails with `NotFound` for an unknown collection, or when the query fails.
     pub async fn find_by_id(
         &self,
-        collection: &Collection,
+        collection: &str,
         id: &str,
     ) -> Result<Option<Record>, RecordError> {
         self.find_by_field(collection, "id", &Value::String(id.to_owned()))
             .await
     }
 
+    async fn find_in(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        version: i64,
+        id: &str,
+    ) -> Result<Record, RecordError> {
+        let query = Query::select()
+            .columns(collection.fields.iter().map(|f| col(&f.name)))
+            .from(col(&collection.name))
+            .and_where(Expr::col(col("id")).eq(id))
+            .to_owned();
+        let row = txn
+            .query_one_raw(self.statement(&query, version))
+            .await
+            .map_err(RecordError::Db)?
+            .ok_or(RecordError::NotFound)?;
+        self.decode(collection, &row)
+    }
+
     /// Insert a record with the given values; the id (UUIDv7 unless given), autodates
     /// and every unset field's default are filled in. Emails are stored in lower case.
     /// No rule or validation is applied: callers are Basalt's own code.
     ///
-    /// Fails with `Conflict` on a unique index, or when the statement fails.
+    /// Fails with `NotFound` for an unknown collection, `Conflict` on a unique index, or
+    /// when the statement fails.
     pub async fn insert_system(
         &self,
-        collection: &Collection,
+        collection: &str,
         mut values: Record,
     ) -> Result<Record, RecordError> {
+        let (collection, version, txn) = self.begin_current(collection).await?;
         let now = format_time(Utc::now());
         let has_id = values
             .get("id")
@@ -129,15 +231,17 @@ impl RecordService {
             .values(exprs)
             .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
             .to_owned();
-        self.db
-            .conn()
-            .execute(&insert)
+        txn.execute_raw(self.statement(&insert, version))
             .await
-            .map_err(|e| conflict_or_db(e, collection))?;
-        let id = values.get("id").cloned().unwrap_or_default();
-        self.find_by_field(collection, "id", &id)
-            .await?
-            .ok_or(RecordError::NotFound)
+            .map_err(|e| conflict_or_db(e, &collection))?;
+        let id = values
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let record = self.find_in(&txn, &collection, version, &id).await?;
+        txn.commit().await.map_err(RecordError::Db)?;
+        Ok(record)
     }
 
     /// Set the given fields of one record (and its on-update autodates).
@@ -145,10 +249,11 @@ impl RecordService {
     /// Fails with `NotFound`, `Conflict` on a unique index, or when the statement fails.
     pub async fn update_system(
         &self,
-        collection: &Collection,
+        collection: &str,
         id: &str,
         values: Record,
     ) -> Result<Record, RecordError> {
+        let (collection, version, txn) = self.begin_current(collection).await?;
         let now = format_time(Utc::now());
         let mut update = Query::update();
         update.table(col(&collection.name));
@@ -163,57 +268,51 @@ impl RecordService {
             }
         }
         update.and_where(Expr::col(col("id")).eq(id));
-        let result = self
-            .db
-            .conn()
-            .execute(&update)
+        let result = txn
+            .execute_raw(self.statement(&update, version))
             .await
-            .map_err(|e| conflict_or_db(e, collection))?;
+            .map_err(|e| conflict_or_db(e, &collection))?;
         if result.rows_affected() == 0 {
             return Err(RecordError::NotFound);
         }
-        self.find_by_id(collection, id)
-            .await?
-            .ok_or(RecordError::NotFound)
+        let record = self.find_in(&txn, &collection, version, id).await?;
+        txn.commit().await.map_err(RecordError::Db)?;
+        Ok(record)
     }
 
     /// Delete one record; `false` when there was none.
     ///
-    /// Fails when the statement fails.
-    pub async fn delete_system(
-        &self,
-        collection: &Collection,
-        id: &str,
-    ) -> Result<bool, RecordError> {
+    /// Fails with `NotFound` for an unknown collection, or when the statement fails.
+    pub async fn delete_system(&self, collection: &str, id: &str) -> Result<bool, RecordError> {
+        let (collection, version, txn) = self.begin_current(collection).await?;
         let delete = Query::delete()
             .from_table(col(&collection.name))
             .and_where(Expr::col(col("id")).eq(id))
             .to_owned();
-        let result = self
-            .db
-            .conn()
-            .execute(&delete)
+        let result = txn
+            .execute_raw(self.statement(&delete, version))
             .await
             .map_err(RecordError::Db)?;
+        txn.commit().await.map_err(RecordError::Db)?;
         Ok(result.rows_affected() > 0)
     }
 
     /// How many records the collection holds.
     ///
-    /// Fails when the query fails.
-    pub async fn count(&self, collection: &Collection) -> Result<u64, RecordError> {
-        let query = Query::select()
-            .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
-            .from(col(&collection.name))
-            .to_owned();
+    /// Fails with `NotFound` for an unknown collection, or when the query fails.
+    pub async fn count(&self, collection: &str) -> Result<u64, RecordError> {
         let row = self
-            .db
-            .conn()
-            .query_one(&query)
-            .await
-            .map_err(RecordError::Db)?;
+            .read(collection, |collection| {
+                Ok(Some(
+                    Query::select()
+                        .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
+                        .from(col(&collection.name))
+                        .to_owned(),
+                ))
+            })
+            .await?;
         let n: i64 = match row {
-            Some(row) => row.try_get("", "n").map_err(RecordError::Db)?,
+            Some((_, row)) => row.try_get("", "n").map_err(RecordError::Db)?,
             None => 0,
         };
         Ok(u64::try_from(n).unwrap_or_default())

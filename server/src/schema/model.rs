@@ -214,6 +214,16 @@ impl FieldKind {
 // ---------------------------------------------------------------------------------
 // JSON out
 
+/// A number as JSON: whole numbers without a fraction (`5`, not `5.0`), as clients
+/// that sent them expect them back.
+pub fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        json!(n as i64)
+    } else {
+        json!(n)
+    }
+}
+
 fn string_list(values: &[String]) -> Value {
     if values.is_empty() {
         Value::Null
@@ -247,7 +257,7 @@ impl Field {
             } => json!({"min": min, "max": max, "pattern": pattern,
                 "autogeneratePattern": autogenerate_pattern, "primaryKey": primary_key}),
             FieldKind::Number { min, max, only_int } => {
-                json!({"min": min, "max": max, "onlyInt": only_int})
+                json!({"min": min.map(number), "max": max.map(number), "onlyInt": only_int})
             }
             FieldKind::Bool => json!({}),
             FieldKind::Email {

@@ -12,13 +12,15 @@ use super::model::Collection;
 /// Every collection at one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The schema version these definitions belong to (`_settings.schemaVersion`).
+    version: i64,
     collections: Vec<Arc<Collection>>,
     by_name: HashMap<String, usize>,
     by_id: HashMap<String, usize>,
 }
 
 impl Snapshot {
-    pub fn new(mut collections: Vec<Collection>) -> Snapshot {
+    pub fn new(version: i64, mut collections: Vec<Collection>) -> Snapshot {
         collections.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         let collections: Vec<Arc<Collection>> = collections.into_iter().map(Arc::new).collect();
         let by_name = collections
@@ -32,10 +34,15 @@ impl Snapshot {
             .map(|(i, c)| (c.id.clone(), i))
             .collect();
         Snapshot {
+            version,
             collections,
             by_name,
             by_id,
         }
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
     }
 
     /// By id or by name, as the API's `{idOrName}` takes it.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
     Set, Statement,
@@ -27,6 +27,33 @@ use crate::validation::FieldErrors;
 
 /// Fixed key of the PostgreSQL advisory lock that serialises schema changes.
 const SCHEMA_LOCK_KEY: i64 = 0x6261_7361_6c74_7363; // "basaltsc"
+/// The `_settings` key of the schema version, bumped by every committed change.
+const VERSION_KEY: &str = "schemaVersion";
+
+/// The committed schema version. With `lock` (inside a write transaction) the row is
+/// share-locked on PostgreSQL, so a schema change cannot commit until the caller's
+/// transaction ends; SQLite's write transactions are exclusive already.
+///
+/// Fails when `_settings` cannot be read or holds no version.
+pub async fn read_version(conn: &impl ConnectionTrait, lock: bool) -> Result<i64, DbErr> {
+    use crate::db::entities::settings;
+    let mut query = Query::select();
+    query
+        .column(settings::Column::Value)
+        .from(settings::Entity)
+        .and_where(Expr::col(settings::Column::Key).eq(VERSION_KEY));
+    if lock && conn.get_database_backend() == DatabaseBackend::Postgres {
+        query.lock_shared();
+    }
+    let row = conn
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(VERSION_KEY.to_owned()))?;
+    let text: String = row.try_get("", "value")?;
+    text.trim()
+        .parse()
+        .map_err(|_| DbErr::Type(format!("_settings.{VERSION_KEY} is not a number")))
+}
 
 /// Outcomes of a schema change a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +224,9 @@ impl SchemaService {
     ///
     /// Fails when the table cannot be read or a stored definition does not parse.
     pub async fn load(db: Db) -> Result<SchemaService, SchemaError> {
+        db.setting_or_insert(VERSION_KEY, json!(0))
+            .await
+            .map_err(db_err)?;
         let service = SchemaService {
             db,
             registry: Registry::default(),
@@ -210,17 +240,35 @@ impl SchemaService {
         self.registry.snapshot()
     }
 
-    async fn reload(&self) -> Result<(), SchemaError> {
-        let rows = collections::Entity::find()
-            .all(self.db.conn())
-            .await
-            .map_err(db_err)?;
-        let mut list = Vec::with_capacity(rows.len());
-        for row in rows {
-            list.push(from_row(row)?);
+    /// Read the committed schema again and swap it in. Called after every change made
+    /// here, and by `records` when it finds its snapshot behind the database.
+    ///
+    /// Fails when `_collections` cannot be read or a stored definition does not parse.
+    pub async fn reload(&self) -> Result<(), SchemaError> {
+        // The version is read before and after the definitions: equal means they belong
+        // together (a change in between bumps it).
+        for _ in 0..5 {
+            let before = read_version(self.db.conn(), false).await.map_err(db_err)?;
+            let rows = collections::Entity::find()
+                .all(self.db.conn())
+                .await
+                .map_err(db_err)?;
+            let after = read_version(self.db.conn(), false).await.map_err(db_err)?;
+            if before != after {
+                continue;
+            }
+            let mut list = Vec::with_capacity(rows.len());
+            for row in rows {
+                list.push(from_row(row)?);
+            }
+            if self.registry.snapshot().version() <= after
+                || self.registry.snapshot().all().is_empty()
+            {
+                self.registry.replace(Snapshot::new(after, list));
+            }
+            return Ok(());
         }
-        self.registry.replace(Snapshot::new(list));
-        Ok(())
+        Err(SchemaError::Conflict)
     }
 
     /// Create the collections Basalt needs: `_superusers` (system) and, on first start,
@@ -464,6 +512,18 @@ impl SchemaService {
             .await
             .map_err(db_err)?;
         }
+        let version = read_version(&txn, false).await.map_err(db_err)?;
+        let bump = Query::update()
+            .table(crate::db::entities::settings::Entity)
+            .value(
+                crate::db::entities::settings::Column::Value,
+                (version + 1).to_string(),
+            )
+            .value(crate::db::entities::settings::Column::Updated, Utc::now())
+            .and_where(Expr::col(crate::db::entities::settings::Column::Key).eq(VERSION_KEY))
+            .to_owned();
+        // On PostgreSQL this takes the row lock that record writers share-lock.
+        txn.execute(&bump).await.map_err(db_err)?;
         let now = Utc::now();
         for change in &changes {
             let (old, new) = match change {

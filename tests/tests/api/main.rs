@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod auth;
+mod collections;
 mod db;
 mod http_basics;
 mod hygiene;
