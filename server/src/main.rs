@@ -138,10 +138,12 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = App::build(settings).await?;
-    let shutdown = app.shutdown_token();
+    // Handlers first: from the moment the server says it listens, a signal must mean
+    // a graceful stop, not the default of dying on the spot.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let app = App::build(settings).await?;
+    let shutdown = app.shutdown_token();
     tokio::spawn(async move {
         let name = tokio::select! {
             _ = interrupt.recv() => "SIGINT",

@@ -28,6 +28,28 @@ pub fn basalt_bin() -> PathBuf {
         "{} is missing: build it with `cargo build --workspace --all-targets` (tests/run does)",
         bin.display()
     );
+    // The binary links the server library: a library built after it means the binary
+    // is stale, and a test would silently exercise old code.
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let newest_lib = std::fs::read_dir(profile_dir.join("deps"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libbasalt_server-") && n.ends_with(".rlib"))
+        })
+        .filter_map(|path| modified(&path))
+        .max();
+    if let (Some(lib), Some(built)) = (newest_lib, modified(&bin)) {
+        assert!(
+            built >= lib,
+            "{} is older than the server library: rebuild it with `cargo build --workspace --all-targets` (tests/run does)",
+            bin.display()
+        );
+    }
     bin
 }
 

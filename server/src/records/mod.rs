@@ -421,3 +421,95 @@ pub fn public_view(
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::schema::model::{AuthOptions, CollectionKind, Rules};
+
+    fn field(name: &str, kind: FieldKind, hidden: bool) -> Field {
+        Field {
+            id: name.into(),
+            name: name.into(),
+            system: false,
+            hidden,
+            presentable: false,
+            required: false,
+            nullable: false,
+            default: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn public_view_hides_secrets_hidden_fields_and_private_emails() {
+        let text = || FieldKind::Text {
+            min: 0,
+            max: 0,
+            pattern: String::new(),
+            autogenerate_pattern: String::new(),
+            primary_key: false,
+        };
+        let users = Collection {
+            id: "c_users".into(),
+            name: "users".into(),
+            kind: CollectionKind::Auth,
+            system: false,
+            fields: vec![
+                field("id", text(), false),
+                field(
+                    "password",
+                    FieldKind::Password {
+                        min: 8,
+                        max: 0,
+                        pattern: String::new(),
+                        cost: 0,
+                    },
+                    true,
+                ),
+                field("tokenKey", text(), true),
+                field(
+                    "email",
+                    FieldKind::Email {
+                        except_domains: vec![],
+                        only_domains: vec![],
+                    },
+                    false,
+                ),
+                field("emailVisibility", FieldKind::Bool, false),
+                field("secretNote", text(), true),
+            ],
+            indexes: vec![],
+            rules: Rules::default(),
+            auth: Some(AuthOptions::default()),
+            created: String::new(),
+            updated: String::new(),
+        };
+        let record = json!({"id": "u1", "password": "$argon2id$x", "tokenKey": "k", "email": "a@b.co",
+            "emailVisibility": false, "secretNote": "n"});
+        let record = record.as_object().unwrap();
+
+        let stranger = public_view(&users, record, false, false);
+        assert_eq!(stranger["collectionName"], "users");
+        assert_eq!(stranger["collectionId"], "c_users");
+        for hidden in ["password", "tokenKey", "email", "secretNote"] {
+            assert!(stranger.get(hidden).is_none(), "{hidden}: {stranger}");
+        }
+        let owner = public_view(&users, record, false, true);
+        assert_eq!(owner["email"], "a@b.co");
+        assert!(owner.get("secretNote").is_none());
+        let superuser = public_view(&users, record, true, false);
+        assert_eq!(superuser["email"], "a@b.co");
+        assert_eq!(superuser["secretNote"], "n");
+        assert!(superuser.get("password").is_none() && superuser.get("tokenKey").is_none());
+
+        let mut visible = record.clone();
+        visible.insert("emailVisibility".into(), json!(true));
+        assert_eq!(
+            public_view(&users, &visible, false, false)["email"],
+            "a@b.co"
+        );
+    }
+}

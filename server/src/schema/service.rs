@@ -298,10 +298,13 @@ impl SchemaService {
             let owner = "id = @request.auth.id";
             let collection = self.resolve_new(
                 &json!({
+                    // PocketBase's id for it: the same on every installation, so schema
+                    // files move between installations and from PocketBase.
+                    "id": "_pb_users_auth_",
                     "name": "users", "type": "auth",
                     "listRule": owner, "viewRule": owner, "createRule": "",
                     "updateRule": owner, "deleteRule": owner,
-                    "fields": [{"name": "name", "type": "text", "max": 255}]
+                    "fields": [{"id": "text_name", "name": "name", "type": "text", "max": 255}]
                 }),
                 &self.snapshot(),
                 &[],
@@ -846,19 +849,20 @@ fn resolve(
         .clone()
         .unwrap_or_else(|| old.map(|o| o.indexes.clone()).unwrap_or_default());
     if kind == CollectionKind::Auth {
-        // Emails are unique and compared case-insensitively by the auth code.
-        let email_index = format!(
-            "CREATE UNIQUE INDEX `idx_email_{id_part}` ON `{name}` (`email`)",
-            id_part = index_suffix(&id, &name)
-        );
-        let token_index = format!(
-            "CREATE UNIQUE INDEX `idx_tokenKey_{id_part}` ON `{name}` (`tokenKey`)",
-            id_part = index_suffix(&id, &name)
-        );
-        for wanted in [email_index, token_index] {
-            let prefix = wanted.split(" ON ").next().unwrap_or_default().to_owned();
-            if !indexes.iter().any(|i| i.starts_with(&prefix)) {
-                indexes.push(wanted);
+        // Emails and token keys are unique: add the index unless one already says so.
+        for column in ["email", "tokenKey"] {
+            let covered = indexes.iter().any(|text| {
+                super::index::parse_index(text).is_ok_and(|def| {
+                    def.unique
+                        && def.columns.len() == 1
+                        && def.columns.iter().all(|c| c.name == column)
+                })
+            });
+            if !covered {
+                indexes.push(format!(
+                    "CREATE UNIQUE INDEX `idx_{column}_{}` ON `{name}` (`{column}`)",
+                    index_suffix(&id, &name)
+                ));
             }
         }
     }

@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod cli;
 mod collections;
 mod db;
 mod http_basics;
