@@ -31,7 +31,7 @@ use basalt_server::{App, AppState};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use services::{ci, require_service};
+pub use services::{ci, require_service, require_tool};
 
 /// The database engine a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

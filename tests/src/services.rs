@@ -22,6 +22,19 @@ pub async fn require_service(name: &str, addr: &str, test: &str) -> bool {
     false
 }
 
+/// Whether the program `name` runs (`name --version`); see [`require_service`] for
+/// what happens when it does not.
+pub fn require_tool(name: &str, test: &str) -> bool {
+    let runs = std::process::Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        skip_or_fail(name, "PATH", test, "not installed");
+    }
+    runs
+}
+
 pub(crate) fn skip_or_fail(name: &str, addr: &str, test: &str, why: &str) {
     assert!(
         !ci(),

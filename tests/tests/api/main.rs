@@ -14,4 +14,5 @@ mod collections;
 mod db;
 mod http_basics;
 mod hygiene;
+mod sdk;
 mod serve;
