@@ -501,6 +501,36 @@ pub struct CollectionInput {
     pub token_duration: Option<u64>,
 }
 
+impl CollectionInput {
+    /// The rules given, each absent one taken from `base`.
+    pub fn rules_over(&self, base: &Rules) -> Rules {
+        let rule = |key: &str, current: &Option<String>| match self.rules.get(key) {
+            Some(value) => value.clone(),
+            None => current.clone(),
+        };
+        Rules {
+            list: rule("listRule", &base.list),
+            view: rule("viewRule", &base.view),
+            create: rule("createRule", &base.create),
+            update: rule("updateRule", &base.update),
+            delete: rule("deleteRule", &base.delete),
+        }
+    }
+
+    /// The auth options given, each absent one taken from `base`.
+    pub fn auth_over(&self, base: AuthOptions) -> AuthOptions {
+        AuthOptions {
+            auth_rule: self.auth_rule.clone().unwrap_or(base.auth_rule),
+            manage_rule: self.manage_rule.clone().unwrap_or(base.manage_rule),
+            password_auth_enabled: self
+                .password_auth_enabled
+                .unwrap_or(base.password_auth_enabled),
+            identity_fields: self.identity_fields.clone().unwrap_or(base.identity_fields),
+            token_duration: self.token_duration.unwrap_or(base.token_duration),
+        }
+    }
+}
+
 /// Keys of PocketBase collections that Basalt accepts and ignores until it supports
 /// them, so a PocketBase export imports as it is.
 const IGNORED_POCKETBASE_KEYS: [&str; 12] = [

@@ -781,6 +781,9 @@ fn resolve(
         (None, k) => k.unwrap_or(CollectionKind::Base),
     };
 
+    let rules = input.rules_over(&old.map(|o| o.rules.clone()).unwrap_or_default());
+    let merged_auth = (kind == CollectionKind::Auth)
+        .then(|| input.auth_over(old.and_then(|o| o.auth.clone()).unwrap_or_default()));
     let given: Vec<FieldInput> = match input.fields {
         Some(fields) => fields,
         None => old
@@ -798,33 +801,7 @@ fn resolve(
     let fields = place_fields(given, old, kind, errors);
     check_fields(&fields, kind, snapshot, batch, errors);
 
-    let rule = |key: &'static str, current: Option<&Option<String>>| -> Option<String> {
-        match input.rules.get(key) {
-            Some(value) => value.clone(),
-            None => current.cloned().flatten(),
-        }
-    };
-    let rules = Rules {
-        list: rule("listRule", old.map(|o| &o.rules.list)),
-        view: rule("viewRule", old.map(|o| &o.rules.view)),
-        create: rule("createRule", old.map(|o| &o.rules.create)),
-        update: rule("updateRule", old.map(|o| &o.rules.update)),
-        delete: rule("deleteRule", old.map(|o| &o.rules.delete)),
-    };
-    let auth = (kind == CollectionKind::Auth).then(|| {
-        let base = old.and_then(|o| o.auth.clone()).unwrap_or_default();
-        let auth = AuthOptions {
-            auth_rule: input.auth_rule.clone().unwrap_or(base.auth_rule),
-            manage_rule: input.manage_rule.clone().unwrap_or(base.manage_rule),
-            password_auth_enabled: input
-                .password_auth_enabled
-                .unwrap_or(base.password_auth_enabled),
-            identity_fields: input
-                .identity_fields
-                .clone()
-                .unwrap_or(base.identity_fields),
-            token_duration: input.token_duration.unwrap_or(base.token_duration),
-        };
+    if let Some(auth) = &merged_auth {
         for (i, name) in auth.identity_fields.iter().enumerate() {
             if !fields.iter().any(|f| &f.name == name) {
                 errors.add(
@@ -841,8 +818,8 @@ fn resolve(
                 "Must be at least 1 second.".into(),
             );
         }
-        auth
-    });
+    }
+    let auth = merged_auth;
 
     let mut indexes = input
         .indexes
@@ -1274,22 +1251,8 @@ fn from_row(row: collections::Model) -> Result<Collection, SchemaError> {
         })
         .collect();
     let kind = input.kind.unwrap_or(CollectionKind::Base);
-    let auth = (kind == CollectionKind::Auth).then(|| {
-        let base = AuthOptions::default();
-        AuthOptions {
-            auth_rule: input.auth_rule.clone().unwrap_or(base.auth_rule),
-            manage_rule: input.manage_rule.clone().unwrap_or(base.manage_rule),
-            password_auth_enabled: input
-                .password_auth_enabled
-                .unwrap_or(base.password_auth_enabled),
-            identity_fields: input
-                .identity_fields
-                .clone()
-                .unwrap_or(base.identity_fields),
-            token_duration: input.token_duration.unwrap_or(base.token_duration),
-        }
-    });
-    let rule = |key: &str| input.rules.get(key).cloned().flatten();
+    let auth = (kind == CollectionKind::Auth).then(|| input.auth_over(AuthOptions::default()));
+    let rules = input.rules_over(&Rules::default());
     Ok(Collection {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -1297,13 +1260,7 @@ fn from_row(row: collections::Model) -> Result<Collection, SchemaError> {
         system: row.system,
         fields,
         indexes: input.indexes.clone().unwrap_or_default(),
-        rules: Rules {
-            list: rule("listRule"),
-            view: rule("viewRule"),
-            create: rule("createRule"),
-            update: rule("updateRule"),
-            delete: rule("deleteRule"),
-        },
+        rules,
         auth,
         created: format_time(row.created),
         updated: format_time(row.updated),
