@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod filter;
 pub mod http;
 pub mod records;
 pub mod schema;
