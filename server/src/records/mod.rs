@@ -4,6 +4,8 @@
 //! validation and the REST adapter arrive with the records issue. Imports `schema`
 //! and `db`.
 
+pub mod validate;
+
 use std::sync::Arc;
 
 use chrono::Utc;
