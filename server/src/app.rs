@@ -98,7 +98,8 @@ impl Core {
             .installation_id()
             .await
             .map_err(StartError::Installation)?;
-        let schema = Arc::new(SchemaService::load(db.clone()).await?);
+        let schema =
+            Arc::new(SchemaService::load(db.clone(), crate::filter::resolve::check_rule).await?);
         let created = schema.ensure_defaults().await?;
         if created > 0 {
             tracing::info!(created, "created the default collections");

@@ -1,12 +1,13 @@
 //! The filter language of lists, access rules, subscriptions and the functions' host
-//! API (DESIGN.md §4): lexer → parser → syntax tree. Filters are bounded in size,
-//! comparisons and nesting, and every error names the character where it is. The
-//! compiler to sea-query conditions (names checked against the schema, values only
-//! as bound parameters) builds on [`ast`]. Imports nothing else from the crate.
+//! API (DESIGN.md §4): lexer → parser → syntax tree → names resolved against the
+//! schema ([`resolve`]). Filters are bounded in size, comparisons and nesting, and
+//! every error names the character where it is. The compiler to sea-query conditions
+//! (values only as bound parameters) builds on these. Imports `schema`.
 
 pub mod ast;
 mod lexer;
 mod parser;
+pub mod resolve;
 
 use std::fmt;
 

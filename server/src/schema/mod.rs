@@ -12,4 +12,4 @@ pub mod service;
 pub use crate::validation::FieldErrors;
 pub use model::{Collection, CollectionKind, Field, FieldKind, Rules};
 pub use registry::Snapshot;
-pub use service::{Actor, SchemaError, SchemaService};
+pub use service::{Actor, RuleCheck, SchemaError, SchemaService};

@@ -203,11 +203,17 @@ fn system_fields(kind: CollectionKind) -> (Vec<Field>, Vec<Field>) {
     (lead, trail)
 }
 
+/// Checks one rule of a collection against a schema; `Err` is a message for the
+/// client. The filter language provides it (`filter::resolve::check_rule`); it is
+/// passed in because `filter` builds on `schema`, not the other way round.
+pub type RuleCheck = fn(&str, &Collection, &Snapshot) -> Result<(), String>;
+
 /// The schema service; one per process, shared by every request.
 #[derive(Debug)]
 pub struct SchemaService {
     db: Db,
     registry: Registry,
+    rule_check: RuleCheck,
 }
 
 enum Change {
@@ -223,13 +229,14 @@ impl SchemaService {
     /// Read every collection from `_collections` into the first snapshot.
     ///
     /// Fails when the table cannot be read or a stored definition does not parse.
-    pub async fn load(db: Db) -> Result<SchemaService, SchemaError> {
+    pub async fn load(db: Db, rule_check: RuleCheck) -> Result<SchemaService, SchemaError> {
         db.setting_or_insert(VERSION_KEY, json!(0))
             .await
             .map_err(db_err)?;
         let service = SchemaService {
             db,
             registry: Registry::default(),
+            rule_check,
         };
         service.reload().await?;
         Ok(service)
@@ -503,7 +510,57 @@ impl SchemaService {
         Ok(collection)
     }
 
+    /// Check the rules of every created or updated collection against the schema as it
+    /// will be after `changes`, so a rule may name collections created alongside.
+    fn check_rules(&self, changes: &[Change]) -> Result<(), SchemaError> {
+        let current = self.snapshot();
+        let mut after: Vec<Collection> = current.all().iter().map(|c| c.as_ref().clone()).collect();
+        let mut changed = Vec::new();
+        for change in changes {
+            match change {
+                Change::Create(new) | Change::Update { new, .. } => {
+                    after.retain(|c| c.id != new.id);
+                    after.push(new.clone());
+                    changed.push(new.id.clone());
+                }
+                Change::Delete(old) => after.retain(|c| c.id != old.id),
+            }
+        }
+        let provisional = Snapshot::new(current.version(), after);
+        let mut errors = FieldErrors::default();
+        for id in changed {
+            let Some(collection) = provisional.by_id(&id) else {
+                continue;
+            };
+            let rules = [
+                ("listRule", &collection.rules.list),
+                ("viewRule", &collection.rules.view),
+                ("createRule", &collection.rules.create),
+                ("updateRule", &collection.rules.update),
+                ("deleteRule", &collection.rules.delete),
+            ];
+            let auth_rules = collection
+                .auth
+                .as_ref()
+                .map(|a| [("authRule", &a.auth_rule), ("manageRule", &a.manage_rule)]);
+            for (key, rule) in rules.into_iter().chain(auth_rules.into_iter().flatten()) {
+                if let Some(rule) = rule
+                    && let Err(message) = (self.rule_check)(rule, collection, &provisional)
+                {
+                    let path = if changes.len() > 1 {
+                        format!("{}.{key}", collection.name)
+                    } else {
+                        key.to_owned()
+                    };
+                    errors.add(path, "validation_invalid_rule", message);
+                }
+            }
+        }
+        errors.into_result().map_err(SchemaError::Validation)
+    }
+
     async fn apply(&self, changes: Vec<Change>, actor: &Actor) -> Result<(), SchemaError> {
+        self.check_rules(&changes)?;
         let backend = self.db.database_backend();
         let txn = self.db.begin_write().await.map_err(db_err)?;
         if self.db.backend() == Backend::Postgres {

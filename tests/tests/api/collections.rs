@@ -539,11 +539,28 @@ async fn bad_names_and_definitions_get_field_errors(backend: Backend) {
         )
         .await;
     assert_eq!(status, 400);
-    // A rule that is not yet evaluated is stored and round-trips.
+    // Rules are parsed and checked against the schema when saved: 400s naming the
+    // rule and the character, never a 500 later.
+    for (rule, words) in [
+        ("views >", "expected a value or a field (at character 8)"),
+        ("nope = 1", "unknown field `nope`"),
+        ("(views > 1", "never closed"),
+    ] {
+        let body = json!({"name": "ruled", "fields": [{"name": "views", "type": "number"}], "listRule": rule});
+        let (status, err) = app
+            .call(Method::POST, "/api/collections", Some(&token), Some(body))
+            .await;
+        assert_eq!(status, 400, "{rule}: {err}");
+        let message = err["data"]["listRule"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains(words), "{rule}: {err}");
+    }
     let created = create(
         &app,
         &token,
-        json!({"name": "ruled", "listRule": "views > 1 && @request.auth.id != ''", "viewRule": ""}),
+        json!({"name": "ruled", "fields": [{"name": "views", "type": "number"}],
+               "listRule": "views > 1 && @request.auth.id != ''", "viewRule": ""}),
     )
     .await;
     assert_eq!(created["listRule"], "views > 1 && @request.auth.id != ''");
