@@ -5,6 +5,7 @@
 //! (values only as bound parameters) builds on these. Imports `schema`.
 
 pub mod ast;
+pub mod compile;
 mod lexer;
 mod parser;
 pub mod resolve;
@@ -63,6 +64,63 @@ pub fn parse(text: &str) -> Result<Option<Expr>, FilterError> {
         return Ok(None);
     }
     parser::Parser::new(tokens, length).parse().map(Some)
+}
+
+#[cfg(test)]
+/// A small schema: users (auth), posts → users, comments → posts, tags (multi).
+pub(crate) fn test_snapshot() -> crate::schema::Snapshot {
+    let mut errors = crate::validation::FieldErrors::default();
+    let parse_def = |body: serde_json::Value, errors: &mut crate::validation::FieldErrors| {
+        let input = crate::schema::model::parse_collection(&body, errors);
+        let fields = input
+            .fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| crate::schema::Field {
+                id: f.id.clone().unwrap_or_else(|| f.field.name.clone()),
+                ..f.field
+            })
+            .collect();
+        crate::schema::Collection {
+            id: input.id.clone().unwrap(),
+            name: input.name.clone().unwrap(),
+            kind: input.kind.unwrap_or(crate::schema::CollectionKind::Base),
+            system: false,
+            fields,
+            indexes: vec![],
+            rules: Default::default(),
+            auth: (input.kind == Some(crate::schema::CollectionKind::Auth)).then(Default::default),
+            created: String::new(),
+            updated: String::new(),
+        }
+    };
+    let users = parse_def(
+        serde_json::json!({"id": "u", "name": "users", "type": "auth", "fields": [
+            {"name": "id", "type": "text", "primaryKey": true},
+            {"name": "email", "type": "email"}, {"name": "password", "type": "password"},
+            {"name": "tokenKey", "type": "text", "hidden": true}, {"name": "role", "type": "text"}
+        ]}),
+        &mut errors,
+    );
+    let posts = parse_def(
+        serde_json::json!({"id": "p", "name": "posts", "fields": [
+            {"name": "id", "type": "text", "primaryKey": true}, {"name": "title", "type": "text"},
+            {"name": "views", "type": "number"}, {"name": "secret", "type": "text", "hidden": true},
+            {"name": "author", "type": "relation", "collectionId": "u"},
+            {"name": "tags", "type": "select", "values": ["a", "b"], "maxSelect": 2}
+        ]}),
+        &mut errors,
+    );
+    let comments = parse_def(
+        serde_json::json!({"id": "c", "name": "comments", "fields": [
+            {"name": "id", "type": "text", "primaryKey": true}, {"name": "text", "type": "text"},
+            {"name": "post", "type": "relation", "collectionId": "p"}
+        ]}),
+        &mut errors,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    crate::schema::Snapshot::new(1, vec![users, posts, comments])
 }
 
 #[cfg(test)]

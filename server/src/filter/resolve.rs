@@ -267,67 +267,11 @@ pub fn check_rule(rule: &str, collection: &Collection, snapshot: &Snapshot) -> R
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::filter::parse;
-    use crate::validation::FieldErrors;
 
-    /// A small schema: users (auth), posts → users, comments → posts, tags (multi).
     fn snapshot() -> Snapshot {
-        let mut errors = FieldErrors::default();
-        let parse_def = |body: serde_json::Value, errors: &mut FieldErrors| {
-            let input = crate::schema::model::parse_collection(&body, errors);
-            let fields = input
-                .fields
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| Field {
-                    id: f.id.clone().unwrap_or_else(|| f.field.name.clone()),
-                    ..f.field
-                })
-                .collect();
-            Collection {
-                id: input.id.clone().unwrap(),
-                name: input.name.clone().unwrap(),
-                kind: input.kind.unwrap_or(crate::schema::CollectionKind::Base),
-                system: false,
-                fields,
-                indexes: vec![],
-                rules: Default::default(),
-                auth: (input.kind == Some(crate::schema::CollectionKind::Auth))
-                    .then(Default::default),
-                created: String::new(),
-                updated: String::new(),
-            }
-        };
-        let users = parse_def(
-            json!({"id": "u", "name": "users", "type": "auth", "fields": [
-                {"name": "id", "type": "text", "primaryKey": true},
-                {"name": "email", "type": "email"}, {"name": "password", "type": "password"},
-                {"name": "tokenKey", "type": "text", "hidden": true}, {"name": "role", "type": "text"}
-            ]}),
-            &mut errors,
-        );
-        let posts = parse_def(
-            json!({"id": "p", "name": "posts", "fields": [
-                {"name": "id", "type": "text", "primaryKey": true}, {"name": "title", "type": "text"},
-                {"name": "views", "type": "number"}, {"name": "secret", "type": "text", "hidden": true},
-                {"name": "author", "type": "relation", "collectionId": "u"},
-                {"name": "tags", "type": "select", "values": ["a", "b"], "maxSelect": 2}
-            ]}),
-            &mut errors,
-        );
-        let comments = parse_def(
-            json!({"id": "c", "name": "comments", "fields": [
-                {"name": "id", "type": "text", "primaryKey": true}, {"name": "text", "type": "text"},
-                {"name": "post", "type": "relation", "collectionId": "p"}
-            ]}),
-            &mut errors,
-        );
-        assert!(errors.is_empty(), "{errors:?}");
-        Snapshot::new(1, vec![users, posts, comments])
+        crate::filter::test_snapshot()
     }
 
     fn run(filter: &str, hidden: bool) -> Result<(), FilterError> {

@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod collections;
 mod db;
+mod filter;
 mod http_basics;
 mod hygiene;
 mod sdk;
