@@ -149,6 +149,33 @@ impl From<crate::auth::AuthError> for ApiError {
     }
 }
 
+impl From<crate::records::RecordError> for ApiError {
+    fn from(err: crate::records::RecordError) -> ApiError {
+        use crate::records::RecordError;
+        match err {
+            RecordError::NotFound => ApiError::not_found(),
+            RecordError::Forbidden => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Only superusers can perform this action.",
+            ),
+            RecordError::Filter(e) => {
+                ApiError::bad_request(format!("Invalid filter or sort: {e}."))
+            }
+            RecordError::Conflict(field) => ApiError::bad_request("Failed to save the record.")
+                .with_field(field, "validation_not_unique", "Value must be unique."),
+            RecordError::SchemaChanging => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The schema is changing; try again.",
+            ),
+            RecordError::BrokenRule(ref message) => {
+                ApiError::internal(&std::io::Error::other(message.clone()))
+            }
+            RecordError::Schema(ref cause) => ApiError::internal(cause),
+            RecordError::Db(ref cause) => ApiError::internal(cause),
+        }
+    }
+}
+
 /// The message a client sees for a status when nothing more specific was said.
 pub fn default_message(status: StatusCode) -> &'static str {
     match status.as_u16() {

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod json;
 mod metrics;
 pub mod middleware;
+mod records;
 
 use actix_web::{HttpResponse, ResponseError, web};
 
@@ -38,6 +39,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(collections::view_collection))
             .route(web::patch().to(collections::update_collection))
             .route(web::delete().to(collections::delete_collection)),
+    )
+    .service(
+        web::resource("/api/collections/{collection}/records")
+            .route(web::get().to(records::list_records)),
+    )
+    .service(
+        web::resource("/api/collections/{collection}/records/{id}")
+            .route(web::get().to(records::view_record)),
     )
     .service(
         web::resource("/api/collections/{collection}/auth-with-password")

@@ -4,6 +4,7 @@
 //! validation and the REST adapter arrive with the records issue. Imports `schema`
 //! and `db`.
 
+pub mod read;
 pub mod validate;
 
 use std::sync::Arc;
@@ -34,6 +35,12 @@ pub enum RecordError {
     Schema(SchemaError),
     #[error("invalid filter: {0}")]
     Filter(crate::filter::FilterError),
+    /// The collection's rule for this action is `null`: superusers only.
+    #[error("only superusers can perform this action")]
+    Forbidden,
+    /// A stored rule no longer compiles (the schema changed under it).
+    #[error("the collection's rule cannot be evaluated: {0}")]
+    BrokenRule(String),
     #[error("database error: {0}")]
     Db(DbErr),
 }

@@ -15,5 +15,6 @@ mod db;
 mod filter;
 mod http_basics;
 mod hygiene;
+mod records_read;
 mod sdk;
 mod serve;

@@ -1,0 +1,97 @@
+//! The record API, PocketBase-shaped. Handlers extract, call one `records` method and
+//! shape the response; rules and filters are the service's business.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::identity::Caller;
+use crate::AppState;
+use crate::filter::compile::Request;
+use crate::records::read::{ListQuery, pick_fields, request_auth};
+
+/// What the filter language may read of this HTTP request.
+fn filter_request(req: &HttpRequest, caller: &Caller, query: &HashMap<String, String>) -> Request {
+    let mut request = Request::new(req.method().as_str());
+    request.auth = request_auth(&caller.0);
+    request.query = query.clone();
+    request.headers = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                name.as_str().to_ascii_lowercase(),
+                value.to_str().ok()?.to_owned(),
+            ))
+        })
+        .collect();
+    request
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    page: Option<u64>,
+    per_page: Option<u64>,
+    sort: Option<String>,
+    filter: Option<String>,
+    skip_total: Option<String>,
+    fields: Option<String>,
+}
+
+/// `GET /api/collections/{collection}/records`
+pub async fn list_records(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    params: web::Query<ListParams>,
+    raw: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let request = filter_request(&req, &caller, &raw);
+    let query = ListQuery {
+        page: params.page,
+        per_page: params.per_page,
+        sort: params.sort.clone(),
+        filter: params.filter.clone(),
+        skip_total: matches!(params.skip_total.as_deref(), Some("1" | "true")),
+    };
+    let page = state
+        .records
+        .list(&path, &caller.0, &request, &query)
+        .await?;
+    let fields = params.fields.as_deref();
+    Ok(HttpResponse::Ok().json(json!({
+        "page": page.page,
+        "perPage": page.per_page,
+        "totalItems": page.total_items,
+        "totalPages": page.total_pages,
+        "items": page.items.into_iter().map(|item| pick_fields(item, fields)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ViewParams {
+    fields: Option<String>,
+}
+
+/// `GET /api/collections/{collection}/records/{id}`
+pub async fn view_record(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    params: web::Query<ViewParams>,
+    raw: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let request = filter_request(&req, &caller, &raw);
+    let record = state
+        .records
+        .view(&collection, &id, &caller.0, &request)
+        .await?;
+    Ok(HttpResponse::Ok().json(pick_fields(record, params.fields.as_deref())))
+}

@@ -1,0 +1,315 @@
+//! Reading records through the REST API as anonymous, an owner, another user and a
+//! superuser: rules decide what is listed (totals included) and what is viewable.
+
+use basalt_tests::{Backend, TestApp, backend_tests};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+backend_tests!(
+    rules_decide_what_each_caller_reads,
+    lists_filter_sort_and_page
+);
+
+struct World {
+    app: TestApp,
+    admin: String,
+    ann: String,
+    bob: String,
+}
+
+async fn world(backend: Backend) -> World {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let ann_record = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    let bob_record = app
+        .create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let ann = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let bob = app
+        .sign_in("users", "bob@example.com", "bob-password")
+        .await;
+    let rule = "published = true || author = @request.auth.id";
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "posts", "listRule": rule, "viewRule": rule,
+                "fields": [
+                    {"name": "title", "type": "text"},
+                    {"name": "published", "type": "bool"},
+                    {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_"},
+                    {"name": "secret", "type": "text", "hidden": true}
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({"name": "private", "fields": [{"name": "x", "type": "text"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (id, title, published, author) in [
+        ("p1", "Alpha", true, &ann_record),
+        ("p2", "Beta", false, &ann_record),
+        ("p3", "Gamma", false, &bob_record),
+        ("p4", "Delta", true, &bob_record),
+    ] {
+        app.state
+            .records
+            .insert_system(
+                "posts",
+                json!({"id": id, "title": title, "published": published, "author": author["id"], "secret": format!("s-{id}")})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+    }
+    app.state
+        .records
+        .insert_system(
+            "private",
+            json!({"id": "x1", "x": "hush"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .await
+        .unwrap();
+    World {
+        app,
+        admin,
+        ann,
+        bob,
+    }
+}
+
+fn ids(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect()
+}
+
+async fn rules_decide_what_each_caller_reads(backend: Backend) {
+    let World {
+        app,
+        admin,
+        ann,
+        bob,
+    } = world(backend).await;
+    let list = |token: Option<String>| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::GET,
+                "/api/collections/posts/records",
+                token.as_deref(),
+                None,
+            )
+            .await
+        }
+    };
+    for (who, token, expected) in [
+        ("anonymous", None, vec!["p1", "p4"]),
+        (
+            "ann (owner of p1, p2)",
+            Some(ann.clone()),
+            vec!["p1", "p2", "p4"],
+        ),
+        (
+            "bob (owner of p3, p4)",
+            Some(bob.clone()),
+            vec!["p1", "p3", "p4"],
+        ),
+        (
+            "superuser",
+            Some(admin.clone()),
+            vec!["p1", "p2", "p3", "p4"],
+        ),
+    ] {
+        let (status, page) = list(token).await;
+        assert_eq!(status, 200, "{who}: {page}");
+        assert_eq!(ids(&page), expected, "{who}");
+        assert_eq!(
+            page["totalItems"],
+            expected.len(),
+            "{who}: totals respect the rule"
+        );
+        let first = &page["items"][0];
+        assert_eq!(first["collectionName"], "posts");
+        assert!(first["collectionId"].is_string());
+        assert_eq!(
+            first.get("secret").is_some(),
+            who == "superuser",
+            "{who}: hidden field"
+        );
+    }
+
+    // View: a record the rule hides is a 404, the same as one that does not exist.
+    let view = |id: &str, token: Option<&str>| {
+        let app = &app;
+        let path = format!("/api/collections/posts/records/{id}");
+        let token = token.map(str::to_owned);
+        async move { app.call(Method::GET, &path, token.as_deref(), None).await }
+    };
+    for (who, token, id, status) in [
+        ("anonymous", None, "p2", 404),
+        ("anonymous", None, "p1", 200),
+        ("ann", Some(ann.as_str()), "p2", 200),
+        ("bob", Some(bob.as_str()), "p2", 404),
+        ("superuser", Some(admin.as_str()), "p2", 200),
+    ] {
+        let (got, body) = view(id, token).await;
+        assert_eq!(got, status, "{who} viewing {id}: {body}");
+    }
+    let (_, hidden) = view("p2", Some(&bob)).await;
+    let (_, missing) = view("nope", Some(&bob)).await;
+    assert_eq!(hidden, missing, "indistinguishable from a missing id");
+
+    // `null` rules: superusers only.
+    for (who, token, status) in [
+        ("anonymous", None, 403),
+        ("ann", Some(ann.as_str()), 403),
+        ("superuser", Some(admin.as_str()), 200),
+    ] {
+        let (got, body) = app
+            .call(Method::GET, "/api/collections/private/records", token, None)
+            .await;
+        assert_eq!(got, status, "{who}: {body}");
+        let (got, _) = app
+            .call(
+                Method::GET,
+                "/api/collections/private/records/x1",
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(got, status, "{who} view");
+    }
+
+    // The default users rules: each user sees only themself, with their own email.
+    let (_, page) = app
+        .call(
+            Method::GET,
+            "/api/collections/users/records",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(page["totalItems"], 1);
+    assert_eq!(page["items"][0]["email"], "ann@example.com");
+    assert!(
+        page["items"][0].get("password").is_none() && page["items"][0].get("tokenKey").is_none()
+    );
+    let (_, page) = app
+        .call(Method::GET, "/api/collections/users/records", None, None)
+        .await;
+    assert_eq!(page["totalItems"], 0, "anonymous sees no user");
+    let (_, all) = app
+        .call(
+            Method::GET,
+            "/api/collections/users/records",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(all["totalItems"], 2);
+    let bob_id = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "bob@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/collections/users/records/{bob_id}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // A caller cannot filter or sort by what they may not see.
+    for path in [
+        "/api/collections/posts/records?filter=secret%3D's-p2'",
+        "/api/collections/posts/records?sort=secret",
+        "/api/collections/posts/records?filter=author.password!%3D''",
+    ] {
+        let (status, body) = app.call(Method::GET, path, Some(&ann), None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, page) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records?filter=secret%3D's-p2'",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), ["p2"]);
+}
+
+async fn lists_filter_sort_and_page(backend: Backend) {
+    let World { app, admin, .. } = world(backend).await;
+    let get = |path: &str| {
+        let app = &app;
+        let admin = admin.clone();
+        let path = path.to_owned();
+        async move { app.call(Method::GET, &path, Some(&admin), None).await }
+    };
+    let (_, page) = get("/api/collections/posts/records?sort=-title").await;
+    assert_eq!(ids(&page), ["p3", "p4", "p2", "p1"]);
+    let (_, page) = get("/api/collections/posts/records?sort=published,-title").await;
+    assert_eq!(ids(&page), ["p3", "p2", "p4", "p1"]);
+    // Alpha p1, Beta p2, Delta p4, Gamma p3: the second page of two.
+    let (_, page) = get("/api/collections/posts/records?sort=title&perPage=2&page=2").await;
+    assert_eq!(ids(&page), ["p4", "p3"]);
+    assert_eq!(page["page"], 2);
+    assert_eq!(page["perPage"], 2);
+    assert_eq!(page["totalItems"], 4);
+    assert_eq!(page["totalPages"], 2);
+    let (_, page) = get(
+        "/api/collections/posts/records?filter=title~'ta'%20%26%26%20published%3Dtrue&skipTotal=1",
+    )
+    .await;
+    assert_eq!(ids(&page), ["p4"]);
+    assert_eq!(page["totalItems"], -1);
+    assert_eq!(page["totalPages"], -1);
+    let (_, page) = get("/api/collections/posts/records?fields=id,title&perPage=1").await;
+    assert_eq!(page["items"][0], json!({"id": "p1", "title": "Alpha"}));
+    let (_, page) = get("/api/collections/posts/records?sort=@random").await;
+    assert_eq!(page["totalItems"], 4);
+    let (_, page) = get("/api/collections/posts/records?perPage=5000").await;
+    assert_eq!(page["perPage"], 1000, "perPage is capped");
+
+    let (status, body) = get("/api/collections/posts/records?filter=title%20%3D").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("at character"),
+        "{body}"
+    );
+    let (status, body) = get("/api/collections/posts/records?sort=nope").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = get("/api/collections/nope/records").await;
+    assert_eq!(status, 404);
+}
