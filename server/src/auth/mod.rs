@@ -86,7 +86,10 @@ pub struct AuthService {
     dummy_hash: String,
 }
 
-fn random_string(len: usize) -> Result<String, AuthError> {
+/// `len` random letters and digits.
+///
+/// Fails only when the system has no randomness to give.
+pub fn random_string(len: usize) -> Result<String, AuthError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;

@@ -154,6 +154,9 @@ impl From<crate::records::RecordError> for ApiError {
         use crate::records::RecordError;
         match err {
             RecordError::NotFound => ApiError::not_found(),
+            RecordError::Validation(errors) => {
+                ApiError::validation("Failed to save the record.", errors)
+            }
             RecordError::Forbidden => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Only superusers can perform this action.",

@@ -42,11 +42,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/api/collections/{collection}/records")
-            .route(web::get().to(records::list_records)),
+            .route(web::get().to(records::list_records))
+            .route(web::post().to(records::create_record)),
     )
     .service(
         web::resource("/api/collections/{collection}/records/{id}")
-            .route(web::get().to(records::view_record)),
+            .route(web::get().to(records::view_record))
+            .route(web::patch().to(records::update_record))
+            .route(web::delete().to(records::delete_record)),
     )
     .service(
         web::resource("/api/collections/{collection}/auth-with-password")

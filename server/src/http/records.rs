@@ -95,3 +95,55 @@ pub async fn view_record(
         .await?;
     Ok(HttpResponse::Ok().json(pick_fields(record, params.fields.as_deref())))
 }
+
+/// `POST /api/collections/{collection}/records` (JSON).
+pub async fn create_record(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    raw: web::Query<HashMap<String, String>>,
+    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let request = filter_request(&req, &caller, &raw);
+    let record = state
+        .records
+        .create(&path, &caller.0, &request, body.into_inner())
+        .await?;
+    Ok(HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str))))
+}
+
+/// `PATCH /api/collections/{collection}/records/{id}` (JSON).
+pub async fn update_record(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    raw: web::Query<HashMap<String, String>>,
+    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let request = filter_request(&req, &caller, &raw);
+    let record = state
+        .records
+        .update(&collection, &id, &caller.0, &request, body.into_inner())
+        .await?;
+    Ok(HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str))))
+}
+
+/// `DELETE /api/collections/{collection}/records/{id}` → 204.
+pub async fn delete_record(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    raw: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let request = filter_request(&req, &caller, &raw);
+    state
+        .records
+        .delete(&collection, &id, &caller.0, &request)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -6,6 +6,7 @@
 
 pub mod read;
 pub mod validate;
+mod write;
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub enum RecordError {
     /// The collection's rule for this action is `null`: superusers only.
     #[error("only superusers can perform this action")]
     Forbidden,
+    #[error("the record is invalid")]
+    Validation(crate::validation::FieldErrors),
     /// A stored rule no longer compiles (the schema changed under it).
     #[error("the collection's rule cannot be evaluated: {0}")]
     BrokenRule(String),
@@ -209,9 +212,24 @@ impl RecordService {
     pub async fn insert_system(
         &self,
         collection: &str,
-        mut values: Record,
+        values: Record,
     ) -> Result<Record, RecordError> {
         let (collection, version, txn) = self.begin_current(collection).await?;
+        let id = self.insert_in(&txn, &collection, version, values).await?;
+        let record = self.find_in(&txn, &collection, version, &id).await?;
+        txn.commit().await.map_err(RecordError::Db)?;
+        Ok(record)
+    }
+
+    /// Insert inside `txn`: the id (UUIDv7 unless given) and autodates are filled in;
+    /// returns the id.
+    async fn insert_in(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        version: i64,
+        mut values: Record,
+    ) -> Result<String, RecordError> {
         let now = format_time(Utc::now());
         let has_id = values
             .get("id")
@@ -244,15 +262,12 @@ impl RecordService {
             .to_owned();
         txn.execute_raw(self.statement(&insert, version))
             .await
-            .map_err(|e| conflict_or_db(e, &collection))?;
-        let id = values
+            .map_err(|e| conflict_or_db(e, collection))?;
+        Ok(values
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
-            .to_owned();
-        let record = self.find_in(&txn, &collection, version, &id).await?;
-        txn.commit().await.map_err(RecordError::Db)?;
-        Ok(record)
+            .to_owned())
     }
 
     /// Set the given fields of one record (and its on-update autodates).
@@ -265,6 +280,24 @@ impl RecordService {
         values: Record,
     ) -> Result<Record, RecordError> {
         let (collection, version, txn) = self.begin_current(collection).await?;
+        self.update_in(&txn, &collection, version, id, values)
+            .await?;
+        let record = self.find_in(&txn, &collection, version, id).await?;
+        txn.commit().await.map_err(RecordError::Db)?;
+        Ok(record)
+    }
+
+    /// Update inside `txn`: the given fields and the on-update autodates.
+    ///
+    /// Fails with `NotFound` when no row has this id.
+    async fn update_in(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        version: i64,
+        id: &str,
+        values: Record,
+    ) -> Result<(), RecordError> {
         let now = format_time(Utc::now());
         let mut update = Query::update();
         update.table(col(&collection.name));
@@ -282,13 +315,11 @@ impl RecordService {
         let result = txn
             .execute_raw(self.statement(&update, version))
             .await
-            .map_err(|e| conflict_or_db(e, &collection))?;
+            .map_err(|e| conflict_or_db(e, collection))?;
         if result.rows_affected() == 0 {
             return Err(RecordError::NotFound);
         }
-        let record = self.find_in(&txn, &collection, version, id).await?;
-        txn.commit().await.map_err(RecordError::Db)?;
-        Ok(record)
+        Ok(())
     }
 
     /// Delete one record; `false` when there was none.
@@ -431,20 +462,96 @@ impl RecordService {
     }
 }
 
-/// A unique-index violation names the collection's first unique field involved;
-/// anything else is a database error.
+/// A fresh token key: 50 random letters and digits.
+pub(crate) fn random_key() -> String {
+    crate::auth::random_string(50).unwrap_or_else(|_| {
+        // Randomness failing is beyond recovery here; UUIDv7s still differ per call.
+        format!(
+            "{}{}",
+            uuid::Uuid::now_v7().simple(),
+            uuid::Uuid::now_v7().simple()
+        )
+    })
+}
+
+/// A unique-index violation, named by the field it is about; anything else is a
+/// database error. SQLite says `UNIQUE constraint failed: table.column`; PostgreSQL
+/// names the constraint, which is the primary key or one of the collection's indexes.
 fn conflict_or_db(err: DbErr, collection: &Collection) -> RecordError {
-    let text = err.to_string().to_lowercase();
-    let unique = text.contains("unique") || text.contains("duplicate key");
-    if !unique {
-        return RecordError::Db(err);
+    let text = err.to_string();
+    if let Some(rest) = text.split("UNIQUE constraint failed: ").nth(1) {
+        let column = rest
+            .split([',', '"', ')', ' '])
+            .next()
+            .and_then(|qualified| qualified.rsplit('.').next())
+            .unwrap_or("id");
+        return RecordError::Conflict(column.to_owned());
     }
-    let field = collection
-        .fields
-        .iter()
-        .find(|f| text.contains(&f.name.to_lowercase()) && f.name != "id")
-        .map_or_else(|| "id".to_owned(), |f| f.name.clone());
-    RecordError::Conflict(field)
+    if let Some(rest) = text
+        .split("unique constraint \"")
+        .nth(1)
+        .or_else(|| text.split("unique constraint \\\"").nth(1))
+    {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.ends_with("_pkey") {
+            return RecordError::Conflict("id".to_owned());
+        }
+        let column = collection
+            .indexes
+            .iter()
+            .filter_map(|i| crate::schema::index::parse_index(i).ok())
+            .find(|i| i.name == name)
+            .and_then(|i| i.columns.first().map(|c| c.name.clone()))
+            .unwrap_or_else(|| "id".to_owned());
+        return RecordError::Conflict(column);
+    }
+    RecordError::Db(err)
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+
+    #[test]
+    fn unique_violations_name_their_field() {
+        let collection = crate::schema::Collection {
+            id: "c".into(),
+            name: "items".into(),
+            kind: crate::schema::CollectionKind::Base,
+            system: false,
+            fields: vec![],
+            indexes: vec!["CREATE UNIQUE INDEX `idx_items_code` ON `items` (`code`)".into()],
+            rules: Default::default(),
+            auth: None,
+            created: String::new(),
+            updated: String::new(),
+        };
+        let field = |message: &str| match conflict_or_db(DbErr::Custom(message.into()), &collection)
+        {
+            RecordError::Conflict(f) => f,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field("SqliteError { code: 1555, message: \"UNIQUE constraint failed: items.id\" }"),
+            "id"
+        );
+        assert_eq!(field("UNIQUE constraint failed: items.code"), "code");
+        assert_eq!(
+            field("duplicate key value violates unique constraint \"items_pkey\""),
+            "id"
+        );
+        assert_eq!(
+            field("duplicate key value violates unique constraint \"idx_items_code\""),
+            "code"
+        );
+        assert!(matches!(
+            conflict_or_db(DbErr::Custom("disk full".into()), &collection),
+            RecordError::Db(_)
+        ));
+    }
 }
 
 /// The record as a client may see it: password hashes and token keys never, hidden

@@ -16,5 +16,6 @@ mod filter;
 mod http_basics;
 mod hygiene;
 mod records_read;
+mod records_write;
 mod sdk;
 mod serve;

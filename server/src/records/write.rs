@@ -1,0 +1,379 @@
+//! Writing records as a caller: create, update and delete, each one transaction on a
+//! current schema, with validation, relation checks and the collection's rules.
+//!
+//! The create rule is evaluated on the row as inserted, inside the transaction, so it
+//! can follow relations of the new record; if it fails the insert is rolled back.
+//! Update and delete rules are evaluated on the existing row; a record they hide is a
+//! 404, like one that does not exist.
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use serde_json::{Map, Value};
+
+use super::validate::{Mode, validate};
+use super::{Record, RecordError, RecordService};
+use crate::auth::Identity;
+use crate::filter::compile::{BASE, Request, compile};
+use crate::filter::resolve::Scope;
+use crate::schema::{Collection, FieldKind, Snapshot};
+use crate::validation::FieldErrors;
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+fn one_error(field: &str, code: &str, message: &str) -> RecordError {
+    let mut errors = FieldErrors::default();
+    errors.add(field, code, message.to_owned());
+    RecordError::Validation(errors)
+}
+
+impl RecordService {
+    /// Whether the row `id` passes `rule` for this caller, inside `txn`.
+    ///
+    /// Fails with `Forbidden` for a `null` rule (superusers only).
+    #[allow(clippy::too_many_arguments)]
+    async fn passes(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        version: i64,
+        rule: Option<&String>,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<bool, RecordError> {
+        if identity.is_superuser() {
+            return Ok(true);
+        }
+        let Some(rule) = rule else {
+            return Err(RecordError::Forbidden);
+        };
+        let Some(expr) = crate::filter::parse(rule).map_err(RecordError::Filter)? else {
+            return Ok(true);
+        };
+        let condition = compile(
+            &expr,
+            collection,
+            snapshot,
+            request,
+            Scope { hidden: true },
+            self.db.database_backend(),
+        )
+        .map_err(|e| RecordError::BrokenRule(e.to_string()))?;
+        let query = Query::select()
+            .expr(Expr::val(1))
+            .from_as(col(&collection.name), col(BASE))
+            .and_where(Expr::col((col(BASE), col("id"))).eq(id))
+            .and_where(condition)
+            .to_owned();
+        let row = txn
+            .query_one_raw(self.statement(&query, version))
+            .await
+            .map_err(RecordError::Db)?;
+        Ok(row.is_some())
+    }
+
+    /// Every relation id in `values` must name an existing record of its target.
+    async fn check_relations(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        version: i64,
+        values: &Record,
+    ) -> Result<(), RecordError> {
+        let mut errors = FieldErrors::default();
+        for field in &collection.fields {
+            let FieldKind::Relation { collection_id, .. } = &field.kind else {
+                continue;
+            };
+            let ids: Vec<String> = match values.get(&field.name) {
+                Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => continue,
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            let Some(target) = snapshot.by_id(collection_id) else {
+                errors.add(
+                    field.name.clone(),
+                    "validation_missing_rel_records",
+                    "The related collection is gone.".into(),
+                );
+                continue;
+            };
+            let query = Query::select()
+                .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
+                .from(col(&target.name))
+                .and_where(Expr::col(col("id")).is_in(ids.clone()))
+                .to_owned();
+            let found: i64 = match txn
+                .query_one_raw(self.statement(&query, version))
+                .await
+                .map_err(RecordError::Db)?
+            {
+                Some(row) => row.try_get("", "n").map_err(RecordError::Db)?,
+                None => 0,
+            };
+            if found != ids.len() as i64 {
+                errors.add(
+                    field.name.clone(),
+                    "validation_missing_rel_records",
+                    "Some related records do not exist.".into(),
+                );
+            }
+        }
+        errors.into_result().map_err(RecordError::Validation)
+    }
+
+    /// Fields only superusers (and Basalt) may set on auth records.
+    fn refuse_protected(
+        collection: &Collection,
+        body: &Map<String, Value>,
+        identity: &Identity,
+        mode: Mode,
+    ) -> Result<(), RecordError> {
+        if collection.auth.is_none() || identity.is_superuser() {
+            return Ok(());
+        }
+        let mut errors = FieldErrors::default();
+        for key in ["verified", "tokenKey"] {
+            if body.contains_key(key) {
+                errors.add(
+                    key,
+                    "validation_forbidden",
+                    "Only superusers may set this field.".into(),
+                );
+            }
+        }
+        if mode == Mode::Update && body.contains_key("email") {
+            errors.add(
+                "email",
+                "validation_forbidden",
+                "Change the email with the email-change flow.".into(),
+            );
+        }
+        errors.into_result().map_err(RecordError::Validation)
+    }
+
+    /// Create a record as `identity`.
+    ///
+    /// Fails with `Validation` (per-field problems, a missing related record, or a
+    /// failed create rule), `Forbidden` for a superusers-only collection, `Conflict`
+    /// on a unique index.
+    pub async fn create(
+        &self,
+        collection: &str,
+        identity: &Identity,
+        request: &Request,
+        body: Map<String, Value>,
+    ) -> Result<Value, RecordError> {
+        let before = self.schema.snapshot();
+        let planned = before
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        if !identity.is_superuser() && planned.rules.create.is_none() {
+            return Err(RecordError::Forbidden);
+        }
+        Self::refuse_protected(&planned, &body, identity, Mode::Create)?;
+        // Hash outside the transaction: argon2 must not hold SQLite's write lock.
+        let password_hash = match (
+            planned.auth.is_some(),
+            body.get("password").and_then(Value::as_str),
+        ) {
+            (true, Some(password)) => {
+                validate(&planned, &body, Mode::Create).map_err(RecordError::Validation)?;
+                Some(
+                    crate::auth::password::hash(password.to_owned())
+                        .await
+                        .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))?,
+                )
+            }
+            _ => None,
+        };
+        let (collection, version, txn) = self.begin_current(collection).await?;
+        let snapshot = self.schema.snapshot();
+        let mut values =
+            validate(&collection, &body, Mode::Create).map_err(RecordError::Validation)?;
+        if collection.auth.is_some() {
+            values.insert("tokenKey".into(), Value::String(super::random_key()));
+            if let Some(hash) = password_hash {
+                values.insert("password".into(), Value::String(hash));
+            }
+        }
+        self.check_relations(&txn, &collection, &snapshot, version, &values)
+            .await?;
+        let id = self.insert_in(&txn, &collection, version, values).await?;
+        let mut request = request.clone();
+        request.body = body;
+        if !self
+            .passes(
+                &txn,
+                &collection,
+                &snapshot,
+                version,
+                collection.rules.create.as_ref(),
+                &id,
+                identity,
+                &request,
+            )
+            .await?
+        {
+            txn.rollback().await.map_err(RecordError::Db)?;
+            return Err(RecordError::Validation({
+                let mut errors = FieldErrors::default();
+                errors.add(
+                    "",
+                    "validation_create_rule",
+                    "The create rule does not allow this record.".into(),
+                );
+                errors
+            }));
+        }
+        let record = self.find_in(&txn, &collection, version, &id).await?;
+        txn.commit().await.map_err(RecordError::Db)?;
+        Ok(super::read::shape(&collection, &record, identity))
+    }
+
+    /// Update a record as `identity`; only the fields in `body` change.
+    ///
+    /// Fails with `NotFound` (missing, or hidden by the update rule), `Forbidden`,
+    /// `Validation`, or `Conflict` on a unique index.
+    pub async fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+        body: Map<String, Value>,
+    ) -> Result<Value, RecordError> {
+        let before = self.schema.snapshot();
+        let planned = before
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        if !identity.is_superuser() && planned.rules.update.is_none() {
+            return Err(RecordError::Forbidden);
+        }
+        Self::refuse_protected(&planned, &body, identity, Mode::Update)?;
+        let new_password = match (
+            planned.auth.is_some(),
+            body.get("password").and_then(Value::as_str),
+        ) {
+            (true, Some(password)) => {
+                validate(&planned, &body, Mode::Update).map_err(RecordError::Validation)?;
+                if !identity.is_superuser() {
+                    let current = self
+                        .find_by_id(&planned.name, id)
+                        .await?
+                        .ok_or(RecordError::NotFound)?;
+                    let hash = current
+                        .get("password")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let old = body
+                        .get("oldPassword")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    if !crate::auth::password::verify(old, hash).await {
+                        return Err(one_error(
+                            "oldPassword",
+                            "validation_invalid_old_password",
+                            "Missing or invalid old password.",
+                        ));
+                    }
+                }
+                Some(
+                    crate::auth::password::hash(password.to_owned())
+                        .await
+                        .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))?,
+                )
+            }
+            _ => None,
+        };
+        let (collection, version, txn) = self.begin_current(collection).await?;
+        let snapshot = self.schema.snapshot();
+        let existing = self.find_in(&txn, &collection, version, id).await?;
+        let mut request = request.clone();
+        request.body = body.clone();
+        request.existing = Some(existing);
+        if !self
+            .passes(
+                &txn,
+                &collection,
+                &snapshot,
+                version,
+                collection.rules.update.as_ref(),
+                id,
+                identity,
+                &request,
+            )
+            .await?
+        {
+            return Err(RecordError::NotFound);
+        }
+        let mut values =
+            validate(&collection, &body, Mode::Update).map_err(RecordError::Validation)?;
+        if let Some(hash) = new_password {
+            values.insert("password".into(), Value::String(hash));
+            // A new password signs every earlier session out.
+            values.insert("tokenKey".into(), Value::String(super::random_key()));
+        }
+        self.check_relations(&txn, &collection, &snapshot, version, &values)
+            .await?;
+        self.update_in(&txn, &collection, version, id, values)
+            .await?;
+        let record = self.find_in(&txn, &collection, version, id).await?;
+        txn.commit().await.map_err(RecordError::Db)?;
+        Ok(super::read::shape(&collection, &record, identity))
+    }
+
+    /// Delete a record as `identity`.
+    ///
+    /// Fails with `NotFound` (missing, or hidden by the delete rule) or `Forbidden`.
+    pub async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<(), RecordError> {
+        let (collection, version, txn) = self.begin_current(collection).await?;
+        let snapshot = self.schema.snapshot();
+        let existing = self.find_in(&txn, &collection, version, id).await?;
+        let mut request = request.clone();
+        request.existing = Some(existing);
+        if !self
+            .passes(
+                &txn,
+                &collection,
+                &snapshot,
+                version,
+                collection.rules.delete.as_ref(),
+                id,
+                identity,
+                &request,
+            )
+            .await?
+        {
+            return Err(RecordError::NotFound);
+        }
+        let delete = Query::delete()
+            .from_table(col(&collection.name))
+            .and_where(Expr::col(col("id")).eq(id))
+            .to_owned();
+        txn.execute_raw(self.statement(&delete, version))
+            .await
+            .map_err(RecordError::Db)?;
+        txn.commit().await.map_err(RecordError::Db)
+    }
+}

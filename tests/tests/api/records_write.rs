@@ -1,0 +1,394 @@
+//! Writing records through the REST API: sign-up, validation, relations, and the
+//! create, update and delete rules for each kind of caller.
+
+use basalt_tests::{Backend, TestApp, backend_tests};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+backend_tests!(
+    users_sign_up_through_create,
+    rules_guard_create_update_and_delete,
+    bad_records_are_refused_whole,
+);
+
+async fn users_sign_up_through_create(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, user) = app
+        .call(Method::POST, "/api/collections/users/records", None, Some(json!({
+            "email": "Zoe@Example.com", "password": "zoe-password", "passwordConfirm": "zoe-password",
+            "name": "Zoe", "emailVisibility": true
+        })))
+        .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["email"], "zoe@example.com");
+    assert_eq!(user["verified"], false);
+    assert!(
+        user.get("password").is_none() && user.get("tokenKey").is_none(),
+        "{user}"
+    );
+    let token = app
+        .sign_in("users", "zoe@example.com", "zoe-password")
+        .await;
+
+    for (body, field) in [
+        (
+            json!({"email": "a@example.com", "password": "long-enough", "passwordConfirm": "long-enough", "verified": true}),
+            "verified",
+        ),
+        (
+            json!({"email": "b@example.com", "password": "long-enough", "passwordConfirm": "long-enough", "tokenKey": "x".repeat(40)}),
+            "tokenKey",
+        ),
+        (
+            json!({"email": "c@example.com", "password": "long-enough", "passwordConfirm": "different"}),
+            "passwordConfirm",
+        ),
+        (
+            json!({"email": "d@example.com", "password": "short", "passwordConfirm": "short"}),
+            "password",
+        ),
+        (
+            json!({"email": "zoe@example.com", "password": "long-enough", "passwordConfirm": "long-enough"}),
+            "email",
+        ),
+        (
+            json!({"email": "not-an-email", "password": "long-enough", "passwordConfirm": "long-enough"}),
+            "email",
+        ),
+        (
+            json!({"password": "long-enough", "passwordConfirm": "long-enough"}),
+            "email",
+        ),
+    ] {
+        let (status, err) = app
+            .call(
+                Method::POST,
+                "/api/collections/users/records",
+                None,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert!(
+            err["data"][field]["code"].is_string(),
+            "{body} → {field}: {err}"
+        );
+    }
+    let (_, all) = app
+        .call(
+            Method::GET,
+            "/api/collections/users/records",
+            Some(&app.superuser_token().await),
+            None,
+        )
+        .await;
+    assert_eq!(all["totalItems"], 1, "no refused sign-up wrote anything");
+
+    // Changing the password needs the old one, and signs earlier sessions out.
+    let me = format!(
+        "/api/collections/users/records/{}",
+        user["id"].as_str().unwrap()
+    );
+    let (status, err) = app
+        .call(
+            Method::PATCH,
+            &me,
+            Some(&token),
+            Some(json!({"password": "new-password", "passwordConfirm": "new-password"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["data"]["oldPassword"].is_object());
+    let (status, body) = app
+        .call(Method::PATCH, &me, Some(&token), Some(json!({"oldPassword": "zoe-password", "password": "new-password", "passwordConfirm": "new-password", "name": "Zoë"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "Zoë");
+    let (status, _) = app.call(Method::GET, &me, Some(&token), None).await;
+    assert_eq!(status, 401, "the old token is revoked");
+    let token = app
+        .sign_in("users", "zoe@example.com", "new-password")
+        .await;
+    let (status, err) = app
+        .call(
+            Method::PATCH,
+            &me,
+            Some(&token),
+            Some(json!({"email": "other@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "email changes take the email-change flow: {err}"
+    );
+    let (status, err) = app
+        .call(
+            Method::PATCH,
+            &me,
+            Some(&token),
+            Some(json!({"verified": true})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+}
+
+async fn rules_guard_create_update_and_delete(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let ann = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    let bob = app
+        .create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let ann_token = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let bob_token = app
+        .sign_in("users", "bob@example.com", "bob-password")
+        .await;
+    let owner = "author = @request.auth.id";
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "posts", "listRule": "", "viewRule": "",
+                "createRule": "@request.auth.id != '' && author = @request.auth.id",
+                "updateRule": owner, "deleteRule": owner,
+                "fields": [
+                    {"name": "title", "type": "text", "required": true},
+                    {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_"}
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let posts = "/api/collections/posts/records";
+    let count = || async {
+        let (_, page) = app
+            .call(Method::GET, "/api/collections/posts/records", None, None)
+            .await;
+        page["totalItems"].as_i64().unwrap()
+    };
+
+    // Create: the rule sees the new record.
+    let (status, err) = app
+        .call(
+            Method::POST,
+            posts,
+            None,
+            Some(json!({"title": "x", "author": ann["id"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "anonymous: {err}");
+    let (status, err) = app
+        .call(
+            Method::POST,
+            posts,
+            Some(&ann_token),
+            Some(json!({"title": "x", "author": bob["id"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "ann writing as bob: {err}");
+    assert_eq!(count().await, 0, "a failed create rule writes nothing");
+    let (status, post) = app
+        .call(
+            Method::POST,
+            posts,
+            Some(&ann_token),
+            Some(json!({"title": "Hello", "author": ann["id"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{post}");
+    assert_eq!(post["collectionName"], "posts");
+    let one = format!("{posts}/{}", post["id"].as_str().unwrap());
+
+    // Update and delete: another user gets a 404, as for a missing record.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &one,
+            Some(&bob_token),
+            Some(json!({"title": "Mine"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .call(Method::PATCH, &one, None, Some(json!({"title": "Mine"})))
+        .await;
+    assert_eq!(status, 404);
+    let (status, updated) = app
+        .call(
+            Method::PATCH,
+            &one,
+            Some(&ann_token),
+            Some(json!({"title": "Hello again"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["title"], "Hello again");
+    assert_ne!(updated["updated"], post["updated"], "updated moves on");
+    assert_eq!(updated["created"], post["created"]);
+    let (status, updated) = app
+        .call(
+            Method::PATCH,
+            &one,
+            Some(&admin),
+            Some(json!({"title": "By admin"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let (status, _) = app.call(Method::DELETE, &one, Some(&bob_token), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = app.call(Method::DELETE, &one, Some(&ann_token), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = app.call(Method::GET, &one, Some(&admin), None).await;
+    assert_eq!(status, 404);
+
+    // Superusers-only collections.
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({"name": "private", "fields": [{"name": "x", "type": "text"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/collections/private/records",
+            Some(&ann_token),
+            Some(json!({"x": "1"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/api/collections/private/records",
+            Some(&admin),
+            Some(json!({"x": "1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let private = format!(
+        "/api/collections/private/records/{}",
+        created["id"].as_str().unwrap()
+    );
+    for method in [Method::PATCH, Method::DELETE] {
+        let (status, _) = app
+            .call(method.clone(), &private, Some(&ann_token), Some(json!({})))
+            .await;
+        assert_eq!(status, 403, "{method}");
+    }
+}
+
+async fn bad_records_are_refused_whole(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "items", "createRule": "", "listRule": "",
+                "fields": [
+                    {"name": "name", "type": "text", "required": true, "max": 10},
+                    {"name": "views", "type": "number"},
+                    {"name": "done", "type": "bool"},
+                    {"name": "kind", "type": "select", "values": ["a", "b"]},
+                    {"name": "owner", "type": "relation", "collectionId": "_pb_users_auth_"},
+                    {"name": "code", "type": "text"}
+                ],
+                "indexes": ["CREATE UNIQUE INDEX idx_items_code ON items (code)"]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let items = "/api/collections/items/records";
+    for (body, field, code) in [
+        (
+            json!({"name": "x", "views": "lots"}),
+            "views",
+            "validation_invalid_number",
+        ),
+        (
+            json!({"name": "x", "done": "true"}),
+            "done",
+            "validation_invalid_bool",
+        ),
+        (
+            json!({"name": "x", "kind": "c"}),
+            "kind",
+            "validation_invalid_value",
+        ),
+        (
+            json!({"name": "this is too long"}),
+            "name",
+            "validation_max_text_constraint",
+        ),
+        (json!({"views": 1}), "name", "validation_required"),
+        (
+            json!({"name": "x", "nope": 1}),
+            "nope",
+            "validation_unknown_field",
+        ),
+        (
+            json!({"name": "x", "owner": "no-such-user"}),
+            "owner",
+            "validation_missing_rel_records",
+        ),
+        (
+            json!({"name": "x", "id": "bad id!"}),
+            "id",
+            "validation_invalid_id",
+        ),
+    ] {
+        let (status, err) = app
+            .call(Method::POST, items, None, Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["data"][field]["code"], code, "{body}: {err}");
+    }
+    let (status, created) = app
+        .call(
+            Method::POST,
+            items,
+            None,
+            Some(json!({"id": "my-id_1", "name": "ok", "code": "c1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["id"], "my-id_1", "a valid client id is kept");
+    let (status, err) = app
+        .call(
+            Method::POST,
+            items,
+            None,
+            Some(json!({"id": "my-id_1", "name": "again"})),
+        )
+        .await;
+    assert_eq!(status, 400, "duplicate id: {err}");
+    assert_eq!(err["data"]["id"]["code"], "validation_not_unique", "{err}");
+    let (status, err) = app
+        .call(
+            Method::POST,
+            items,
+            None,
+            Some(json!({"name": "dup", "code": "c1"})),
+        )
+        .await;
+    assert_eq!(status, 400, "unique index: {err}");
+    assert_eq!(
+        err["data"]["code"]["code"], "validation_not_unique",
+        "{err}"
+    );
+    let (_, page) = app.call(Method::GET, items, None, None).await;
+    assert_eq!(page["totalItems"], 1, "nothing half-written");
+    let _: Value = page;
+}
