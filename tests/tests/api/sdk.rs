@@ -17,7 +17,7 @@ fn sdk_dir() -> PathBuf {
 /// folder and renames it into place; whoever loses uses the winner's.
 fn install_sdk() -> PathBuf {
     use std::hash::{DefaultHasher, Hash, Hasher};
-    let files = ["package.json", "collections.mjs"];
+    let files = ["package.json", "collections.mjs", "records.mjs"];
     let mut hasher = DefaultHasher::new();
     for file in files {
         std::fs::read(sdk_dir().join(file))
@@ -51,10 +51,10 @@ fn install_sdk() -> PathBuf {
     dir
 }
 
-async fn sdk_collections_calls_work_unchanged(backend: Backend) {
-    if !require_tool("node", "sdk_collections_calls_work_unchanged")
-        || !require_tool("npm", "sdk_collections_calls_work_unchanged")
-    {
+/// Run one SDK script against a fresh Basalt; `checks` is how many must print `ok`.
+async fn run_script(backend: Backend, script: &str, checks: usize) {
+    let test = format!("sdk {script}");
+    if !require_tool("node", &test) || !require_tool("npm", &test) {
         return;
     }
     let dir = install_sdk();
@@ -66,7 +66,7 @@ async fn sdk_collections_calls_work_unchanged(backend: Backend) {
         .await
         .unwrap();
     let output = tokio::process::Command::new("node")
-        .arg("collections.mjs")
+        .arg(script)
         .current_dir(&dir)
         .env("BASALT_URL", format!("http://{}", app.addr))
         .env("EMAIL", "sdk@example.com")
@@ -82,9 +82,20 @@ async fn sdk_collections_calls_work_unchanged(backend: Backend) {
     );
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        10,
+        checks,
         "{stdout}"
     );
 }
 
-basalt_tests::backend_tests!(sdk_collections_calls_work_unchanged);
+async fn sdk_collections_calls_work_unchanged(backend: Backend) {
+    run_script(backend, "collections.mjs", 10).await;
+}
+
+async fn sdk_record_calls_work_unchanged(backend: Backend) {
+    run_script(backend, "records.mjs", 7).await;
+}
+
+basalt_tests::backend_tests!(
+    sdk_collections_calls_work_unchanged,
+    sdk_record_calls_work_unchanged
+);
