@@ -190,11 +190,28 @@ impl RecordService {
         version: i64,
         id: &str,
     ) -> Result<Record, RecordError> {
-        let query = Query::select()
+        self.find_in_locking(txn, collection, version, id, false)
+            .await
+    }
+
+    /// Read one row inside `txn`; with `lock`, PostgreSQL locks it until the
+    /// transaction ends (SQLite's write transactions are exclusive already).
+    async fn find_in_locking(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        version: i64,
+        id: &str,
+        lock: bool,
+    ) -> Result<Record, RecordError> {
+        let mut query = Query::select();
+        query
             .columns(collection.fields.iter().map(|f| col(&f.name)))
             .from(col(&collection.name))
-            .and_where(Expr::col(col("id")).eq(id))
-            .to_owned();
+            .and_where(Expr::col(col("id")).eq(id));
+        if lock && self.db.backend() == Backend::Postgres {
+            query.lock_exclusive();
+        }
         let row = txn
             .query_one_raw(self.statement(&query, version))
             .await
@@ -280,14 +297,15 @@ impl RecordService {
         values: Record,
     ) -> Result<Record, RecordError> {
         let (collection, version, txn) = self.begin_current(collection).await?;
-        self.update_in(&txn, &collection, version, id, values)
+        self.update_in(&txn, &collection, version, id, values, &[])
             .await?;
         let record = self.find_in(&txn, &collection, version, id).await?;
         txn.commit().await.map_err(RecordError::Db)?;
         Ok(record)
     }
 
-    /// Update inside `txn`: the given fields and the on-update autodates.
+    /// Update inside `txn`: the given fields, number `increments` as `n = n + d` in
+    /// SQL, and the on-update autodates.
     ///
     /// Fails with `NotFound` when no row has this id.
     async fn update_in(
@@ -297,12 +315,15 @@ impl RecordService {
         version: i64,
         id: &str,
         values: Record,
+        increments: &[(String, f64)],
     ) -> Result<(), RecordError> {
         let now = format_time(Utc::now());
         let mut update = Query::update();
         update.table(col(&collection.name));
         for field in &collection.fields {
-            if let Some(value) = values.get(&field.name) {
+            if let Some((_, delta)) = increments.iter().find(|(name, _)| *name == field.name) {
+                update.value(col(&field.name), Expr::col(col(&field.name)).add(*delta));
+            } else if let Some(value) = values.get(&field.name) {
                 update.value(col(&field.name), self.encode(field, value));
             } else if let FieldKind::Autodate {
                 on_update: true, ..
@@ -438,10 +459,9 @@ impl RecordService {
                 Storage::Text => row
                     .try_get::<Option<String>>("", name)
                     .map(|v| v.map_or(Value::Null, Value::String)),
-                Storage::Number => row.try_get::<Option<f64>>("", name).map(|v| {
-                    v.and_then(serde_json::Number::from_f64)
-                        .map_or(Value::Null, Value::Number)
-                }),
+                Storage::Number => row
+                    .try_get::<Option<f64>>("", name)
+                    .map(|v| v.map_or(Value::Null, crate::schema::model::number)),
                 Storage::Bool => row
                     .try_get::<Option<bool>>("", name)
                     .map(|v| v.map_or(Value::Null, Value::Bool)),

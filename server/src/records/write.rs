@@ -22,6 +22,121 @@ fn col(name: &str) -> Alias {
     Alias::new(name)
 }
 
+/// A PATCH modifier: `n+`/`n-` on numbers, `f+`/`+f`/`f-` on multi-valued fields.
+enum Modifier {
+    Add(f64),
+    Append(Vec<Value>),
+    Prepend(Vec<Value>),
+    Remove(Vec<Value>),
+}
+
+/// Split `body` into plain values and modifiers, by field name.
+///
+/// Fails for a modifier on a field it does not suit, or with a value of the wrong type.
+fn split_modifiers(
+    collection: &Collection,
+    body: &Map<String, Value>,
+) -> Result<(Map<String, Value>, Vec<(String, Modifier)>), RecordError> {
+    let mut plain = Map::new();
+    let mut modifiers = Vec::new();
+    let mut errors = FieldErrors::default();
+    for (key, value) in body {
+        let (name, sign) = if let Some(name) = key.strip_suffix('+') {
+            (name, '+')
+        } else if let Some(name) = key.strip_prefix('+') {
+            (name, '<')
+        } else if let Some(name) = key.strip_suffix('-') {
+            (name, '-')
+        } else {
+            plain.insert(key.clone(), value.clone());
+            continue;
+        };
+        let Some(field) = collection.field(name) else {
+            errors.add(
+                key.clone(),
+                "validation_unknown_field",
+                format!("Unknown field `{name}`."),
+            );
+            continue;
+        };
+        let items = || match value {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        let modifier = match (&field.kind, sign) {
+            (FieldKind::Number { .. }, '+' | '-') => match value.as_f64() {
+                Some(n) if value.is_number() => Modifier::Add(if sign == '-' { -n } else { n }),
+                _ => {
+                    errors.add(
+                        key.clone(),
+                        "validation_invalid_number",
+                        "Must be a number.".into(),
+                    );
+                    continue;
+                }
+            },
+            (kind, '+') if kind.is_multi() => Modifier::Append(items()),
+            (kind, '<') if kind.is_multi() => Modifier::Prepend(items()),
+            (kind, '-') if kind.is_multi() => Modifier::Remove(items()),
+            _ => {
+                errors.add(
+                    key.clone(),
+                    "validation_invalid_modifier",
+                    format!("`{key}` does not apply to this field."),
+                );
+                continue;
+            }
+        };
+        modifiers.push((name.to_owned(), modifier));
+    }
+    errors.into_result().map_err(RecordError::Validation)?;
+    Ok((plain, modifiers))
+}
+
+/// The values modifiers lead to from the locked row `existing`, for validation, and the
+/// number increments to write as SQL.
+fn apply_modifiers(
+    existing: &Record,
+    modifiers: Vec<(String, Modifier)>,
+) -> (Map<String, Value>, Vec<(String, f64)>) {
+    let mut results = Map::new();
+    let mut increments = Vec::new();
+    for (name, modifier) in modifiers {
+        let current = results
+            .get(&name)
+            .or_else(|| existing.get(&name))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let value = match modifier {
+            Modifier::Add(delta) => {
+                increments.push((name.clone(), delta));
+                crate::schema::model::number(current.as_f64().unwrap_or_default() + delta)
+            }
+            Modifier::Append(items) => {
+                let mut list = current.as_array().cloned().unwrap_or_default();
+                list.extend(
+                    items
+                        .into_iter()
+                        .filter(|i| !current.as_array().is_some_and(|c| c.contains(i))),
+                );
+                Value::Array(list)
+            }
+            Modifier::Prepend(items) => {
+                let old = current.as_array().cloned().unwrap_or_default();
+                let mut list: Vec<Value> = items.into_iter().filter(|i| !old.contains(i)).collect();
+                list.extend(old);
+                Value::Array(list)
+            }
+            Modifier::Remove(items) => {
+                let list = current.as_array().cloned().unwrap_or_default();
+                Value::Array(list.into_iter().filter(|v| !items.contains(v)).collect())
+            }
+        };
+        results.insert(name, value);
+    }
+    (results, increments)
+}
+
 fn one_error(field: &str, code: &str, message: &str) -> RecordError {
     let mut errors = FieldErrors::default();
     errors.add(field, code, message.to_owned());
@@ -263,12 +378,13 @@ impl RecordService {
             return Err(RecordError::Forbidden);
         }
         Self::refuse_protected(&planned, &body, identity, Mode::Update)?;
+        let (plain, modifiers) = split_modifiers(&planned, &body)?;
         let new_password = match (
             planned.auth.is_some(),
             body.get("password").and_then(Value::as_str),
         ) {
             (true, Some(password)) => {
-                validate(&planned, &body, Mode::Update).map_err(RecordError::Validation)?;
+                validate(&planned, &plain, Mode::Update).map_err(RecordError::Validation)?;
                 if !identity.is_superuser() {
                     let current = self
                         .find_by_id(&planned.name, id)
@@ -302,10 +418,13 @@ impl RecordService {
         };
         let (collection, version, txn) = self.begin_current(collection).await?;
         let snapshot = self.schema.snapshot();
-        let existing = self.find_in(&txn, &collection, version, id).await?;
+        // Locked: modifiers read and write the row, and must not interleave.
+        let existing = self
+            .find_in_locking(&txn, &collection, version, id, true)
+            .await?;
         let mut request = request.clone();
         request.body = body.clone();
-        request.existing = Some(existing);
+        request.existing = Some(existing.clone());
         if !self
             .passes(
                 &txn,
@@ -322,7 +441,16 @@ impl RecordService {
             return Err(RecordError::NotFound);
         }
         let mut values =
-            validate(&collection, &body, Mode::Update).map_err(RecordError::Validation)?;
+            validate(&collection, &plain, Mode::Update).map_err(RecordError::Validation)?;
+        let (results, increments) = apply_modifiers(&existing, modifiers);
+        // The results are checked like any value: maxSelect, allowed values, min/max.
+        let checked =
+            validate(&collection, &results, Mode::Update).map_err(RecordError::Validation)?;
+        for (name, value) in checked {
+            if !increments.iter().any(|(n, _)| *n == name) {
+                values.insert(name, value);
+            }
+        }
         if let Some(hash) = new_password {
             values.insert("password".into(), Value::String(hash));
             // A new password signs every earlier session out.
@@ -330,7 +458,7 @@ impl RecordService {
         }
         self.check_relations(&txn, &collection, &snapshot, version, &values)
             .await?;
-        self.update_in(&txn, &collection, version, id, values)
+        self.update_in(&txn, &collection, version, id, values, &increments)
             .await?;
         let record = self.find_in(&txn, &collection, version, id).await?;
         txn.commit().await.map_err(RecordError::Db)?;

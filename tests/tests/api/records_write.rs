@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    patch_modifiers_apply_atomically,
     users_sign_up_through_create,
     rules_guard_create_update_and_delete,
     bad_records_are_refused_whole,
@@ -391,4 +392,82 @@ async fn bad_records_are_refused_whole(backend: Backend) {
     let (_, page) = app.call(Method::GET, items, None, None).await;
     assert_eq!(page["totalItems"], 1, "nothing half-written");
     let _: Value = page;
+}
+
+async fn patch_modifiers_apply_atomically(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(Method::POST, "/api/collections", Some(&admin), Some(json!({
+            "name": "counters", "createRule": "", "updateRule": "", "viewRule": "",
+            "fields": [
+                {"name": "n", "type": "number", "max": 1000},
+                {"name": "tags", "type": "select", "values": ["a", "b", "c", "d"], "maxSelect": 3}
+            ]
+        })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, created) = app
+        .call(
+            Method::POST,
+            "/api/collections/counters/records",
+            None,
+            Some(json!({"n": 0, "tags": ["a"]})),
+        )
+        .await;
+    let one = format!(
+        "/api/collections/counters/records/{}",
+        created["id"].as_str().unwrap()
+    );
+
+    // 50 concurrent increments land exactly.
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let req = app.client.patch(app.url(&one)).json(&json!({"n+": 1}));
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let (_, record) = app.call(Method::GET, &one, None, None).await;
+    assert_eq!(record["n"], 50, "{record}");
+
+    for (body, tags) in [
+        (json!({"tags+": "b"}), json!(["a", "b"])),
+        (json!({"+tags": "c"}), json!(["c", "a", "b"])),
+        (json!({"tags-": "a"}), json!(["c", "b"])),
+        (json!({"tags+": ["b", "d"]}), json!(["c", "b", "d"])),
+    ] {
+        let (status, record) = app
+            .call(Method::PATCH, &one, None, Some(body.clone()))
+            .await;
+        assert_eq!(status, 200, "{body}: {record}");
+        assert_eq!(record["tags"], tags, "{body}");
+    }
+    let (status, record) = app
+        .call(Method::PATCH, &one, None, Some(json!({"n-": 5})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(record["n"], 45);
+    for (body, field) in [
+        (json!({"tags+": "a"}), "tags"),
+        (json!({"tags+": "z"}), "tags"),
+        (json!({"n+": "one"}), "n+"),
+        (json!({"n+": 2000}), "n"),
+        (json!({"+n": 1}), "+n"),
+        (json!({"nope+": 1}), "nope+"),
+    ] {
+        let (status, err) = app
+            .call(Method::PATCH, &one, None, Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert!(err["data"][field].is_object(), "{body} → {field}: {err}");
+    }
+    let (_, record) = app.call(Method::GET, &one, None, None).await;
+    assert_eq!(
+        (record["n"].clone(), record["tags"].clone()),
+        (json!(45), json!(["c", "b", "d"])),
+        "refused changes change nothing"
+    );
 }
