@@ -30,13 +30,16 @@ enum Modifier {
     Remove(Vec<Value>),
 }
 
+/// Plain values, and modifiers by field name.
+type Split = (Map<String, Value>, Vec<(String, Modifier)>);
+
 /// Split `body` into plain values and modifiers, by field name.
 ///
 /// Fails for a modifier on a field it does not suit, or with a value of the wrong type.
 fn split_modifiers(
     collection: &Collection,
     body: &Map<String, Value>,
-) -> Result<(Map<String, Value>, Vec<(String, Modifier)>), RecordError> {
+) -> Result<Split, RecordError> {
     let mut plain = Map::new();
     let mut modifiers = Vec::new();
     let mut errors = FieldErrors::default();
