@@ -468,6 +468,155 @@ impl RecordService {
         Ok(super::read::shape(&collection, &record, identity))
     }
 
+    /// Ids of `source` records whose relation `field` points at any of `ids`.
+    async fn referencing(
+        &self,
+        txn: &DatabaseTransaction,
+        version: i64,
+        source: &Collection,
+        field: &crate::schema::Field,
+        ids: &[String],
+    ) -> Result<Vec<String>, RecordError> {
+        let mut query = Query::select();
+        query
+            .column((col(BASE), col("id")))
+            .from_as(col(&source.name), col(BASE));
+        let column = Expr::col((col(BASE), col(&field.name)));
+        if field.kind.is_multi() {
+            let function = match self.db.backend() {
+                crate::db::Backend::Postgres => {
+                    sea_orm::sea_query::Func::cust(col("jsonb_array_elements_text")).arg(column)
+                }
+                crate::db::Backend::Sqlite => {
+                    sea_orm::sea_query::Func::cust(col("json_each")).arg(column)
+                }
+            };
+            let elements = Query::select()
+                .expr(Expr::val(1))
+                .from_function(function, col("e"))
+                .and_where(Expr::col((col("e"), col("value"))).is_in(ids.to_vec()))
+                .to_owned();
+            query.and_where(Expr::exists(elements));
+        } else {
+            query.and_where(column.is_in(ids.to_vec()));
+        }
+        let rows = txn
+            .query_all_raw(self.statement(&query, version))
+            .await
+            .map_err(RecordError::Db)?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "id").map_err(RecordError::Db))
+            .collect()
+    }
+
+    /// Delete `ids` of `collection` and deal with every relation pointing at them:
+    /// `cascadeDelete` relations delete their records too (recursively), others lose
+    /// the reference; a required reference without cascade refuses the delete.
+    #[allow(clippy::too_many_arguments)]
+    fn delete_cascading<'s>(
+        &'s self,
+        txn: &'s DatabaseTransaction,
+        snapshot: &'s Snapshot,
+        version: i64,
+        collection: &'s Collection,
+        ids: Vec<String>,
+        seen: &'s mut std::collections::HashSet<(String, String)>,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RecordError>> + Send + 's>>
+    {
+        Box::pin(async move {
+            const MAX_DEPTH: usize = 16;
+            let ids: Vec<String> = ids
+                .into_iter()
+                .filter(|id| seen.insert((collection.id.clone(), id.clone())))
+                .collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            if depth > MAX_DEPTH {
+                return Err(one_error(
+                    "",
+                    "validation_cascade_too_deep",
+                    "Deleting this record would cascade too deep.",
+                ));
+            }
+            for source in snapshot.all() {
+                for field in &source.fields {
+                    let FieldKind::Relation {
+                        collection_id,
+                        cascade_delete,
+                        ..
+                    } = &field.kind
+                    else {
+                        continue;
+                    };
+                    if *collection_id != collection.id {
+                        continue;
+                    }
+                    let referencing = self.referencing(txn, version, source, field, &ids).await?;
+                    if referencing.is_empty() {
+                        continue;
+                    }
+                    if *cascade_delete {
+                        self.delete_cascading(
+                            txn,
+                            snapshot,
+                            version,
+                            source,
+                            referencing,
+                            seen,
+                            depth + 1,
+                        )
+                        .await?;
+                        continue;
+                    }
+                    if field.required {
+                        return Err(one_error(
+                            "",
+                            "validation_required_reference",
+                            &format!(
+                                "`{}.{}` requires this record; delete or change those records first.",
+                                source.name, field.name
+                            ),
+                        ));
+                    }
+                    for reference in referencing {
+                        let mut values = Map::new();
+                        if field.kind.is_multi() {
+                            let record = self.find_in(txn, source, version, &reference).await?;
+                            let kept: Vec<Value> = record
+                                .get(&field.name)
+                                .and_then(Value::as_array)
+                                .map(|items| {
+                                    items
+                                        .iter()
+                                        .filter(|v| {
+                                            !v.as_str().is_some_and(|s| ids.iter().any(|i| i == s))
+                                        })
+                                        .cloned()
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            values.insert(field.name.clone(), Value::Array(kept));
+                        } else {
+                            values.insert(field.name.clone(), Value::String(String::new()));
+                        }
+                        self.update_in(txn, source, version, &reference, values, &[])
+                            .await?;
+                    }
+                }
+            }
+            let delete = Query::delete()
+                .from_table(col(&collection.name))
+                .and_where(Expr::col(col("id")).is_in(ids))
+                .to_owned();
+            txn.execute_raw(self.statement(&delete, version))
+                .await
+                .map_err(RecordError::Db)?;
+            Ok(())
+        })
+    }
+
     /// Delete a record as `identity`.
     ///
     /// Fails with `NotFound` (missing, or hidden by the delete rule) or `Forbidden`.
@@ -498,13 +647,17 @@ impl RecordService {
         {
             return Err(RecordError::NotFound);
         }
-        let delete = Query::delete()
-            .from_table(col(&collection.name))
-            .and_where(Expr::col(col("id")).eq(id))
-            .to_owned();
-        txn.execute_raw(self.statement(&delete, version))
-            .await
-            .map_err(RecordError::Db)?;
+        let mut seen = std::collections::HashSet::new();
+        self.delete_cascading(
+            &txn,
+            &snapshot,
+            version,
+            &collection,
+            vec![id.to_owned()],
+            &mut seen,
+            0,
+        )
+        .await?;
         txn.commit().await.map_err(RecordError::Db)
     }
 }

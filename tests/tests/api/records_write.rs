@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    deletes_follow_relations_in_one_transaction,
     patch_modifiers_apply_atomically,
     users_sign_up_through_create,
     rules_guard_create_update_and_delete,
@@ -469,5 +470,136 @@ async fn patch_modifiers_apply_atomically(backend: Backend) {
         (record["n"].clone(), record["tags"].clone()),
         (json!(45), json!(["c", "b", "d"])),
         "refused changes change nothing"
+    );
+}
+
+async fn deletes_follow_relations_in_one_transaction(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let create = |body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let (status, created) = app
+                .call(Method::POST, "/api/collections", Some(&admin), Some(body))
+                .await;
+            assert_eq!(status, 200, "{created}");
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let authors =
+        create(json!({"name": "authors", "fields": [{"name": "name", "type": "text"}]})).await;
+    let tags = create(json!({"name": "tags", "fields": [{"name": "label", "type": "text"}]})).await;
+    let posts = create(json!({"name": "posts", "fields": [
+        {"name": "author", "type": "relation", "collectionId": authors, "cascadeDelete": true},
+        {"name": "tags", "type": "relation", "collectionId": tags, "maxSelect": 5}
+    ]}))
+    .await;
+    create(json!({"name": "comments", "fields": [{"name": "post", "type": "relation", "collectionId": posts, "cascadeDelete": true}]})).await;
+    create(json!({"name": "likes", "fields": [{"name": "post", "type": "relation", "collectionId": posts}]})).await;
+    create(json!({"name": "pins", "fields": [{"name": "post", "type": "relation", "collectionId": posts, "required": true}]})).await;
+
+    let add = |collection: &'static str, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let path = format!("/api/collections/{collection}/records");
+            let (status, record) = app
+                .call(Method::POST, &path, Some(&admin), Some(body))
+                .await;
+            assert_eq!(status, 200, "{record}");
+        }
+    };
+    add("authors", json!({"id": "a1", "name": "Ann"})).await;
+    add("authors", json!({"id": "a2", "name": "Bob"})).await;
+    add("tags", json!({"id": "t1"})).await;
+    add("tags", json!({"id": "t2"})).await;
+    add(
+        "posts",
+        json!({"id": "p1", "author": "a1", "tags": ["t1", "t2"]}),
+    )
+    .await;
+    add("posts", json!({"id": "p2", "author": "a1"})).await;
+    add("posts", json!({"id": "p3", "author": "a2", "tags": ["t1"]})).await;
+    add("comments", json!({"id": "c1", "post": "p1"})).await;
+    add("comments", json!({"id": "c2", "post": "p3"})).await;
+    add("likes", json!({"id": "l1", "post": "p2"})).await;
+    add("pins", json!({"id": "n1", "post": "p3"})).await;
+
+    let ids = |collection: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let path = format!("/api/collections/{collection}/records?sort=id");
+            let (_, page) = app.call(Method::GET, &path, Some(&admin), None).await;
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // a1 → its posts p1, p2 → p1's comment c1; the like of p2 loses its reference.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            "/api/collections/authors/records/a1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(ids("posts").await, ["p3"]);
+    assert_eq!(ids("comments").await, ["c2"]);
+    assert_eq!(ids("likes").await, ["l1"]);
+    let (_, like) = app
+        .call(
+            Method::GET,
+            "/api/collections/likes/records/l1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(like["post"], "");
+
+    // A deleted tag leaves the posts' lists.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            "/api/collections/tags/records/t1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, post) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records/p3",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(post["tags"], json!([]));
+
+    // A required reference without cascade blocks the delete, whole.
+    let (status, err) = app
+        .call(
+            Method::DELETE,
+            "/api/collections/authors/records/a2",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("pins.post"), "{err}");
+    assert_eq!(ids("authors").await, ["a2"]);
+    assert_eq!(ids("posts").await, ["p3"]);
+    assert_eq!(
+        ids("comments").await,
+        ["c2"],
+        "nothing of the refused cascade happened"
     );
 }
