@@ -157,6 +157,10 @@ impl From<crate::records::RecordError> for ApiError {
             RecordError::Validation(errors) => {
                 ApiError::validation("Failed to save the record.", errors)
             }
+            RecordError::Stale => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "The record has changed since it was read; reload it and try again.",
+            ),
             RecordError::Forbidden => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Only superusers can perform this action.",

@@ -31,6 +31,14 @@ fn filter_request(req: &HttpRequest, caller: &Caller, query: &HashMap<String, St
     request
 }
 
+/// The `If-Match` header, if any.
+fn if_match(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListParams {
@@ -89,11 +97,13 @@ pub async fn view_record(
 ) -> Result<HttpResponse, ApiError> {
     let (collection, id) = path.into_inner();
     let request = filter_request(&req, &caller, &raw);
-    let record = state
+    let (record, tag) = state
         .records
         .view(&collection, &id, &caller.0, &request)
         .await?;
-    Ok(HttpResponse::Ok().json(pick_fields(record, params.fields.as_deref())))
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, tag))
+        .json(pick_fields(record, params.fields.as_deref())))
 }
 
 /// `POST /api/collections/{collection}/records` (JSON).
@@ -124,11 +134,20 @@ pub async fn update_record(
 ) -> Result<HttpResponse, ApiError> {
     let (collection, id) = path.into_inner();
     let request = filter_request(&req, &caller, &raw);
-    let record = state
+    let (record, tag) = state
         .records
-        .update(&collection, &id, &caller.0, &request, body.into_inner())
+        .update(
+            &collection,
+            &id,
+            &caller.0,
+            &request,
+            body.into_inner(),
+            if_match(&req).as_deref(),
+        )
         .await?;
-    Ok(HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str))))
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, tag))
+        .json(pick_fields(record, raw.get("fields").map(String::as_str))))
 }
 
 /// `DELETE /api/collections/{collection}/records/{id}` → 204.
@@ -143,7 +162,13 @@ pub async fn delete_record(
     let request = filter_request(&req, &caller, &raw);
     state
         .records
-        .delete(&collection, &id, &caller.0, &request)
+        .delete(
+            &collection,
+            &id,
+            &caller.0,
+            &request,
+            if_match(&req).as_deref(),
+        )
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

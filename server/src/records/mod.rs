@@ -41,6 +41,9 @@ pub enum RecordError {
     Forbidden,
     #[error("the record is invalid")]
     Validation(crate::validation::FieldErrors),
+    /// `If-Match` names another version of the record.
+    #[error("the record has changed since it was read")]
+    Stale,
     /// A stored rule no longer compiles (the schema changed under it).
     #[error("the collection's rule cannot be evaluated: {0}")]
     BrokenRule(String),
@@ -479,6 +482,26 @@ impl RecordService {
             record.insert(name.to_owned(), value);
         }
         Ok(record)
+    }
+}
+
+/// The record's entity tag: a digest of everything stored, the same for every caller,
+/// different after any change. Sent as `ETag`, checked against `If-Match`.
+pub fn etag(record: &Record) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(Value::Object(record.clone()).to_string().as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// Whether an `If-Match` header allows a change to a record whose tag is `current`.
+pub fn if_match_allows(if_match: Option<&str>, current: &str) -> bool {
+    match if_match.map(str::trim) {
+        None | Some("*") => true,
+        Some(list) => list
+            .split(',')
+            .map(|tag| tag.trim().trim_start_matches("W/"))
+            .any(|tag| tag == current),
     }
 }
 

@@ -193,8 +193,8 @@ impl RecordService {
         })
     }
 
-    /// One record the caller may view. A record the view rule hides is `NotFound`,
-    /// exactly like one that does not exist.
+    /// One record the caller may view, with its entity tag. A record the view rule
+    /// hides is `NotFound`, exactly like one that does not exist.
     ///
     /// Fails with `Forbidden` when viewing is for superusers only, `NotFound` otherwise.
     pub async fn view(
@@ -203,7 +203,7 @@ impl RecordService {
         id: &str,
         identity: &Identity,
         request: &Request,
-    ) -> Result<Value, RecordError> {
+    ) -> Result<(Value, String), RecordError> {
         let snapshot = self.schema.snapshot();
         let collection = snapshot
             .get(collection)
@@ -228,7 +228,7 @@ impl RecordService {
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
         let record = self.decode(&collection, &row)?;
-        Ok(shape(&collection, &record, identity))
+        Ok((shape(&collection, &record, identity), super::etag(&record)))
     }
 
     /// `sort=-created,title` or `@random`; only fields the caller may see.

@@ -371,7 +371,8 @@ impl RecordService {
         identity: &Identity,
         request: &Request,
         body: Map<String, Value>,
-    ) -> Result<Value, RecordError> {
+        if_match: Option<&str>,
+    ) -> Result<(Value, String), RecordError> {
         let before = self.schema.snapshot();
         let planned = before
             .get(collection)
@@ -443,6 +444,9 @@ impl RecordService {
         {
             return Err(RecordError::NotFound);
         }
+        if !super::if_match_allows(if_match, &super::etag(&existing)) {
+            return Err(RecordError::Stale);
+        }
         let mut values =
             validate(&collection, &plain, Mode::Update).map_err(RecordError::Validation)?;
         let (results, increments) = apply_modifiers(&existing, modifiers);
@@ -465,7 +469,10 @@ impl RecordService {
             .await?;
         let record = self.find_in(&txn, &collection, version, id).await?;
         txn.commit().await.map_err(RecordError::Db)?;
-        Ok(super::read::shape(&collection, &record, identity))
+        Ok((
+            super::read::shape(&collection, &record, identity),
+            super::etag(&record),
+        ))
     }
 
     /// Ids of `source` records whose relation `field` points at any of `ids`.
@@ -626,11 +633,13 @@ impl RecordService {
         id: &str,
         identity: &Identity,
         request: &Request,
+        if_match: Option<&str>,
     ) -> Result<(), RecordError> {
         let (collection, version, txn) = self.begin_current(collection).await?;
         let snapshot = self.schema.snapshot();
         let existing = self.find_in(&txn, &collection, version, id).await?;
         let mut request = request.clone();
+        let tag = super::etag(&existing);
         request.existing = Some(existing);
         if !self
             .passes(
@@ -646,6 +655,9 @@ impl RecordService {
             .await?
         {
             return Err(RecordError::NotFound);
+        }
+        if !super::if_match_allows(if_match, &tag) {
+            return Err(RecordError::Stale);
         }
         let mut seen = std::collections::HashSet::new();
         self.delete_cascading(

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    if_match_prevents_lost_updates,
     deletes_follow_relations_in_one_transaction,
     patch_modifiers_apply_atomically,
     users_sign_up_through_create,
@@ -602,4 +603,112 @@ async fn deletes_follow_relations_in_one_transaction(backend: Backend) {
         ["c2"],
         "nothing of the refused cascade happened"
     );
+}
+
+async fn if_match_prevents_lost_updates(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, _) = app
+        .call(Method::POST, "/api/collections", Some(&admin), Some(json!({
+            "name": "docs", "createRule": "", "viewRule": "", "updateRule": "", "deleteRule": "",
+            "fields": [{"name": "body", "type": "text"}, {"name": "note", "type": "text", "hidden": true}]
+        })))
+        .await;
+    assert_eq!(status, 200);
+    let (_, doc) = app
+        .call(
+            Method::POST,
+            "/api/collections/docs/records",
+            None,
+            Some(json!({"body": "v1"})),
+        )
+        .await;
+    let one = app.url(&format!(
+        "/api/collections/docs/records/{}",
+        doc["id"].as_str().unwrap()
+    ));
+    let tag_of = |res: &reqwest::Response| res.headers()["etag"].to_str().unwrap().to_owned();
+
+    let first = app.client.get(&one).send().await.unwrap();
+    let v1 = tag_of(&first);
+    let as_admin = app
+        .client
+        .get(&one)
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tag_of(&as_admin),
+        v1,
+        "the same version has one tag, whoever reads it"
+    );
+
+    let res = app
+        .client
+        .patch(&one)
+        .header("If-Match", &v1)
+        .json(&json!({"body": "v2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v2 = tag_of(&res);
+    assert_ne!(v1, v2);
+    // A writer still holding v1 loses the race loudly instead of overwriting v2.
+    let res = app
+        .client
+        .patch(&one)
+        .header("If-Match", &v1)
+        .json(&json!({"body": "stale"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 412);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], 412);
+    let res = app
+        .client
+        .delete(&one)
+        .header("If-Match", &v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 412);
+    let now = app.client.get(&one).send().await.unwrap();
+    assert_eq!(tag_of(&now), v2);
+    assert_eq!(
+        now.json::<Value>().await.unwrap()["body"],
+        "v2",
+        "refused writes changed nothing"
+    );
+
+    let res = app
+        .client
+        .patch(&one)
+        .header("If-Match", "*")
+        .json(&json!({"body": "v3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v3 = tag_of(&res);
+    let res = app
+        .client
+        .patch(&one)
+        .json(&json!({"body": "v4"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "no If-Match, no check");
+    let v4 = tag_of(&res);
+    assert_ne!(v3, v4);
+    let res = app
+        .client
+        .delete(&one)
+        .header("If-Match", format!("{v3}, {v4}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "any listed tag matches");
 }
