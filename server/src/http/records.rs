@@ -48,6 +48,7 @@ pub struct ListParams {
     filter: Option<String>,
     skip_total: Option<String>,
     fields: Option<String>,
+    expand: Option<String>,
 }
 
 /// `GET /api/collections/{collection}/records`
@@ -66,6 +67,7 @@ pub async fn list_records(
         sort: params.sort.clone(),
         filter: params.filter.clone(),
         skip_total: matches!(params.skip_total.as_deref(), Some("1" | "true")),
+        expand: params.expand.clone(),
     };
     let page = state
         .records
@@ -84,6 +86,7 @@ pub async fn list_records(
 #[derive(Deserialize)]
 pub struct ViewParams {
     fields: Option<String>,
+    expand: Option<String>,
 }
 
 /// `GET /api/collections/{collection}/records/{id}`
@@ -99,7 +102,13 @@ pub async fn view_record(
     let request = filter_request(&req, &caller, &raw);
     let (record, tag) = state
         .records
-        .view(&collection, &id, &caller.0, &request)
+        .view(
+            &collection,
+            &id,
+            &caller.0,
+            &request,
+            params.expand.as_deref(),
+        )
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, tag))

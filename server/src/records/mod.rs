@@ -4,6 +4,7 @@
 //! validation and the REST adapter arrive with the records issue. Imports `schema`
 //! and `db`.
 
+pub mod expand;
 pub mod read;
 pub mod validate;
 mod write;

@@ -25,6 +25,8 @@ pub struct ListQuery {
     pub sort: Option<String>,
     pub filter: Option<String>,
     pub skip_total: bool,
+    /// `expand=author,comments_via_post.user`
+    pub expand: Option<String>,
 }
 
 /// One page of records, PocketBase-shaped.
@@ -156,11 +158,15 @@ impl RecordService {
             .query_all_raw(self.statement(&select, snapshot.version()))
             .await
             .map_err(RecordError::Db)?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let record = self.decode(&collection, row)?;
-            items.push(shape(&collection, &record, identity));
-        }
+        let records = rows
+            .iter()
+            .map(|row| self.decode(&collection, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tree = super::expand::parse(query.expand.as_deref().unwrap_or_default())
+            .map_err(RecordError::Filter)?;
+        let items = self
+            .expand_records(&snapshot, &collection, records, &tree, identity, request)
+            .await?;
         let (total_items, total_pages) = if query.skip_total {
             (-1, -1)
         } else {
@@ -203,6 +209,7 @@ impl RecordService {
         id: &str,
         identity: &Identity,
         request: &Request,
+        expand: Option<&str>,
     ) -> Result<(Value, String), RecordError> {
         let snapshot = self.schema.snapshot();
         let collection = snapshot
@@ -228,7 +235,19 @@ impl RecordService {
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
         let record = self.decode(&collection, &row)?;
-        Ok((shape(&collection, &record, identity), super::etag(&record)))
+        let tag = super::etag(&record);
+        let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Filter)?;
+        let mut shaped = self
+            .expand_records(
+                &snapshot,
+                &collection,
+                vec![record],
+                &tree,
+                identity,
+                request,
+            )
+            .await?;
+        Ok((shaped.pop().unwrap_or(Value::Null), tag))
     }
 
     /// `sort=-created,title` or `@random`; only fields the caller may see.

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 backend_tests!(
     rules_decide_what_each_caller_reads,
-    lists_filter_sort_and_page
+    lists_filter_sort_and_page,
+    expand_follows_relations_under_each_view_rule,
 );
 
 struct World {
@@ -312,4 +313,127 @@ async fn lists_filter_sort_and_page(backend: Backend) {
     assert_eq!(status, 400, "{body}");
     let (status, _) = get("/api/collections/nope/records").await;
     assert_eq!(status, 404);
+}
+
+async fn expand_follows_relations_under_each_view_rule(backend: Backend) {
+    let World {
+        app, admin, ann, ..
+    } = world(backend).await;
+    let posts_id = app.state.schema.snapshot().get("posts").unwrap().id.clone();
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "comments", "listRule": "", "viewRule": "",
+                "fields": [
+                    {"name": "text", "type": "text"},
+                    {"name": "post", "type": "relation", "collectionId": posts_id},
+                    {"name": "writer", "type": "relation", "collectionId": "_pb_users_auth_"}
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let author_of = |post: &str| {
+        let app = &app;
+        let post = post.to_owned();
+        async move {
+            let record = app
+                .state
+                .records
+                .find_by_id("posts", &post)
+                .await
+                .unwrap()
+                .unwrap();
+            record["author"].as_str().unwrap().to_owned()
+        }
+    };
+    let ann_id = author_of("p1").await;
+    let bob_id = author_of("p4").await;
+    for (id, post, text, by) in [
+        ("c1", "p1", "first!", &bob_id),
+        ("c2", "p1", "nice", &ann_id),
+        ("c3", "p4", "hm", &ann_id),
+    ] {
+        app.state
+            .records
+            .insert_system(
+                "comments",
+                json!({"id": id, "post": post, "text": text, "writer": by})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+    }
+
+    // As ann: her own author record expands (users' view rule lets her see herself),
+    // bob's does not; back-relations come as lists, nested paths expand too.
+    let (status, page) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records?expand=author,comments_via_post.writer&sort=title",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    let alpha = items.iter().find(|p| p["id"] == "p1").unwrap();
+    assert_eq!(
+        alpha["expand"]["author"]["email"], "ann@example.com",
+        "{alpha}"
+    );
+    let comments = alpha["expand"]["comments_via_post"].as_array().unwrap();
+    let texts: Vec<&str> = comments
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["first!", "nice"]);
+    let nice = comments.iter().find(|c| c["id"] == "c2").unwrap();
+    assert_eq!(
+        nice["expand"]["writer"]["id"],
+        ann_id.as_str(),
+        "nested expand: {nice}"
+    );
+    let first = comments.iter().find(|c| c["id"] == "c1").unwrap();
+    assert!(
+        first
+            .get("expand")
+            .is_none_or(|e| e.get("writer").is_none()),
+        "bob is not visible to ann: {first}"
+    );
+    let delta = items.iter().find(|p| p["id"] == "p4").unwrap();
+    assert!(
+        delta
+            .get("expand")
+            .is_none_or(|e| e.get("author").is_none()),
+        "{delta}"
+    );
+    assert_eq!(delta["expand"]["comments_via_post"][0]["id"], "c3");
+
+    // A superuser sees every expansion; view takes expand too.
+    let (_, one) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records/p4?expand=author",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(one["expand"]["author"]["email"], "bob@example.com");
+    for bad in ["title", "nope", "author.nope", "a.b.c.d.e.f.g"] {
+        let (status, body) = app
+            .call(
+                Method::GET,
+                &format!("/api/collections/posts/records?expand={bad}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 }
