@@ -79,6 +79,21 @@ check('validation errors have the PocketBase shape', async () => {
   );
 });
 
+check('createBatch runs in one transaction', async () => {
+  const me = ann.authStore.record.id;
+  const batch = ann.createBatch();
+  batch.collection('notes').create({ title: 'B1', author: me });
+  batch.collection('notes').create({ title: 'B2', author: me });
+  const results = await batch.send();
+  assert.deepEqual(results.map((r) => r.status), [200, 200]);
+  const failing = ann.createBatch();
+  failing.collection('notes').create({ title: 'B3', author: me });
+  failing.collection('notes').create({ title: '', author: me });
+  await assert.rejects(failing.send(), (e) => e.status === 400);
+  const titles = (await ann.collection('notes').getFullList()).map((n) => n.title);
+  assert.ok(titles.includes('B1') && titles.includes('B2') && !titles.includes('B3'));
+});
+
 let failed = 0;
 for (const [name, fn] of checks) {
   try {

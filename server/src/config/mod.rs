@@ -79,6 +79,8 @@ keys! {
         "Largest request body, in bytes or with a unit (32MiB, 512KB) [default: 32MiB]";
     SHUTDOWN_TIMEOUT = "shutdown_timeout", "BASALT_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
         "Seconds in-flight requests get to finish on SIGINT/SIGTERM [default: 30]";
+    BATCH_MAX_REQUESTS = "batch_max_requests", "BASALT_BATCH_MAX_REQUESTS", "--batch-max-requests",
+        "Most requests in one POST /api/batch; 0 turns batches off [default: 50]";
 }
 
 /// The environment variable naming the config file; `--config` overrides it.
@@ -111,6 +113,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub body_limit: usize,
     pub shutdown_timeout: Duration,
+    pub batch_max_requests: usize,
     /// Notes for the log once logging is up (unknown `BASALT_*` variables, say).
     pub warnings: Vec<String>,
 }
@@ -329,6 +332,12 @@ impl Layers {
                 .map(Duration::from_secs)
                 .map_err(|_| "expected a whole number of seconds, e.g. 30".to_owned())
         })?;
+        let batch_max_requests = self.parse(key::BATCH_MAX_REQUESTS, "50", |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 10_000)
+                .ok_or_else(|| "expected a whole number from 0 to 10000".to_owned())
+        })?;
         Ok(Settings {
             http,
             http_addr,
@@ -341,6 +350,7 @@ impl Layers {
             log_format,
             body_limit,
             shutdown_timeout,
+            batch_max_requests,
             warnings: self.warnings,
         })
     }

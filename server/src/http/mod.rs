@@ -3,6 +3,7 @@
 //! reads rows or checks rules itself. Nothing imports this module.
 
 mod auth;
+pub mod body;
 mod collections;
 pub mod error;
 mod health;
@@ -51,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(records::update_record))
             .route(web::delete().to(records::delete_record)),
     )
+    .service(web::resource("/api/batch").route(web::post().to(records::batch)))
     .service(
         web::resource("/api/collections/{collection}/auth-with-password")
             .route(web::post().to(auth::auth_with_password)),

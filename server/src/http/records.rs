@@ -122,12 +122,13 @@ pub async fn create_record(
     caller: Caller,
     path: web::Path<String>,
     raw: web::Query<HashMap<String, String>>,
-    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = super::body::object(&req, payload).await?;
     let request = filter_request(&req, &caller, &raw);
     let record = state
         .records
-        .create(&path, &caller.0, &request, body.into_inner())
+        .create(&path, &caller.0, &request, body)
         .await?;
     Ok(HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str))))
 }
@@ -180,4 +181,77 @@ pub async fn delete_record(
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    requests: Vec<BatchItem>,
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    method: String,
+    url: String,
+    #[serde(default)]
+    body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /api/batch`: every request in one transaction, PocketBase-shaped.
+pub async fn batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use crate::records::batch::{BatchError, BatchRequest};
+    let object = super::body::object(&req, payload).await?;
+    let body: BatchBody = serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| ApiError::bad_request(format!("The batch has the wrong shape: {e}.")))?;
+    let request = filter_request(&req, &caller, &HashMap::new());
+    let requests = body
+        .requests
+        .into_iter()
+        .map(|item| BatchRequest {
+            method: item.method,
+            url: item.url,
+            body: item.body,
+        })
+        .collect();
+    let max = state.settings.batch_max_requests;
+    match state
+        .records
+        .batch(&caller.0, &request, requests, max)
+        .await
+    {
+        Ok(responses) => Ok(HttpResponse::Ok().json(
+            responses
+                .into_iter()
+                .map(|(status, body)| json!({"status": status, "body": body}))
+                .collect::<Vec<_>>(),
+        )),
+        Err(BatchError::TooMany { max: 0 }) => Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "Batch requests are turned off.",
+        )),
+        Err(BatchError::TooMany { max }) => Err(ApiError::bad_request(format!(
+            "A batch holds 1 to {max} requests."
+        ))),
+        Err(BatchError::Failed { index, error }) => {
+            let inner = ApiError::from(error);
+            let mut err = ApiError::bad_request("Batch transaction failed.").with_field(
+                format!("requests.{index}"),
+                "batch_request_failed",
+                &format!("{} {}", inner.status.as_u16(), inner.message),
+            );
+            for (path, problem) in inner.data {
+                err = err.with_field(
+                    format!("requests.{index}.{path}"),
+                    &problem.code,
+                    &problem.message,
+                );
+            }
+            Err(err)
+        }
+    }
 }

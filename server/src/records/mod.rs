@@ -4,6 +4,7 @@
 //! validation and the REST adapter arrive with the records issue. Imports `schema`
 //! and `db`.
 
+pub mod batch;
 pub mod expand;
 pub mod read;
 pub mod validate;
@@ -87,16 +88,24 @@ impl RecordService {
         &self,
         collection: &str,
     ) -> Result<(Arc<Collection>, i64, DatabaseTransaction), RecordError> {
+        let (snapshot, version, txn) = self.begin_checked().await?;
+        let collection = snapshot
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        Ok((collection, version, txn))
+    }
+
+    /// A write transaction on the current snapshot, whatever the collections.
+    async fn begin_checked(
+        &self,
+    ) -> Result<(Arc<crate::schema::Snapshot>, i64, DatabaseTransaction), RecordError> {
         for _ in 0..SCHEMA_RETRIES {
             let snapshot = self.schema.snapshot();
             let txn = self.db.begin_write().await.map_err(RecordError::Db)?;
             let version = read_version(&txn, true).await.map_err(RecordError::Db)?;
             if version == snapshot.version() {
-                let collection = snapshot
-                    .get(collection)
-                    .cloned()
-                    .ok_or(RecordError::NotFound)?;
-                return Ok((collection, version, txn));
+                return Ok((snapshot, version, txn));
             }
             txn.rollback().await.map_err(RecordError::Db)?;
             self.schema.reload().await.map_err(RecordError::Schema)?;

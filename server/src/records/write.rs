@@ -23,11 +23,18 @@ fn col(name: &str) -> Alias {
 }
 
 /// A PATCH modifier: `n+`/`n-` on numbers, `f+`/`+f`/`f-` on multi-valued fields.
-enum Modifier {
+pub(super) enum Modifier {
     Add(f64),
     Append(Vec<Value>),
     Prepend(Vec<Value>),
     Remove(Vec<Value>),
+}
+
+/// What an update prepared before its transaction.
+pub(super) struct PreparedUpdate {
+    plain: Map<String, Value>,
+    modifiers: Vec<(String, Modifier)>,
+    new_password: Option<String>,
 }
 
 /// Plain values, and modifiers by field name.
@@ -280,6 +287,82 @@ impl RecordService {
         errors.into_result().map_err(RecordError::Validation)
     }
 
+    /// The checks and password work a create needs before its transaction.
+    pub(super) async fn prepare_create(
+        &self,
+        planned: &Collection,
+        identity: &Identity,
+        body: &Map<String, Value>,
+    ) -> Result<Option<String>, RecordError> {
+        if !identity.is_superuser() && planned.rules.create.is_none() {
+            return Err(RecordError::Forbidden);
+        }
+        Self::refuse_protected(planned, body, identity, Mode::Create)?;
+        // Hash before the transaction: argon2 must not hold SQLite's write lock.
+        match (
+            planned.auth.is_some(),
+            body.get("password").and_then(Value::as_str),
+        ) {
+            (true, Some(password)) => {
+                validate(planned, body, Mode::Create).map_err(RecordError::Validation)?;
+                crate::auth::password::hash(password.to_owned())
+                    .await
+                    .map(Some)
+                    .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Create inside `txn`; returns the stored record.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_in(
+        &self,
+        txn: &DatabaseTransaction,
+        version: i64,
+        snapshot: &Snapshot,
+        collection: &Collection,
+        identity: &Identity,
+        request: &Request,
+        body: Map<String, Value>,
+        password_hash: Option<String>,
+    ) -> Result<Record, RecordError> {
+        let mut values =
+            validate(collection, &body, Mode::Create).map_err(RecordError::Validation)?;
+        if collection.auth.is_some() {
+            values.insert("tokenKey".into(), Value::String(super::random_key()));
+            if let Some(hash) = password_hash {
+                values.insert("password".into(), Value::String(hash));
+            }
+        }
+        self.check_relations(txn, collection, snapshot, version, &values)
+            .await?;
+        let id = self.insert_in(txn, collection, version, values).await?;
+        let mut request = request.clone();
+        request.body = body;
+        let allowed = self
+            .passes(
+                txn,
+                collection,
+                snapshot,
+                version,
+                collection.rules.create.as_ref(),
+                &id,
+                identity,
+                &request,
+            )
+            .await?;
+        if !allowed {
+            // The caller drops the transaction, which rolls the insert back.
+            return Err(one_error(
+                "",
+                "validation_create_rule",
+                "The create rule does not allow this record.",
+            ));
+        }
+        self.find_in(txn, collection, version, &id).await
+    }
+
     /// Create a record as `identity`.
     ///
     /// Fails with `Validation` (per-field problems, a missing related record, or a
@@ -297,98 +380,45 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        if !identity.is_superuser() && planned.rules.create.is_none() {
-            return Err(RecordError::Forbidden);
-        }
-        Self::refuse_protected(&planned, &body, identity, Mode::Create)?;
-        // Hash outside the transaction: argon2 must not hold SQLite's write lock.
-        let password_hash = match (
-            planned.auth.is_some(),
-            body.get("password").and_then(Value::as_str),
-        ) {
-            (true, Some(password)) => {
-                validate(&planned, &body, Mode::Create).map_err(RecordError::Validation)?;
-                Some(
-                    crate::auth::password::hash(password.to_owned())
-                        .await
-                        .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))?,
-                )
-            }
-            _ => None,
-        };
+        let password_hash = self.prepare_create(&planned, identity, &body).await?;
         let (collection, version, txn) = self.begin_current(collection).await?;
         let snapshot = self.schema.snapshot();
-        let mut values =
-            validate(&collection, &body, Mode::Create).map_err(RecordError::Validation)?;
-        if collection.auth.is_some() {
-            values.insert("tokenKey".into(), Value::String(super::random_key()));
-            if let Some(hash) = password_hash {
-                values.insert("password".into(), Value::String(hash));
-            }
-        }
-        self.check_relations(&txn, &collection, &snapshot, version, &values)
-            .await?;
-        let id = self.insert_in(&txn, &collection, version, values).await?;
-        let mut request = request.clone();
-        request.body = body;
-        if !self
-            .passes(
+        let record = self
+            .create_in(
                 &txn,
-                &collection,
-                &snapshot,
                 version,
-                collection.rules.create.as_ref(),
-                &id,
+                &snapshot,
+                &collection,
                 identity,
-                &request,
+                request,
+                body,
+                password_hash,
             )
-            .await?
-        {
-            txn.rollback().await.map_err(RecordError::Db)?;
-            return Err(RecordError::Validation({
-                let mut errors = FieldErrors::default();
-                errors.add(
-                    "",
-                    "validation_create_rule",
-                    "The create rule does not allow this record.".into(),
-                );
-                errors
-            }));
-        }
-        let record = self.find_in(&txn, &collection, version, &id).await?;
+            .await?;
         txn.commit().await.map_err(RecordError::Db)?;
         Ok(super::read::shape(&collection, &record, identity))
     }
 
-    /// Update a record as `identity`; only the fields in `body` change.
-    ///
-    /// Fails with `NotFound` (missing, or hidden by the update rule), `Forbidden`,
-    /// `Validation`, or `Conflict` on a unique index.
-    pub async fn update(
+    /// The checks and password work an update needs before its transaction: the plain
+    /// values, the modifiers, and the new password's hash.
+    pub(super) async fn prepare_update(
         &self,
-        collection: &str,
+        planned: &Collection,
         id: &str,
         identity: &Identity,
-        request: &Request,
-        body: Map<String, Value>,
-        if_match: Option<&str>,
-    ) -> Result<(Value, String), RecordError> {
-        let before = self.schema.snapshot();
-        let planned = before
-            .get(collection)
-            .cloned()
-            .ok_or(RecordError::NotFound)?;
+        body: &Map<String, Value>,
+    ) -> Result<PreparedUpdate, RecordError> {
         if !identity.is_superuser() && planned.rules.update.is_none() {
             return Err(RecordError::Forbidden);
         }
-        Self::refuse_protected(&planned, &body, identity, Mode::Update)?;
-        let (plain, modifiers) = split_modifiers(&planned, &body)?;
+        Self::refuse_protected(planned, body, identity, Mode::Update)?;
+        let (plain, modifiers) = split_modifiers(planned, body)?;
         let new_password = match (
             planned.auth.is_some(),
             body.get("password").and_then(Value::as_str),
         ) {
             (true, Some(password)) => {
-                validate(&planned, &plain, Mode::Update).map_err(RecordError::Validation)?;
+                validate(planned, &plain, Mode::Update).map_err(RecordError::Validation)?;
                 if !identity.is_superuser() {
                     let current = self
                         .find_by_id(&planned.name, id)
@@ -420,54 +450,112 @@ impl RecordService {
             }
             _ => None,
         };
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        let snapshot = self.schema.snapshot();
+        Ok(PreparedUpdate {
+            plain,
+            modifiers,
+            new_password,
+        })
+    }
+
+    /// Update inside `txn`; returns the stored record.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn update_in_txn(
+        &self,
+        txn: &DatabaseTransaction,
+        version: i64,
+        snapshot: &Snapshot,
+        collection: &Collection,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+        body: Map<String, Value>,
+        prepared: PreparedUpdate,
+        if_match: Option<&str>,
+    ) -> Result<Record, RecordError> {
         // Locked: modifiers read and write the row, and must not interleave.
         let existing = self
-            .find_in_locking(&txn, &collection, version, id, true)
+            .find_in_locking(txn, collection, version, id, true)
             .await?;
         let mut request = request.clone();
-        request.body = body.clone();
+        request.body = body;
         request.existing = Some(existing.clone());
-        if !self
+        let allowed = self
             .passes(
-                &txn,
-                &collection,
-                &snapshot,
+                txn,
+                collection,
+                snapshot,
                 version,
                 collection.rules.update.as_ref(),
                 id,
                 identity,
                 &request,
             )
-            .await?
-        {
+            .await?;
+        if !allowed {
             return Err(RecordError::NotFound);
         }
         if !super::if_match_allows(if_match, &super::etag(&existing)) {
             return Err(RecordError::Stale);
         }
         let mut values =
-            validate(&collection, &plain, Mode::Update).map_err(RecordError::Validation)?;
-        let (results, increments) = apply_modifiers(&existing, modifiers);
+            validate(collection, &prepared.plain, Mode::Update).map_err(RecordError::Validation)?;
+        let (results, increments) = apply_modifiers(&existing, prepared.modifiers);
         // The results are checked like any value: maxSelect, allowed values, min/max.
         let checked =
-            validate(&collection, &results, Mode::Update).map_err(RecordError::Validation)?;
+            validate(collection, &results, Mode::Update).map_err(RecordError::Validation)?;
         for (name, value) in checked {
             if !increments.iter().any(|(n, _)| *n == name) {
                 values.insert(name, value);
             }
         }
-        if let Some(hash) = new_password {
+        if let Some(hash) = prepared.new_password {
             values.insert("password".into(), Value::String(hash));
             // A new password signs every earlier session out.
             values.insert("tokenKey".into(), Value::String(super::random_key()));
         }
-        self.check_relations(&txn, &collection, &snapshot, version, &values)
+        self.check_relations(txn, collection, snapshot, version, &values)
             .await?;
-        self.update_in(&txn, &collection, version, id, values, &increments)
+        self.update_in(txn, collection, version, id, values, &increments)
             .await?;
-        let record = self.find_in(&txn, &collection, version, id).await?;
+        self.find_in(txn, collection, version, id).await
+    }
+
+    /// Update a record as `identity`; only the fields in `body` change.
+    ///
+    /// Fails with `NotFound` (missing, or hidden by the update rule), `Forbidden`,
+    /// `Validation`, `Stale` when `if_match` names another version, or `Conflict` on a
+    /// unique index.
+    pub async fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+        body: Map<String, Value>,
+        if_match: Option<&str>,
+    ) -> Result<(Value, String), RecordError> {
+        let before = self.schema.snapshot();
+        let planned = before
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        let prepared = self.prepare_update(&planned, id, identity, &body).await?;
+        let (collection, version, txn) = self.begin_current(collection).await?;
+        let snapshot = self.schema.snapshot();
+        let record = self
+            .update_in_txn(
+                &txn,
+                version,
+                &snapshot,
+                &collection,
+                id,
+                identity,
+                request,
+                body,
+                prepared,
+                if_match,
+            )
+            .await?;
         txn.commit().await.map_err(RecordError::Db)?;
         Ok((
             super::read::shape(&collection, &record, identity),
@@ -624,9 +712,58 @@ impl RecordService {
         })
     }
 
+    /// Delete inside `txn`, with everything relations demand.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn delete_in_txn(
+        &self,
+        txn: &DatabaseTransaction,
+        version: i64,
+        snapshot: &Snapshot,
+        collection: &Collection,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+        if_match: Option<&str>,
+    ) -> Result<(), RecordError> {
+        let existing = self.find_in(txn, collection, version, id).await?;
+        let tag = super::etag(&existing);
+        let mut request = request.clone();
+        request.existing = Some(existing);
+        let allowed = self
+            .passes(
+                txn,
+                collection,
+                snapshot,
+                version,
+                collection.rules.delete.as_ref(),
+                id,
+                identity,
+                &request,
+            )
+            .await?;
+        if !allowed {
+            return Err(RecordError::NotFound);
+        }
+        if !super::if_match_allows(if_match, &tag) {
+            return Err(RecordError::Stale);
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.delete_cascading(
+            txn,
+            snapshot,
+            version,
+            collection,
+            vec![id.to_owned()],
+            &mut seen,
+            0,
+        )
+        .await
+    }
+
     /// Delete a record as `identity`.
     ///
-    /// Fails with `NotFound` (missing, or hidden by the delete rule) or `Forbidden`.
+    /// Fails with `NotFound` (missing, or hidden by the delete rule), `Forbidden`,
+    /// `Stale`, or `Validation` when a required reference blocks it.
     pub async fn delete(
         &self,
         collection: &str,
@@ -635,39 +772,25 @@ impl RecordService {
         request: &Request,
         if_match: Option<&str>,
     ) -> Result<(), RecordError> {
+        let before = self.schema.snapshot();
+        let planned = before
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        if !identity.is_superuser() && planned.rules.delete.is_none() {
+            return Err(RecordError::Forbidden);
+        }
         let (collection, version, txn) = self.begin_current(collection).await?;
         let snapshot = self.schema.snapshot();
-        let existing = self.find_in(&txn, &collection, version, id).await?;
-        let mut request = request.clone();
-        let tag = super::etag(&existing);
-        request.existing = Some(existing);
-        if !self
-            .passes(
-                &txn,
-                &collection,
-                &snapshot,
-                version,
-                collection.rules.delete.as_ref(),
-                id,
-                identity,
-                &request,
-            )
-            .await?
-        {
-            return Err(RecordError::NotFound);
-        }
-        if !super::if_match_allows(if_match, &tag) {
-            return Err(RecordError::Stale);
-        }
-        let mut seen = std::collections::HashSet::new();
-        self.delete_cascading(
+        self.delete_in_txn(
             &txn,
-            &snapshot,
             version,
+            &snapshot,
             &collection,
-            vec![id.to_owned()],
-            &mut seen,
-            0,
+            id,
+            identity,
+            request,
+            if_match,
         )
         .await?;
         txn.commit().await.map_err(RecordError::Db)

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    batches_are_all_or_nothing,
     if_match_prevents_lost_updates,
     deletes_follow_relations_in_one_transaction,
     patch_modifiers_apply_atomically,
@@ -711,4 +712,99 @@ async fn if_match_prevents_lost_updates(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 204, "any listed tag matches");
+}
+
+async fn batches_are_all_or_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(Method::POST, "/api/collections", Some(&admin), Some(json!({
+            "name": "items", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+            "fields": [{"name": "name", "type": "text", "required": true}],
+            "indexes": ["CREATE UNIQUE INDEX idx_items_name ON items (name)"]
+        })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names = || async {
+        let (_, page) = app
+            .call(
+                Method::GET,
+                "/api/collections/items/records?sort=name",
+                None,
+                None,
+            )
+            .await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let url = "/api/collections/items/records";
+    let (status, responses) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            None,
+            Some(json!({"requests": [
+                {"method": "POST", "url": url, "body": {"id": "a", "name": "a"}},
+                {"method": "POST", "url": url, "body": {"id": "b", "name": "b"}},
+                {"method": "PATCH", "url": format!("{url}/a"), "body": {"name": "a2"}},
+                {"method": "DELETE", "url": format!("{url}/b")},
+                {"method": "PUT", "url": url, "body": {"id": "a", "name": "a3"}},
+                {"method": "PUT", "url": url, "body": {"id": "c", "name": "c"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{responses}");
+    let statuses: Vec<u64> = responses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 204, 200, 200]);
+    assert_eq!(responses[2]["body"]["name"], "a2");
+    assert_eq!(names().await, ["a3", "c"]);
+
+    // The second request fails on the unique index: the first is rolled back too.
+    let (status, err) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            None,
+            Some(json!({"requests": [
+                {"method": "POST", "url": url, "body": {"name": "d"}},
+                {"method": "POST", "url": url, "body": {"name": "c"}},
+                {"method": "POST", "url": url, "body": {"name": "e"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(
+        err["data"]["requests.1"]["code"], "batch_request_failed",
+        "{err}"
+    );
+    assert_eq!(
+        err["data"]["requests.1.name"]["code"], "validation_not_unique",
+        "{err}"
+    );
+    assert_eq!(
+        names().await,
+        ["a3", "c"],
+        "nothing of the failed batch was kept"
+    );
+
+    for body in [
+        json!({"requests": []}),
+        json!({"requests": (0..51).map(|i| json!({"method": "POST", "url": url, "body": {"name": format!("n{i}")}})).collect::<Vec<_>>()}),
+        json!({"requests": [{"method": "GET", "url": url}]}),
+        json!({"requests": [{"method": "POST", "url": "/api/collections/nope/records", "body": {}}]}),
+        json!({"nope": []}),
+    ] {
+        let (status, err) = app.call(Method::POST, "/api/batch", None, Some(body)).await;
+        assert_eq!(status, 400, "{err}");
+    }
+    assert_eq!(names().await, ["a3", "c"]);
 }

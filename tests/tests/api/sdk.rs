@@ -92,7 +92,7 @@ async fn sdk_collections_calls_work_unchanged(backend: Backend) {
 }
 
 async fn sdk_record_calls_work_unchanged(backend: Backend) {
-    run_script(backend, "records.mjs", 7).await;
+    run_script(backend, "records.mjs", 8).await;
 }
 
 basalt_tests::backend_tests!(

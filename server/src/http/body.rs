@@ -1,0 +1,108 @@
+//! Request bodies as PocketBase's clients send them: JSON, or `multipart/form-data`
+//! whose `@jsonPayload` field carries the JSON (the SDKs' batch and file uploads) and
+//! whose other fields are text. Bounded by the body limit either way.
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, web};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use crate::AppState;
+
+/// The body as a JSON object.
+///
+/// Fails with 400 for malformed JSON or a non-object, 413 over the body limit, 415 for
+/// another content type.
+pub async fn object(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Map<String, Value>, ApiError> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(usize::MAX, |s| s.settings.body_limit);
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        return multipart(req, payload, limit).await;
+    }
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected a JSON body (application/json) or a form (multipart/form-data).",
+        ));
+    }
+    let bytes = read_limited(payload, limit).await?;
+    parse_object(&bytes)
+}
+
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("The request body could not be read."))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("The body must be a JSON object.")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "The body is not valid JSON: {e}."
+        ))),
+    }
+}
+
+async fn multipart(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut form = Multipart::new(req.headers(), payload.into_inner());
+    let mut out = Map::new();
+    let mut total = 0usize;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::bad_request(format!("Malformed form data: {e}.")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .is_some()
+        {
+            return Err(ApiError::bad_request(format!(
+                "`{name}`: file uploads are not supported yet."
+            )));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("Malformed form data: {e}.")))?;
+            total += chunk.len();
+            if total > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if name == "@jsonPayload" {
+            out.extend(parse_object(&bytes)?);
+        } else {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request(format!("`{name}` is not UTF-8 text.")))?;
+            out.insert(name, Value::String(text));
+        }
+    }
+    Ok(out)
+}

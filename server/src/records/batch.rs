@@ -1,0 +1,177 @@
+//! `POST /api/batch`: several creates, updates, upserts and deletes in one transaction.
+//! Either every request takes effect or none does; a failure names its index.
+
+use serde_json::{Map, Value};
+
+use super::{RecordError, RecordService};
+use crate::auth::Identity;
+use crate::filter::compile::Request;
+
+/// One request of a batch, PocketBase-shaped.
+#[derive(Clone, Debug)]
+pub struct BatchRequest {
+    pub method: String,
+    pub url: String,
+    pub body: Map<String, Value>,
+}
+
+/// Why a batch did not take effect.
+#[derive(Debug)]
+pub enum BatchError {
+    /// More requests than the `batch_max_requests` setting allows (0: batches off).
+    TooMany { max: usize },
+    /// The request at `index` failed; nothing of the batch was kept.
+    Failed { index: usize, error: RecordError },
+}
+
+enum Op {
+    Create(String),
+    Upsert(String),
+    Update(String, String),
+    Delete(String, String),
+}
+
+enum Resolved {
+    Create,
+    Update(String),
+    Delete(String),
+}
+
+/// `METHOD /api/collections/{c}/records[/{id}]` as an operation.
+fn route(method: &str, url: &str) -> Option<Op> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let rest = path.strip_prefix("/api/collections/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method.to_ascii_uppercase().as_str(), parts.as_slice()) {
+        ("POST", [collection, "records"]) => Some(Op::Create((*collection).to_owned())),
+        ("PUT", [collection, "records"]) => Some(Op::Upsert((*collection).to_owned())),
+        ("PATCH", [collection, "records", id]) => {
+            Some(Op::Update((*collection).to_owned(), (*id).to_owned()))
+        }
+        ("DELETE", [collection, "records", id]) => {
+            Some(Op::Delete((*collection).to_owned(), (*id).to_owned()))
+        }
+        _ => None,
+    }
+}
+
+impl RecordService {
+    /// Run `requests` in order in one transaction, as `identity`. Returns each
+    /// response's status and body.
+    ///
+    /// Fails with `TooMany`, or `Failed` naming the first request that failed.
+    pub async fn batch(
+        &self,
+        identity: &Identity,
+        request: &Request,
+        requests: Vec<BatchRequest>,
+        max: usize,
+    ) -> Result<Vec<(u16, Value)>, BatchError> {
+        if requests.is_empty() || requests.len() > max {
+            return Err(BatchError::TooMany { max });
+        }
+        let fail = |index: usize| move |error: RecordError| BatchError::Failed { index, error };
+        let (snapshot, version, txn) = self.begin_checked().await.map_err(fail(0))?;
+        let mut responses = Vec::with_capacity(requests.len());
+        for (index, item) in requests.into_iter().enumerate() {
+            let op = route(&item.method, &item.url).ok_or_else(|| {
+                fail(index)(RecordError::Filter(crate::filter::FilterError::new(
+                    0,
+                    format!("`{} {}` is not a record request", item.method, item.url),
+                )))
+            })?;
+            let name = match &op {
+                Op::Create(c) | Op::Upsert(c) | Op::Update(c, _) | Op::Delete(c, _) => c.clone(),
+            };
+            let collection = snapshot
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| fail(index)(RecordError::NotFound))?;
+            let body = item.body;
+            // An upsert updates the record its body names, or creates it.
+            let resolved = match op {
+                Op::Create(_) => Resolved::Create,
+                Op::Update(_, id) => Resolved::Update(id),
+                Op::Delete(_, id) => Resolved::Delete(id),
+                Op::Upsert(_) => {
+                    let id = body.get("id").and_then(Value::as_str).map(str::to_owned);
+                    let exists = match &id {
+                        Some(id) => self.find_in(&txn, &collection, version, id).await.is_ok(),
+                        None => false,
+                    };
+                    match id {
+                        Some(id) if exists => Resolved::Update(id),
+                        _ => Resolved::Create,
+                    }
+                }
+            };
+            let response = match resolved {
+                Resolved::Create => {
+                    let hash = self
+                        .prepare_create(&collection, identity, &body)
+                        .await
+                        .map_err(fail(index))?;
+                    let record = self
+                        .create_in(
+                            &txn,
+                            version,
+                            &snapshot,
+                            &collection,
+                            identity,
+                            request,
+                            body,
+                            hash,
+                        )
+                        .await
+                        .map_err(fail(index))?;
+                    (200, super::read::shape(&collection, &record, identity))
+                }
+                Resolved::Update(id) => {
+                    let prepared = self
+                        .prepare_update(&collection, &id, identity, &body)
+                        .await
+                        .map_err(fail(index))?;
+                    let record = self
+                        .update_in_txn(
+                            &txn,
+                            version,
+                            &snapshot,
+                            &collection,
+                            &id,
+                            identity,
+                            request,
+                            body,
+                            prepared,
+                            None,
+                        )
+                        .await
+                        .map_err(fail(index))?;
+                    (200, super::read::shape(&collection, &record, identity))
+                }
+                Resolved::Delete(id) => {
+                    if !identity.is_superuser() && collection.rules.delete.is_none() {
+                        return Err(fail(index)(RecordError::Forbidden));
+                    }
+                    self.delete_in_txn(
+                        &txn,
+                        version,
+                        &snapshot,
+                        &collection,
+                        &id,
+                        identity,
+                        request,
+                        None,
+                    )
+                    .await
+                    .map_err(fail(index))?;
+                    (204, Value::Null)
+                }
+            };
+            responses.push(response);
+        }
+        txn.commit()
+            .await
+            .map_err(|e| fail(0)(RecordError::Db(e)))?;
+        Ok(responses)
+    }
+}
