@@ -12,6 +12,8 @@ pub mod db;
 pub mod events;
 pub mod filter;
 pub mod http;
+pub mod identity;
+pub mod password;
 pub mod records;
 pub mod schema;
 pub mod telemetry;

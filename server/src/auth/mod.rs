@@ -3,8 +3,10 @@
 //! header, and superuser management for the CLI. Rows are read and written through
 //! `records`. Imports `schema`, `records` and `db`.
 
-pub mod password;
 pub mod token;
+
+pub use crate::identity::{Identity, SUPERUSERS};
+pub use crate::password;
 
 use std::sync::Arc;
 
@@ -16,42 +18,10 @@ use crate::schema::{Collection, Snapshot};
 use crate::validation::FieldErrors;
 use token::{Claims, Secret};
 
-/// The collection of Basalt's administrators.
-pub const SUPERUSERS: &str = "_superusers";
 /// The placeholder superuser behind the first-start setup link.
 const INSTALLER_EMAIL: &str = "__installer@basalt.invalid";
 /// How long the setup link works.
 const SETUP_TOKEN_SECONDS: i64 = 3600;
-
-/// Who a request acts as.
-#[derive(Clone, Debug)]
-pub enum Identity {
-    Anonymous,
-    /// A record of an auth collection other than `_superusers`.
-    Record {
-        collection: Arc<Collection>,
-        record: Record,
-    },
-    Superuser {
-        record: Record,
-    },
-}
-
-impl Identity {
-    pub fn is_superuser(&self) -> bool {
-        matches!(self, Identity::Superuser { .. })
-    }
-
-    /// The record id behind the identity, if any.
-    pub fn id(&self) -> Option<&str> {
-        match self {
-            Identity::Anonymous => None,
-            Identity::Record { record, .. } | Identity::Superuser { record } => {
-                record.get("id").and_then(Value::as_str)
-            }
-        }
-    }
-}
 
 /// Outcomes of auth a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -90,20 +60,7 @@ pub struct AuthService {
 ///
 /// Fails only when the system has no randomness to give.
 pub fn random_string(len: usize) -> Result<String, AuthError> {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;
-    Ok(bytes
-        .iter()
-        .map(|b| {
-            char::from(
-                ALPHABET
-                    .get(usize::from(*b) % ALPHABET.len())
-                    .copied()
-                    .unwrap_or(b'a'),
-            )
-        })
-        .collect())
+    password::random_string(len).map_err(AuthError::Internal)
 }
 
 fn valid_email(email: &str) -> bool {

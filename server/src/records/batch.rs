@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::{RecordError, RecordService};
-use crate::auth::Identity;
 use crate::filter::compile::Request;
+use crate::identity::Identity;
 
 /// One request of a batch, PocketBase-shaped.
 #[derive(Clone, Debug)]

@@ -13,10 +13,10 @@ use serde_json::{Map, Value};
 
 use super::read::shape;
 use super::{Record, RecordError, RecordService};
-use crate::auth::Identity;
 use crate::filter::FilterError;
 use crate::filter::compile::{BASE, Request, compile};
 use crate::filter::resolve::Scope;
+use crate::identity::Identity;
 use crate::schema::{Collection, FieldKind, Snapshot};
 
 /// Deepest expand accepted.

@@ -517,7 +517,7 @@ pub fn if_match_allows(if_match: Option<&str>, current: &str) -> bool {
 
 /// A fresh token key: 50 random letters and digits.
 pub(crate) fn random_key() -> String {
-    crate::auth::random_string(50).unwrap_or_else(|_| {
+    crate::password::random_string(50).unwrap_or_else(|_| {
         // Randomness failing is beyond recovery here; UUIDv7s still differ per call.
         format!(
             "{}{}",

@@ -7,9 +7,9 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectState
 use serde_json::Value;
 
 use super::{RecordError, RecordService, public_view};
-use crate::auth::Identity;
 use crate::filter::compile::{BASE, Request, compile};
 use crate::filter::resolve::Scope;
+use crate::identity::Identity;
 use crate::schema::{Collection, Snapshot};
 
 /// Most records one page may hold.
@@ -50,7 +50,7 @@ pub fn request_auth(identity: &Identity) -> Option<(String, super::Record)> {
         Identity::Anonymous => None,
         Identity::Record { collection, record } => Some((collection.name.clone(), record.clone())),
         Identity::Superuser { record } => {
-            Some((crate::auth::SUPERUSERS.to_owned(), record.clone()))
+            Some((crate::identity::SUPERUSERS.to_owned(), record.clone()))
         }
     }
 }
@@ -302,7 +302,7 @@ pub fn shape(collection: &Collection, record: &super::Record, identity: &Identit
             record: me,
         } => own.id == collection.id && me.get("id") == record.get("id"),
         Identity::Superuser { record: me } => {
-            collection.name == crate::auth::SUPERUSERS && me.get("id") == record.get("id")
+            collection.name == crate::identity::SUPERUSERS && me.get("id") == record.get("id")
         }
         Identity::Anonymous => false,
     };

@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use super::validate::{Mode, validate};
 use super::{Record, RecordError, RecordService};
-use crate::auth::Identity;
 use crate::filter::compile::{BASE, Request, compile};
 use crate::filter::resolve::Scope;
+use crate::identity::Identity;
 use crate::schema::{Collection, FieldKind, Snapshot};
 use crate::validation::FieldErrors;
 
@@ -305,7 +305,7 @@ impl RecordService {
         ) {
             (true, Some(password)) => {
                 validate(planned, body, Mode::Create).map_err(RecordError::Validation)?;
-                crate::auth::password::hash(password.to_owned())
+                crate::password::hash(password.to_owned())
                     .await
                     .map(Some)
                     .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))
@@ -434,7 +434,7 @@ impl RecordService {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
-                    if !crate::auth::password::verify(old, hash).await {
+                    if !crate::password::verify(old, hash).await {
                         return Err(one_error(
                             "oldPassword",
                             "validation_invalid_old_password",
@@ -443,7 +443,7 @@ impl RecordService {
                     }
                 }
                 Some(
-                    crate::auth::password::hash(password.to_owned())
+                    crate::password::hash(password.to_owned())
                         .await
                         .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))?,
                 )

@@ -1,4 +1,6 @@
-//! Password hashing with argon2id, always on the blocking pool.
+//! Password hashing with argon2id (always on the blocking pool) and random secrets.
+//! Used by `auth` and by `records` (sign-up, password changes); imports nothing else
+//! from the crate.
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 
@@ -29,6 +31,26 @@ pub async fn verify(password: String, hash: String) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// `len` random letters and digits, for token keys and secrets.
+///
+/// Fails only when the system has no randomness to give.
+pub fn random_string(len: usize) -> Result<String, String> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| {
+            char::from(
+                ALPHABET
+                    .get(usize::from(*b) % ALPHABET.len())
+                    .copied()
+                    .unwrap_or(b'a'),
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
