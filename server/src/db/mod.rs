@@ -22,6 +22,20 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fixed key for the PostgreSQL advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK_KEY: i64 = 0x6261_7361_6c74; // "basalt"
 
+/// The table function that yields the elements of a JSON array column as text, in a
+/// column named `value`: `json_each` on SQLite, `jsonb_array_elements_text` on
+/// PostgreSQL.
+pub fn json_elements(
+    backend: DatabaseBackend,
+    column: sea_orm::sea_query::SimpleExpr,
+) -> sea_orm::sea_query::FunctionCall {
+    let name = match backend {
+        DatabaseBackend::Postgres => "jsonb_array_elements_text",
+        _ => "json_each",
+    };
+    sea_orm::sea_query::Func::cust(sea_orm::sea_query::Alias::new(name)).arg(column)
+}
+
 /// Which engine is behind the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

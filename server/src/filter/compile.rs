@@ -356,12 +356,7 @@ impl<'a> Compiler<'a> {
     /// `SELECT value FROM <elements of the JSON array column>`.
     fn elements(&self, column: SimpleExpr) -> SelectStatement {
         let alias = self.alias("e");
-        let function = match self.backend {
-            DatabaseBackend::Postgres => {
-                Func::cust(Alias::new("jsonb_array_elements_text")).arg(column)
-            }
-            _ => Func::cust(Alias::new("json_each")).arg(column),
-        };
+        let function = crate::db::json_elements(self.backend, column);
         Query::select()
             .expr(col(&alias, "value"))
             .from_function(function, Alias::new(&alias))
@@ -627,12 +622,7 @@ impl<'a> Compiler<'a> {
         if let Some(array) = multi {
             // Each element of the JSON array, as text.
             let alias = self.alias("e");
-            let function = match self.backend {
-                DatabaseBackend::Postgres => {
-                    Func::cust(Alias::new("jsonb_array_elements_text")).arg(array.clone())
-                }
-                _ => Func::cust(Alias::new("json_each")).arg(array.clone()),
-            };
+            let function = crate::db::json_elements(self.backend, array.clone());
             let element = col(&alias, "value");
             let blank = Value::is_null(&value) || value.as_str() == Some("");
             if blank && matches!(op, CmpOp::Eq | CmpOp::Neq) {

@@ -8,14 +8,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sea_orm::ConnectionTrait;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::{Map, Value};
 
 use super::read::shape;
 use super::{Record, RecordError, RecordService};
 use crate::filter::FilterError;
-use crate::filter::compile::{BASE, Request, compile};
-use crate::filter::resolve::Scope;
+use crate::filter::compile::{BASE, Request};
 use crate::identity::Identity;
 use crate::schema::{Collection, FieldKind, Snapshot};
 
@@ -208,12 +207,7 @@ impl RecordService {
                 .collect();
             let column = Expr::col((Alias::new(BASE), Alias::new(via)));
             let condition = if via_field.kind.is_multi() {
-                let function = match self.db.backend() {
-                    crate::db::Backend::Postgres => {
-                        Func::cust(Alias::new("jsonb_array_elements_text")).arg(column)
-                    }
-                    crate::db::Backend::Sqlite => Func::cust(Alias::new("json_each")).arg(column),
-                };
+                let function = crate::db::json_elements(self.db.database_backend(), column);
                 Expr::exists(
                     Query::select()
                         .expr(Expr::val(1))
@@ -239,22 +233,20 @@ impl RecordService {
             .from_as(Alias::new(&target.name), Alias::new(BASE))
             .and_where(condition)
             .order_by((Alias::new(BASE), Alias::new("id")), sea_orm::Order::Asc);
-        if !identity.is_superuser() {
-            let Some(rule) = target.rules.view.as_ref() else {
-                return Ok((target, Vec::new(), links)); // superusers only: nothing to show
-            };
-            if let Some(expr) = crate::filter::parse(rule).map_err(RecordError::Filter)? {
-                let condition = compile(
-                    &expr,
-                    target,
-                    snapshot,
-                    request,
-                    Scope { hidden: true },
-                    self.db.database_backend(),
-                )
-                .map_err(|e| RecordError::BrokenRule(e.to_string()))?;
+        match self.rule_condition(
+            target.rules.view.as_ref(),
+            identity,
+            target,
+            snapshot,
+            request,
+        ) {
+            Ok(Some(condition)) => {
                 select.and_where(condition);
             }
+            Ok(None) => {}
+            // Superusers only: nothing to show the caller, and no error either.
+            Err(RecordError::Forbidden) => return Ok((target, Vec::new(), links)),
+            Err(other) => return Err(other),
         }
         let rows = self
             .db

@@ -59,7 +59,7 @@ impl RecordService {
     /// The condition a rule puts on a non-superuser: `None` when there is none (`""`).
     ///
     /// Fails with `Forbidden` for a superusers-only (`null`) rule.
-    fn rule_condition(
+    pub(super) fn rule_condition(
         &self,
         rule: Option<&String>,
         identity: &Identity,

@@ -578,14 +578,7 @@ impl RecordService {
             .from_as(col(&source.name), col(BASE));
         let column = Expr::col((col(BASE), col(&field.name)));
         if field.kind.is_multi() {
-            let function = match self.db.backend() {
-                crate::db::Backend::Postgres => {
-                    sea_orm::sea_query::Func::cust(col("jsonb_array_elements_text")).arg(column)
-                }
-                crate::db::Backend::Sqlite => {
-                    sea_orm::sea_query::Func::cust(col("json_each")).arg(column)
-                }
-            };
+            let function = crate::db::json_elements(self.db.database_backend(), column);
             let elements = Query::select()
                 .expr(Expr::val(1))
                 .from_function(function, col("e"))

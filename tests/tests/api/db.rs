@@ -36,15 +36,12 @@ async fn empty_database(
 }
 
 async fn count(db: &Db, table: &str) -> i64 {
-    let row = db
-        .conn()
-        .query_one_raw(Statement::from_string(
-            db.database_backend(),
-            format!("SELECT COUNT(*) AS n FROM \"{table}\""),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
+    use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query};
+    let query = Query::select()
+        .expr_as(Expr::col(Asterisk).count(), Alias::new("n"))
+        .from(Alias::new(table))
+        .to_owned();
+    let row = db.conn().query_one(&query).await.unwrap().unwrap();
     row.try_get::<i64>("", "n").unwrap()
 }
 
