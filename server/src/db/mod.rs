@@ -64,6 +64,8 @@ pub enum DbError {
 pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
+    /// Every statement run through this pool, transactions included.
+    statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -114,13 +116,28 @@ impl Db {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(15))
             .sqlx_logging(false);
-        let conn = sea_orm::Database::connect(options)
+        let mut conn = sea_orm::Database::connect(options)
             .await
             .map_err(|source| DbError::Connect {
                 url: url.redacted(),
                 source,
             })?;
-        Ok(Db { conn, backend })
+        let statements = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = statements.clone();
+        conn.set_metric_callback(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        Ok(Db {
+            conn,
+            backend,
+            statements,
+        })
+    }
+
+    /// How many statements have run through this pool so far. Tests use the
+    /// difference across one request to keep query counts bounded.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The sea-orm connection, for the services that own tables.

@@ -9,6 +9,7 @@ backend_tests!(
     rules_decide_what_each_caller_reads,
     lists_filter_sort_and_page,
     expand_follows_relations_under_each_view_rule,
+    statements_per_request_do_not_grow_with_the_page,
 );
 
 struct World {
@@ -436,4 +437,68 @@ async fn expand_follows_relations_under_each_view_rule(backend: Backend) {
             .await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
+}
+
+/// A view by id and a list with an indexed filter and a rule each run a bounded
+/// number of statements, the same for 2 or 200 rows; expand adds one per relation.
+async fn statements_per_request_do_not_grow_with_the_page(backend: Backend) {
+    let World { app, admin, .. } = world(backend).await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/posts",
+            Some(&admin),
+            Some(json!({
+                "indexes": ["CREATE INDEX idx_posts_title ON posts (title)"]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let author = app
+        .state
+        .records
+        .find_by_id("posts", "p1")
+        .await
+        .unwrap()
+        .unwrap()["author"]
+        .clone();
+    for i in 0..200 {
+        app.state
+            .records
+            .insert_system(
+                "posts",
+                json!({"title": format!("bulk {i:03}"), "published": true, "author": author})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+    }
+    // Anonymous, so the count is the record queries alone (no caller lookup).
+    let statements = |path: String| {
+        let app = &app;
+        async move {
+            let before = app.state.db.statements();
+            let (status, body) = app.call(Method::GET, &path, None, None).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            app.state.db.statements() - before
+        }
+    };
+    let view = statements("/api/collections/posts/records/p1".into()).await;
+    assert_eq!(view, 1, "a view is one statement, rule included");
+    let list = "/api/collections/posts/records?filter=title~'bulk'";
+    let small = statements(format!("{list}&perPage=2")).await;
+    let large = statements(format!("{list}&perPage=200")).await;
+    assert_eq!(small, large, "independent of the page size");
+    assert_eq!(small, 2, "the page and its total");
+    assert_eq!(
+        statements(format!("{list}&perPage=200&skipTotal=1")).await,
+        1
+    );
+    let expanded = statements(format!("{list}&perPage=200&skipTotal=1&expand=author")).await;
+    assert_eq!(
+        expanded, 2,
+        "expand costs one query per relation, not one per row"
+    );
 }
