@@ -528,10 +528,9 @@ impl SchemaService {
         }
         let provisional = Snapshot::new(current.version(), after);
         let mut errors = FieldErrors::default();
-        for id in changed {
-            let Some(collection) = provisional.by_id(&id) else {
-                continue;
-            };
+        // Every collection's rules, not only the changed ones: renaming or removing a
+        // field another collection's rule names must be refused here, not fail later.
+        for collection in provisional.all() {
             let rules = [
                 ("listRule", &collection.rules.list),
                 ("viewRule", &collection.rules.view),
@@ -547,10 +546,13 @@ impl SchemaService {
                 if let Some(rule) = rule
                     && let Err(message) = (self.rule_check)(rule, collection, &provisional)
                 {
-                    let path = if changes.len() > 1 {
-                        format!("{}.{key}", collection.name)
-                    } else {
+                    // The changed collection's own rules by key, as a client sent them;
+                    // another collection's by `name.key`.
+                    let own = changes.len() == 1 && changed.contains(&collection.id);
+                    let path = if own {
                         key.to_owned()
+                    } else {
+                        format!("{}.{key}", collection.name)
                     };
                     errors.add(path, "validation_invalid_rule", message);
                 }

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    changes_that_would_break_another_collections_rule_are_refused,
     only_superusers_reach_the_collections_api,
     collections_are_listed_paged_and_filtered_by_name,
     every_field_type_round_trips_with_its_options,
@@ -879,4 +880,63 @@ async fn the_users_collection_exists_with_pocketbase_rules(backend: Backend) {
     let (status, _) = patch(&app, &token, "users", json!({"fields": fields})).await;
     assert_eq!(status, 200);
     assert!(app.columns("users").await.contains(&"nickname".to_owned()));
+}
+
+async fn changes_that_would_break_another_collections_rule_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.superuser_token().await;
+    let authors = create(
+        &app,
+        &token,
+        json!({"name": "authors", "fields": [{"name": "nick", "type": "text"}]}),
+    )
+    .await;
+    create(
+        &app,
+        &token,
+        json!({"name": "posts", "fields": [
+        {"name": "author", "type": "relation", "collectionId": authors["id"]}
+    ], "listRule": "author.nick != ''", "viewRule": "@collection.authors.nick ?= 'x'"}),
+    )
+    .await;
+    // Renaming `nick` would leave posts' rules naming a field that is gone.
+    let mut fields = authors["fields"].as_array().unwrap().clone();
+    for f in &mut fields {
+        if f["name"] == "nick" {
+            f["name"] = json!("handle");
+        }
+    }
+    let (status, err) = patch(&app, &token, "authors", json!({"fields": fields})).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["data"]["posts.listRule"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nick"),
+        "{err}"
+    );
+    assert!(err["data"]["posts.viewRule"].is_object(), "{err}");
+    assert!(
+        app.columns("authors").await.contains(&"nick".to_owned()),
+        "nothing changed"
+    );
+    // Fixing the rules and renaming in one import is fine.
+    let (_, posts) = app
+        .call(Method::GET, "/api/collections/posts", Some(&token), None)
+        .await;
+    let mut posts = posts;
+    posts["listRule"] = json!("author.handle != ''");
+    posts["viewRule"] = json!("");
+    let mut renamed = authors.clone();
+    renamed["fields"] = json!(fields);
+    let (status, err) = app
+        .call(
+            Method::PUT,
+            "/api/collections/import",
+            Some(&token),
+            Some(json!({"collections": [renamed, posts]})),
+        )
+        .await;
+    assert_eq!(status, 204, "{err}");
+    assert!(app.columns("authors").await.contains(&"handle".to_owned()));
 }
