@@ -12,6 +12,22 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use crate::AppState;
 
+/// A request body: form fields (text, to be converted by field type) and JSON values
+/// (typed already; from a JSON body or a form's `@jsonPayload`).
+pub struct Body {
+    pub form: Map<String, Value>,
+    pub json: Map<String, Value>,
+}
+
+impl Body {
+    /// Everything as given, JSON winning over a form field of the same name.
+    pub fn values(self) -> Map<String, Value> {
+        let mut values = self.form;
+        values.extend(self.json);
+        values
+    }
+}
+
 /// The body as a JSON object.
 ///
 /// Fails with 400 for malformed JSON or a non-object, 413 over the body limit, 415 for
@@ -20,6 +36,13 @@ pub async fn object(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Map<String, Value>, ApiError> {
+    Ok(read(req, payload).await?.values())
+}
+
+/// The body, JSON or form.
+///
+/// Fails as [`object`] does.
+pub async fn read(req: &HttpRequest, payload: web::Payload) -> Result<Body, ApiError> {
     let limit = req
         .app_data::<web::Data<AppState>>()
         .map_or(usize::MAX, |s| s.settings.body_limit);
@@ -39,7 +62,10 @@ pub async fn object(
         ));
     }
     let bytes = read_limited(payload, limit).await?;
-    parse_object(&bytes)
+    Ok(Body {
+        form: Map::new(),
+        json: parse_object(&bytes)?,
+    })
 }
 
 async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
@@ -69,9 +95,10 @@ async fn multipart(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<Body, ApiError> {
     let mut form = Multipart::new(req.headers(), payload.into_inner());
     let mut out = Map::new();
+    let mut json = Map::new();
     let mut total = 0usize;
     while let Some(field) = form.next().await {
         let mut field =
@@ -97,12 +124,24 @@ async fn multipart(
             bytes.extend_from_slice(&chunk);
         }
         if name == "@jsonPayload" {
-            out.extend(parse_object(&bytes)?);
+            json.extend(parse_object(&bytes)?);
         } else {
             let text = String::from_utf8(bytes)
                 .map_err(|_| ApiError::bad_request(format!("`{name}` is not UTF-8 text.")))?;
-            out.insert(name, Value::String(text));
+            // A repeated field is a list (`tags=a`, `tags=b`).
+            match out.remove(&name) {
+                None => {
+                    out.insert(name, Value::String(text));
+                }
+                Some(Value::Array(mut items)) => {
+                    items.push(Value::String(text));
+                    out.insert(name, Value::Array(items));
+                }
+                Some(first) => {
+                    out.insert(name, Value::Array(vec![first, Value::String(text)]));
+                }
+            }
         }
     }
-    Ok(out)
+    Ok(Body { form: out, json })
 }

@@ -124,11 +124,17 @@ pub async fn create_record(
     raw: web::Query<HashMap<String, String>>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = super::body::object(&req, payload).await?;
+    let body = super::body::read(&req, payload).await?;
+    let snapshot = state.schema.snapshot();
+    let mut values = match snapshot.get(&path) {
+        Some(collection) => crate::records::validate::from_form(collection, body.form),
+        None => body.form,
+    };
+    values.extend(body.json);
     let request = filter_request(&req, &caller, &raw);
     let record = state
         .records
-        .create(&path, &caller.0, &request, body)
+        .create(&path, &caller.0, &request, values)
         .await?;
     Ok(HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str))))
 }

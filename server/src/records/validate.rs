@@ -103,6 +103,51 @@ pub fn validate(
     errors.into_result().map(|()| out)
 }
 
+/// Form fields (text) as the JSON their field types take: numbers, bools, lists and
+/// JSON are converted; a value that does not convert stays text, so validation
+/// refuses it with the usual error. Keys that are not fields stay as they are.
+pub fn from_form(collection: &Collection, input: Map<String, Value>) -> Map<String, Value> {
+    input
+        .into_iter()
+        .map(|(key, value)| {
+            let name = key.trim_start_matches('+').trim_end_matches(['+', '-']);
+            let Some(field) = collection.field(name) else {
+                return (key, value);
+            };
+            let text = |v: &Value| v.as_str().map(str::to_owned);
+            let converted = match (&field.kind, &value) {
+                (FieldKind::Number { .. }, Value::String(s)) => s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .map_or(value.clone(), crate::schema::model::number),
+                (FieldKind::Bool, Value::String(s)) => match s.as_str() {
+                    "true" | "1" | "on" => Value::Bool(true),
+                    "false" | "0" | "" => Value::Bool(false),
+                    _ => value.clone(),
+                },
+                (FieldKind::Json { .. }, Value::String(s)) => {
+                    serde_json::from_str(s).unwrap_or(value.clone())
+                }
+                (kind, Value::String(s)) if kind.is_multi() && key == name => {
+                    if s.is_empty() {
+                        Value::Array(Vec::new())
+                    } else {
+                        Value::Array(vec![Value::String(s.clone())])
+                    }
+                }
+                (_, Value::Array(items)) if !field.kind.is_multi() => items
+                    .last()
+                    .and_then(text)
+                    .map_or(value.clone(), Value::String),
+                _ => value.clone(),
+            };
+            (key, converted)
+        })
+        .collect()
+}
+
 /// Fields Basalt fills when the client leaves them out.
 fn is_generated(field: &Field) -> bool {
     match &field.kind {

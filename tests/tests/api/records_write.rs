@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    forms_are_typed_by_field,
     batches_are_all_or_nothing,
     if_match_prevents_lost_updates,
     deletes_follow_relations_in_one_transaction,
@@ -807,4 +808,83 @@ async fn batches_are_all_or_nothing(backend: Backend) {
         assert_eq!(status, 400, "{err}");
     }
     assert_eq!(names().await, ["a3", "c"]);
+}
+
+/// A multipart body: (name, optional filename, value) parts.
+fn form(parts: &[(&str, Option<&str>, &str)]) -> (String, String) {
+    let boundary = "basaltBoundary7MA4YWxkTrZu0gW";
+    let mut body = String::new();
+    for (name, filename, value) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(filename) = filename {
+            body.push_str(&format!(
+                "; filename=\"{filename}\"\r\nContent-Type: text/plain"
+            ));
+        }
+        body.push_str(&format!("\r\n\r\n{value}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn forms_are_typed_by_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "widgets", "createRule": "",
+                "fields": [
+                    {"name": "name", "type": "text"}, {"name": "views", "type": "number"},
+                    {"name": "done", "type": "bool"}, {"name": "meta", "type": "json"},
+                    {"name": "tags", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3}
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let post = |parts: Vec<(&'static str, Option<&'static str>, &'static str)>| {
+        let app = &app;
+        async move {
+            let (content_type, body) = form(&parts);
+            let res = app
+                .client
+                .post(app.url("/api/collections/widgets/records"))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            basalt_tests::json(res).await
+        }
+    };
+    let (status, record) = post(vec![
+        ("name", None, "widget"),
+        ("views", None, "12"),
+        ("done", None, "true"),
+        ("tags", None, "a"),
+        ("tags", None, "c"),
+        ("@jsonPayload", None, r#"{"meta": {"k": [1, 2]}}"#),
+    ])
+    .await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["views"], 12);
+    assert_eq!(record["done"], true);
+    assert_eq!(record["tags"], json!(["a", "c"]));
+    assert_eq!(record["meta"], json!({"k": [1, 2]}));
+    assert_eq!(record["name"], "widget");
+
+    let (status, err) = post(vec![("views", None, "lots")]).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["data"]["views"]["code"], "validation_invalid_number");
+    let (status, err) = post(vec![("@jsonPayload", None, r#"{"views": "12"}"#)]).await;
+    assert_eq!(status, 400, "JSON stays strict inside a form: {err}");
+    let (status, err) = post(vec![("name", Some("a.txt"), "file body")]).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("file"), "{err}");
 }
