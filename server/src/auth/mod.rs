@@ -169,10 +169,15 @@ impl AuthService {
         let Some(record) = found.filter(|_| matches) else {
             return Err(AuthError::InvalidCredentials);
         };
-        // Only the empty auth rule (anyone who knows the password) is evaluated until
-        // the rules engine exists; any other rule refuses rather than guessing.
-        if options.auth_rule.as_deref() != Some("") {
-            tracing::warn!("sign-in refused: the collection's authRule is not evaluable yet");
+        // The collection's authRule must hold for the record (e.g. `verified = true`);
+        // failing it looks like any other failed sign-in.
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let allowed = self
+            .records
+            .satisfies(&collection.id, id, options.auth_rule.as_deref())
+            .await
+            .map_err(AuthError::Record)?;
+        if !allowed {
             return Err(AuthError::InvalidCredentials);
         }
         let ttl = i64::try_from(options.token_duration).unwrap_or(i64::MAX);

@@ -250,6 +250,53 @@ impl RecordService {
         Ok((shaped.pop().unwrap_or(Value::Null), tag))
     }
 
+    /// Whether the record `id` of `collection` satisfies `rule` (a rule of the
+    /// collection itself, such as an auth collection's `authRule`), with no caller.
+    /// `None` (superusers only) never holds; `""` always does.
+    ///
+    /// Fails when the rule no longer compiles or the query fails.
+    pub async fn satisfies(
+        &self,
+        collection: &str,
+        id: &str,
+        rule: Option<&str>,
+    ) -> Result<bool, RecordError> {
+        let Some(rule) = rule else {
+            return Ok(false);
+        };
+        let snapshot = self.schema.snapshot();
+        let collection = snapshot
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        let Some(expr) = crate::filter::parse(rule).map_err(RecordError::Filter)? else {
+            return Ok(true);
+        };
+        let request = Request::new("POST");
+        let condition = compile(
+            &expr,
+            &collection,
+            &snapshot,
+            &request,
+            Scope { hidden: true },
+            self.db.database_backend(),
+        )
+        .map_err(|e| RecordError::BrokenRule(e.to_string()))?;
+        let query = Query::select()
+            .expr(Expr::val(1))
+            .from_as(col(&collection.name), col(BASE))
+            .and_where(Expr::col((col(BASE), col("id"))).eq(id))
+            .and_where(condition)
+            .to_owned();
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.statement(&query, snapshot.version()))
+            .await
+            .map_err(RecordError::Db)?;
+        Ok(row.is_some())
+    }
+
     /// `sort=-created,title` or `@random`; only fields the caller may see.
     fn sort(
         &self,

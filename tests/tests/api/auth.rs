@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(
+    the_auth_rule_decides_who_may_sign_in,
     every_auth_collection_signs_in_with_password,
     wrong_password_and_unknown_identity_look_the_same,
     tokens_that_are_not_valid_get_401,
@@ -244,4 +245,73 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+async fn the_auth_rule_decides_who_may_sign_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let ann = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    app.create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/users",
+            Some(&admin),
+            Some(json!({"authRule": "verified = true"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let path = format!(
+        "/api/collections/users/records/{}",
+        ann["id"].as_str().unwrap()
+    );
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"verified": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = sign_in(
+        &app,
+        "users",
+        json!({"identity": "ann@example.com", "password": "ann-password"}),
+    )
+    .await;
+    assert_eq!(status, 200, "verified ann may sign in");
+    let (status, refused) = sign_in(
+        &app,
+        "users",
+        json!({"identity": "bob@example.com", "password": "bob-password"}),
+    )
+    .await;
+    assert_eq!(status, 400, "unverified bob may not");
+    let (_, wrong) = sign_in(
+        &app,
+        "users",
+        json!({"identity": "bob@example.com", "password": "nope-nope"}),
+    )
+    .await;
+    assert_eq!(refused, wrong, "indistinguishable from a wrong password");
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/users",
+            Some(&admin),
+            Some(json!({"authRule": null})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = sign_in(
+        &app,
+        "users",
+        json!({"identity": "ann@example.com", "password": "ann-password"}),
+    )
+    .await;
+    assert_eq!(status, 400, "a null authRule turns sign-in off");
 }
