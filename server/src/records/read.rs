@@ -261,37 +261,56 @@ impl RecordService {
         id: &str,
         rule: Option<&str>,
     ) -> Result<bool, RecordError> {
-        let Some(rule) = rule else {
-            return Ok(false);
-        };
         let snapshot = self.schema.snapshot();
         let collection = snapshot
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        let Some(expr) = crate::filter::parse(rule).map_err(RecordError::Filter)? else {
-            return Ok(true);
-        };
+        let rule = rule.map(str::to_owned);
         let request = Request::new("POST");
-        let condition = compile(
-            &expr,
+        match self.rule_condition(
+            rule.as_ref(),
+            &Identity::Anonymous,
             &collection,
             &snapshot,
             &request,
-            Scope { hidden: true },
-            self.db.database_backend(),
-        )
-        .map_err(|e| RecordError::BrokenRule(e.to_string()))?;
+        ) {
+            Err(RecordError::Forbidden) => Ok(false),
+            Err(other) => Err(other),
+            Ok(None) => Ok(true),
+            Ok(Some(condition)) => {
+                self.row_matches(
+                    self.db.conn(),
+                    &collection,
+                    snapshot.version(),
+                    id,
+                    condition,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Whether the row `id` of `collection` meets `condition`, on `conn` (the pool,
+    /// or a transaction that must see its own writes).
+    ///
+    /// Fails when the query fails.
+    pub(super) async fn row_matches(
+        &self,
+        conn: &impl ConnectionTrait,
+        collection: &Collection,
+        version: i64,
+        id: &str,
+        condition: SimpleExpr,
+    ) -> Result<bool, RecordError> {
         let query = Query::select()
             .expr(Expr::val(1))
             .from_as(col(&collection.name), col(BASE))
             .and_where(Expr::col((col(BASE), col("id"))).eq(id))
             .and_where(condition)
             .to_owned();
-        let row = self
-            .db
-            .conn()
-            .query_one_raw(self.statement(&query, snapshot.version()))
+        let row = conn
+            .query_one_raw(self.statement(&query, version))
             .await
             .map_err(RecordError::Db)?;
         Ok(row.is_some())

@@ -12,8 +12,7 @@ use serde_json::{Map, Value};
 
 use super::validate::{Mode, validate};
 use super::{Record, RecordError, RecordService};
-use crate::filter::compile::{BASE, Request, compile};
-use crate::filter::resolve::Scope;
+use crate::filter::compile::{BASE, Request};
 use crate::identity::Identity;
 use crate::schema::{Collection, FieldKind, Snapshot};
 use crate::validation::FieldErrors;
@@ -169,35 +168,43 @@ impl RecordService {
         identity: &Identity,
         request: &Request,
     ) -> Result<bool, RecordError> {
-        if identity.is_superuser() {
-            return Ok(true);
+        match self.rule_condition(rule, identity, collection, snapshot, request)? {
+            None => Ok(true),
+            Some(condition) => {
+                self.row_matches(txn, collection, version, id, condition)
+                    .await
+            }
         }
-        let Some(rule) = rule else {
-            return Err(RecordError::Forbidden);
-        };
-        let Some(expr) = crate::filter::parse(rule).map_err(RecordError::Filter)? else {
-            return Ok(true);
-        };
-        let condition = compile(
-            &expr,
-            collection,
-            snapshot,
-            request,
-            Scope { hidden: true },
-            self.db.database_backend(),
-        )
-        .map_err(|e| RecordError::BrokenRule(e.to_string()))?;
-        let query = Query::select()
-            .expr(Expr::val(1))
-            .from_as(col(&collection.name), col(BASE))
-            .and_where(Expr::col((col(BASE), col("id"))).eq(id))
-            .and_where(condition)
-            .to_owned();
-        let row = txn
-            .query_one_raw(self.statement(&query, version))
-            .await
-            .map_err(RecordError::Db)?;
-        Ok(row.is_some())
+    }
+
+    /// The existing row `id` may be changed by this caller: the rule must hold (else
+    /// `NotFound`, like a missing record) and `If-Match` must name its tag (else `Stale`).
+    #[allow(clippy::too_many_arguments)]
+    async fn guard_existing(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        version: i64,
+        rule: Option<&String>,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+        tag: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), RecordError> {
+        if !self
+            .passes(
+                txn, collection, snapshot, version, rule, id, identity, request,
+            )
+            .await?
+        {
+            return Err(RecordError::NotFound);
+        }
+        if !super::if_match_allows(if_match, tag) {
+            return Err(RecordError::Stale);
+        }
+        Ok(())
     }
 
     /// Every relation id in `values` must name an existing record of its target.
@@ -479,24 +486,20 @@ impl RecordService {
         let mut request = request.clone();
         request.body = body;
         request.existing = Some(existing.clone());
-        let allowed = self
-            .passes(
-                txn,
-                collection,
-                snapshot,
-                version,
-                collection.rules.update.as_ref(),
-                id,
-                identity,
-                &request,
-            )
-            .await?;
-        if !allowed {
-            return Err(RecordError::NotFound);
-        }
-        if !super::if_match_allows(if_match, &super::etag(&existing)) {
-            return Err(RecordError::Stale);
-        }
+        let tag = super::etag(&existing);
+        self.guard_existing(
+            txn,
+            collection,
+            snapshot,
+            version,
+            collection.rules.update.as_ref(),
+            id,
+            identity,
+            &request,
+            &tag,
+            if_match,
+        )
+        .await?;
         let mut values =
             validate(collection, &prepared.plain, Mode::Update).map_err(RecordError::Validation)?;
         let (results, increments) = apply_modifiers(&existing, prepared.modifiers);
@@ -722,24 +725,19 @@ impl RecordService {
         let tag = super::etag(&existing);
         let mut request = request.clone();
         request.existing = Some(existing);
-        let allowed = self
-            .passes(
-                txn,
-                collection,
-                snapshot,
-                version,
-                collection.rules.delete.as_ref(),
-                id,
-                identity,
-                &request,
-            )
-            .await?;
-        if !allowed {
-            return Err(RecordError::NotFound);
-        }
-        if !super::if_match_allows(if_match, &tag) {
-            return Err(RecordError::Stale);
-        }
+        self.guard_existing(
+            txn,
+            collection,
+            snapshot,
+            version,
+            collection.rules.delete.as_ref(),
+            id,
+            identity,
+            &request,
+            &tag,
+            if_match,
+        )
+        .await?;
         let mut seen = std::collections::HashSet::new();
         self.delete_cascading(
             txn,
