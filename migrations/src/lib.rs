@@ -7,6 +7,8 @@ use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_settings;
 mod m20261123_000002_collections;
+mod m20261123_000003_auth;
+mod m20261123_000004_outbox;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_settings::Migration),
             Box::new(m20261123_000002_collections::Migration),
+            Box::new(m20261123_000003_auth::Migration),
+            Box::new(m20261123_000004_outbox::Migration),
         ]
     }
 

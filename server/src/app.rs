@@ -35,6 +35,11 @@ pub struct Services {
     pub records: RecordService,
     pub auth: AuthService,
     pub metrics: Metrics,
+    pub openapi: crate::openapi::OpenApi,
+    /// Record events after they were published (realtime and other subscribers).
+    pub events: crate::events::Events,
+    pub realtime: Arc<crate::realtime::Hub>,
+    pub limiter: crate::ratelimit::RateLimiter,
     pub installation_id: String,
 }
 
@@ -63,6 +68,8 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("{0} (setting `redis_url`)")]
     Cache(#[from] CacheError),
+    #[error("mail: {0}")]
+    Mail(String),
     #[error("cannot listen on {addr} (setting `http`, BASALT_HTTP, --http): {source}")]
     Listen {
         addr: SocketAddr,
@@ -105,7 +112,17 @@ impl Core {
             tracing::info!(created, "created the default collections");
         }
         let records = RecordService::new(db.clone(), schema.clone());
-        let auth = AuthService::new(&db, records.clone()).await?;
+        let mailer = crate::mail::Mailer::new(settings, db.clone()).map_err(StartError::Mail)?;
+        let auth = AuthService::new(
+            &db,
+            records.clone(),
+            mailer,
+            crate::auth::AppInfo {
+                name: settings.app_name.clone(),
+                url: settings.app_url.clone(),
+            },
+        )
+        .await?;
         Ok(Core {
             db,
             applied,
@@ -123,6 +140,7 @@ pub struct App {
     server: Server,
     addr: SocketAddr,
     shutdown: CancellationToken,
+    dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -153,6 +171,29 @@ impl App {
         } = Core::open(&settings).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
+        let metrics = Metrics::new();
+        // The dispatcher polls on a small pool of its own; an in-memory SQLite
+        // database exists only on its one pool, so it shares that.
+        let events_db = match &settings.database {
+            crate::config::DatabaseUrl::Sqlite { path: None } => db.clone(),
+            url => Db::connect(url, 2).await?,
+        };
+        let events = crate::events::Events::new(
+            events_db,
+            records.commits(),
+            settings.amqp_url.clone(),
+            settings.amqp_exchange.clone(),
+            settings.outbox_retention,
+            metrics.events.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        let dispatcher = tokio::spawn(events.clone().run(shutdown.child_token()));
+        let realtime = Arc::new(crate::realtime::Hub::new(settings.realtime));
+        tokio::spawn(Arc::clone(&realtime).run(
+            events.clone(),
+            records.clone(),
+            shutdown.child_token(),
+        ));
 
         let state = AppState(Arc::new(Services {
             settings,
@@ -162,7 +203,11 @@ impl App {
             schema,
             records,
             auth,
-            metrics: Metrics::new(),
+            metrics,
+            openapi: crate::openapi::OpenApi::default(),
+            limiter: crate::ratelimit::RateLimiter::default(),
+            events,
+            realtime,
             installation_id,
         }));
         let factory_state = state.clone();
@@ -203,7 +248,8 @@ impl App {
             state,
             server,
             addr,
-            shutdown: CancellationToken::new(),
+            shutdown,
+            dispatcher,
         })
     }
 
@@ -230,6 +276,7 @@ impl App {
             state,
             server,
             shutdown,
+            dispatcher,
             ..
         } = self;
         let handle = server.handle();
@@ -239,6 +286,7 @@ impl App {
         let served = tokio::select! {
             result = &mut running => result,
             () = shutdown.cancelled() => {
+                state.realtime.close_all();
                 tracing::info!(
                     timeout_s = state.settings.shutdown_timeout.as_secs(),
                     "shutting down: no new connections, waiting for in-flight requests"
@@ -247,6 +295,9 @@ impl App {
                 running.await
             }
         };
+        // The dispatcher's token is a child of `shutdown`: it stops after its round.
+        shutdown.cancel();
+        let _ = dispatcher.await;
         state.db.clone().close().await?;
         tracing::info!("stopped");
         served??;

@@ -13,10 +13,21 @@ pub mod events;
 pub mod filter;
 pub mod http;
 pub mod identity;
+pub mod mail;
+pub mod openapi;
 pub mod password;
+pub mod ratelimit;
+pub mod realtime;
 pub mod records;
 pub mod schema;
 pub mod telemetry;
 pub mod validation;
 
 pub use app::{App, AppState, Core, Services, StartError};
+
+/// Make ring rustls' process-wide crypto provider (the one lapin and lettre use too),
+/// so every TLS client in the process can be built. Idempotent.
+pub fn install_crypto_provider() {
+    // Err means one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

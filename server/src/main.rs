@@ -97,6 +97,7 @@ fn settings(matches: &ArgMatches) -> Result<Settings, config::ConfigError> {
 }
 
 fn main() -> ExitCode {
+    basalt_server::install_crypto_provider();
     let matches = cli().get_matches();
     let settings = match settings(&matches) {
         Ok(settings) => settings,

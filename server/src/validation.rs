@@ -25,6 +25,13 @@ impl FieldErrors {
         });
     }
 
+    /// Add every problem of `other` (paths already present keep theirs).
+    pub fn extend(&mut self, other: FieldErrors) {
+        for (path, error) in other.0 {
+            self.0.entry(path).or_insert(error);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

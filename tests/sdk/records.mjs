@@ -55,6 +55,16 @@ check('getList with filter, sort and fields', async () => {
   assert.equal(list.totalItems, 2);
 });
 
+check('expand, with fields reaching into it, under the users view rule', async () => {
+  const mine = await ann.collection('notes').getList(1, 10, {
+    filter: "title = 'First'", expand: 'author', fields: 'title,expand.author.name',
+  });
+  assert.deepEqual(mine.items, [{ title: 'First', expand: { author: { name: 'ann' } } }]);
+  // bob may not view ann's user record, so it does not expand for him.
+  const his = await bob.collection('notes').getFirstListItem("title = 'First'", { expand: 'author' });
+  assert.equal(his.expand?.author, undefined);
+});
+
 check('rules decide what is listed and viewed', async () => {
   assert.equal((await ann.collection('notes').getFullList()).length, 3);
   assert.equal((await bob.collection('notes').getFullList()).length, 2);

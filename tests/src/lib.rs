@@ -21,6 +21,7 @@
 pub mod postgres;
 pub mod process;
 mod services;
+pub mod tools;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,6 +98,7 @@ impl TestAppBuilder {
             .flags(flags.iter().map(|(k, v)| (*k, v.clone())))
             .resolve()
             .expect("test settings are valid");
+        basalt_server::install_crypto_provider();
         let app = App::build(settings).await.expect("the app starts");
         let addr = app.addr();
         let state = app.state().clone();
@@ -330,4 +332,10 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
     }
+}
+
+/// An HTTP client for the tests (TLS set up the way the server sets it up).
+pub fn client() -> reqwest::Client {
+    basalt_server::install_crypto_provider();
+    reqwest::Client::new()
 }

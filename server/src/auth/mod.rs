@@ -3,6 +3,8 @@
 //! header, and superuser management for the CLI. Rows are read and written through
 //! `records`. Imports `schema`, `records` and `db`.
 
+pub mod keys;
+pub mod oauth2;
 pub mod token;
 
 pub use crate::identity::{Identity, SUPERUSERS};
@@ -13,10 +15,11 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::db::Db;
+use crate::mail::{Mail, Mailer, render};
 use crate::records::{Record, RecordError, RecordService};
-use crate::schema::{Collection, Snapshot};
+use crate::schema::{Collection, FieldKind, Snapshot};
 use crate::validation::FieldErrors;
-use token::{Claims, Secret};
+use token::{Claims, Kind, Secret};
 
 /// The placeholder superuser behind the first-start setup link.
 const INSTALLER_EMAIL: &str = "__installer@basalt.invalid";
@@ -40,20 +43,45 @@ pub enum AuthError {
     PasswordAuthDisabled,
     #[error("invalid input")]
     Validation(FieldErrors),
+    /// A verification, password-reset or email-change token that is malformed,
+    /// forged, expired, for another record state, or already used.
+    #[error("invalid or expired token")]
+    InvalidOneTimeToken,
+    /// The endpoint needs a signed-in record of this collection.
+    #[error("the request requires valid record authorization token")]
+    Unauthorized,
+    /// OAuth2 sign-in refused; the message is for the client.
+    #[error("{0}")]
+    OAuth2(String),
     #[error("record error: {0}")]
     Record(RecordError),
     #[error("{0}")]
     Internal(String),
 }
 
-/// Signs users in and tells who a token belongs to.
-#[derive(Debug)]
+/// Signs users in, tells who a token belongs to, and runs the one-time-token flows
+/// (verification, password reset, email change). Cheap to clone.
+#[derive(Clone, Debug)]
 pub struct AuthService {
     records: RecordService,
     secret: Secret,
     /// A real argon2 hash of nothing anyone knows: unknown identities are verified
     /// against it, so they take as long as a wrong password.
     dummy_hash: String,
+    mailer: Mailer,
+    app_name: String,
+    app_url: String,
+    pub keys: keys::ApiKeys,
+    db: Db,
+    http: reqwest::Client,
+}
+
+/// What the mail-sending flows need to know about the app.
+#[derive(Clone, Debug)]
+pub struct AppInfo {
+    pub name: String,
+    /// Base of links, without a trailing slash.
+    pub url: String,
 }
 
 /// `len` random letters and digits.
@@ -81,7 +109,12 @@ impl AuthService {
     /// start (one value shared by every instance on the same database).
     ///
     /// Fails when `_settings` cannot be read or written.
-    pub async fn new(db: &Db, records: RecordService) -> Result<AuthService, AuthError> {
+    pub async fn new(
+        db: &Db,
+        records: RecordService,
+        mailer: Mailer,
+        app: AppInfo,
+    ) -> Result<AuthService, AuthError> {
         let fresh = Value::String(random_string(64)?);
         let secret = db
             .setting_or_insert("tokenSecret", fresh)
@@ -97,6 +130,12 @@ impl AuthService {
             records,
             secret: Secret::new(secret.as_bytes().to_vec()),
             dummy_hash,
+            mailer,
+            app_name: app.name,
+            app_url: app.url,
+            keys: keys::ApiKeys::new(db.clone()),
+            db: db.clone(),
+            http: oauth2::client().map_err(AuthError::Internal)?,
         })
     }
 
@@ -195,20 +234,91 @@ impl AuthService {
         record: &Record,
         seconds: i64,
     ) -> Result<String, AuthError> {
-        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        self.issue(Kind::Auth, collection, record, seconds, true, None)
+    }
+
+    /// What a token of `kind` for `record` is signed with besides the secret: its
+    /// token key, and for one-time tokens its email too.
+    fn material(kind: Kind, record: &Record) -> Option<String> {
         let token_key = record
             .get("tokenKey")
             .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
+            .filter(|k| !k.is_empty())?;
+        Some(match kind {
+            Kind::Auth => token_key.to_owned(),
+            _ => format!(
+                "{token_key}{}",
+                record
+                    .get("email")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+        })
+    }
+
+    /// A token of `kind` for `record`, valid `seconds` from now.
+    ///
+    /// Fails when the record has no token key.
+    pub fn issue(
+        &self,
+        kind: Kind,
+        collection: &Collection,
+        record: &Record,
+        seconds: i64,
+        refreshable: bool,
+        new_email: Option<&str>,
+    ) -> Result<String, AuthError> {
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let material = Self::material(kind, record)
             .ok_or_else(|| AuthError::Internal("the record has no token key".into()))?;
         let claims = Claims {
             id: id.to_owned(),
             collection_id: collection.id.clone(),
-            kind: "auth".to_owned(),
-            refreshable: true,
+            kind: kind.as_str().to_owned(),
+            refreshable,
             exp: jsonwebtoken::get_current_timestamp().saturating_add_signed(seconds),
+            email: (kind != Kind::Auth).then(|| {
+                record
+                    .get("email")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            }),
+            new_email: new_email.map(str::to_owned),
         };
-        token::sign(&self.secret, &claims, token_key).map_err(AuthError::Internal)
+        token::sign(&self.secret, &claims, &material).map_err(AuthError::Internal)
+    }
+
+    /// The record a token of `kind` for `collection` belongs to, with its claims.
+    /// `None` for anything else: malformed, forged, expired, another collection or
+    /// type, or a record whose key material has changed since.
+    async fn check_token(
+        &self,
+        collection: &Collection,
+        token: &str,
+        kind: Kind,
+    ) -> Result<Option<(Record, Claims)>, AuthError> {
+        let Some(claims) = token::peek(token) else {
+            return Ok(None);
+        };
+        if claims.collection_id != collection.id || claims.kind != kind.as_str() {
+            return Ok(None);
+        }
+        let Some(record) = self
+            .records
+            .find_by_id(&collection.id, &claims.id)
+            .await
+            .map_err(AuthError::Record)?
+        else {
+            return Ok(None);
+        };
+        let Some(material) = Self::material(kind, &record) else {
+            return Ok(None);
+        };
+        Ok(
+            token::verify(&self.secret, token, kind, &collection.id, &material)
+                .map(|claims| (record, claims)),
+        )
     }
 
     /// The identity behind an `Authorization` header value (`TOKEN` or `Bearer TOKEN`);
@@ -229,27 +339,18 @@ impl AuthService {
             .or_else(|| header.strip_prefix("bearer "))
             .unwrap_or(header)
             .trim();
-        let claims = token::peek(token).ok_or(AuthError::InvalidToken)?;
-        if claims.kind != "auth" {
-            return Err(AuthError::InvalidToken);
+        if token.starts_with(keys::PREFIX) {
+            return self.keys.identify(token).await;
         }
+        let claims = token::peek(token).ok_or(AuthError::InvalidToken)?;
         let collection = snapshot
             .by_id(&claims.collection_id)
             .filter(|c| c.auth.is_some())
             .cloned()
             .ok_or(AuthError::InvalidToken)?;
-        let record = self
-            .records
-            .find_by_id(&collection.id, &claims.id)
-            .await
-            .map_err(AuthError::Record)?
-            .ok_or(AuthError::InvalidToken)?;
-        let token_key = record
-            .get("tokenKey")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-            .ok_or(AuthError::InvalidToken)?;
-        token::verify(&self.secret, token, &collection.id, token_key)
+        let (record, _) = self
+            .check_token(&collection, token, Kind::Auth)
+            .await?
             .ok_or(AuthError::InvalidToken)?;
         Ok(if collection.name == SUPERUSERS {
             Identity::Superuser { record }
@@ -386,6 +487,661 @@ impl AuthService {
             .await?;
         self.issue_token(&collection, &record, SETUP_TOKEN_SECONDS)
             .map(Some)
+    }
+
+    /// The signed-in record of auth collection `name` behind `identity`.
+    fn own_record(
+        snapshot: &Snapshot,
+        name: &str,
+        identity: &Identity,
+    ) -> Result<(Arc<Collection>, Record), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let record = match identity {
+            Identity::Record {
+                collection: own,
+                record,
+            } if own.id == collection.id => record.clone(),
+            Identity::Superuser { record } if collection.name == SUPERUSERS => record.clone(),
+            _ => return Err(AuthError::Unauthorized),
+        };
+        Ok((collection, record))
+    }
+
+    /// `auth-refresh`: a new auth token for the signed-in record of `name`.
+    ///
+    /// Fails with `Unauthorized` for anyone else (another collection, anonymous) and
+    /// `InvalidCredentials` when the collection's authRule no longer holds.
+    pub async fn refresh(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        identity: &Identity,
+    ) -> Result<(String, Arc<Collection>, Record), AuthError> {
+        let (collection, record) = Self::own_record(snapshot, name, identity)?;
+        let options = collection.auth.clone().unwrap_or_default();
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let allowed = self
+            .records
+            .satisfies(&collection.id, id, options.auth_rule.as_deref())
+            .await
+            .map_err(AuthError::Record)?;
+        if !allowed {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let ttl = i64::try_from(options.token_duration).unwrap_or(i64::MAX);
+        let token = self.issue_token(&collection, &record, ttl)?;
+        Ok((token, collection, record))
+    }
+
+    /// `impersonate/{id}` (superusers): a non-refreshable auth token for any record
+    /// of an auth collection, valid `duration` seconds (the collection's token
+    /// duration by default).
+    ///
+    /// Fails with `CollectionNotFound`/`NotAuthCollection`, or `Record(NotFound)`.
+    pub async fn impersonate(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        id: &str,
+        duration: Option<u64>,
+    ) -> Result<(String, Arc<Collection>, Record), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let record = self
+            .records
+            .find_by_id(&collection.id, id)
+            .await
+            .map_err(AuthError::Record)?
+            .ok_or(AuthError::Record(RecordError::NotFound))?;
+        let options = collection.auth.clone().unwrap_or_default();
+        let seconds = duration
+            .filter(|d| *d > 0)
+            .unwrap_or(options.token_duration);
+        let ttl = i64::try_from(seconds).unwrap_or(i64::MAX);
+        let token = self.issue(Kind::Auth, &collection, &record, ttl, false, None)?;
+        Ok((token, collection, record))
+    }
+
+    /// Sign a record out everywhere: a new token key, so every earlier token of it
+    /// (auth and one-time alike) is refused from now on.
+    ///
+    /// Fails with `Record(NotFound)` for a missing record.
+    pub async fn revoke_sessions(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        id: &str,
+    ) -> Result<(), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let mut values = serde_json::Map::new();
+        values.insert("tokenKey".into(), Value::String(random_string(50)?));
+        self.records
+            .update_system(&collection.id, id, values)
+            .await
+            .map_err(AuthError::Record)?;
+        Ok(())
+    }
+
+    /// `auth-methods`, in PocketBase's shape. OAuth2 providers come with a fresh
+    /// `state` and PKCE pair and a ready `authURL` (without the redirect URL, which
+    /// the client appends).
+    ///
+    /// Fails when the collection is not an auth collection.
+    pub fn auth_methods(&self, snapshot: &Snapshot, name: &str) -> Result<Value, AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let options = collection.auth.clone().unwrap_or_default();
+        let mut providers = Vec::new();
+        if options.oauth2.enabled {
+            for provider in &options.oauth2.providers {
+                let state = random_string(30)?;
+                let verifier = random_string(43)?;
+                let challenge = oauth2::challenge(&verifier);
+                let mut url = url::Url::parse(&provider.auth_url)
+                    .map_err(|e| AuthError::Internal(e.to_string()))?;
+                url.query_pairs_mut()
+                    .append_pair("client_id", &provider.client_id)
+                    .append_pair("response_type", "code")
+                    .append_pair("scope", oauth2::scopes(&provider.name))
+                    .append_pair("state", &state)
+                    .append_pair("code_challenge", &challenge)
+                    .append_pair("code_challenge_method", "S256");
+                providers.push(json!({
+                    "name": provider.name,
+                    "displayName": provider.display_name,
+                    "state": state,
+                    "codeVerifier": verifier,
+                    "codeChallenge": challenge,
+                    "codeChallengeMethod": "S256",
+                    "authURL": format!("{url}&redirect_uri="),
+                    "pkce": true,
+                }));
+            }
+        }
+        Ok(json!({
+            "password": {
+                "enabled": options.password_auth_enabled,
+                "identityFields": options.identity_fields,
+            },
+            "oauth2": {"enabled": options.oauth2.enabled && !providers.is_empty(), "providers": providers},
+            "mfa": {"enabled": false, "duration": 0},
+            "otp": {"enabled": false, "duration": 0},
+        }))
+    }
+
+    /// Render the collection's `template` for `record` with `token` and send it to
+    /// `to` (the record's email unless given).
+    async fn mail(
+        &self,
+        collection: &Collection,
+        template: &str,
+        kind: Kind,
+        record: &Record,
+        token: &str,
+        to: &str,
+    ) -> Result<(), AuthError> {
+        let options = collection.auth.clone().unwrap_or_default();
+        let template = options
+            .templates
+            .get(template)
+            .cloned()
+            .ok_or_else(|| AuthError::Internal(format!("no {template}")))?;
+        let fill = |text: &str| render(text, &self.app_name, &self.app_url, token, record);
+        self.mailer
+            .send(Mail {
+                kind: kind.as_str().to_owned(),
+                to: to.to_owned(),
+                subject: fill(&template.subject),
+                body: fill(&template.body),
+            })
+            .await
+            .map_err(AuthError::Internal)
+    }
+
+    /// Check an email's shape (400 naming `email`), lower-cased.
+    fn email_input(email: &str, field: &str) -> Result<String, AuthError> {
+        let email = email.trim().to_lowercase();
+        if valid_email(&email) {
+            return Ok(email);
+        }
+        let mut errors = FieldErrors::default();
+        errors.add(
+            field,
+            "validation_invalid_email",
+            "Must be a valid email address.".into(),
+        );
+        Err(AuthError::Validation(errors))
+    }
+
+    /// Run `work` in the background, logging its failure: the request-* endpoints
+    /// answer at once and the same way whether the account exists or not.
+    fn in_background(
+        &self,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<(), AuthError>> + Send + 'static,
+    ) {
+        tokio::spawn(async move {
+            if let Err(err) = work.await {
+                tracing::error!(%err, "{what} failed");
+            }
+        });
+    }
+
+    /// `request-verification`: mail a verification link if an unverified record
+    /// has this email. Answers the same whether or not one does.
+    ///
+    /// Fails only for a malformed email.
+    pub fn request_verification(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        email: &str,
+    ) -> Result<(), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let email = Self::email_input(email, "email")?;
+        let this = self.clone();
+        self.in_background("request-verification", async move {
+            let Some(record) = this
+                .records
+                .find_by_field(&collection.id, "email", &Value::String(email.clone()))
+                .await
+                .map_err(AuthError::Record)?
+            else {
+                return Ok(());
+            };
+            if record.get("verified") == Some(&Value::Bool(true)) {
+                return Ok(());
+            }
+            let options = collection.auth.clone().unwrap_or_default();
+            let ttl = i64::try_from(options.verification_duration).unwrap_or(i64::MAX);
+            let token = this.issue(Kind::Verification, &collection, &record, ttl, false, None)?;
+            this.mail(
+                &collection,
+                "verificationTemplate",
+                Kind::Verification,
+                &record,
+                &token,
+                &email,
+            )
+            .await
+        });
+        Ok(())
+    }
+
+    /// `confirm-verification`: mark the token's record verified. Works once.
+    ///
+    /// Fails with `InvalidOneTimeToken` for a bad, expired or used token.
+    pub async fn confirm_verification(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        token: &str,
+    ) -> Result<(), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let (record, _) = self
+            .check_token(&collection, token, Kind::Verification)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        if record.get("verified") == Some(&Value::Bool(true)) {
+            return Err(AuthError::InvalidOneTimeToken);
+        }
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let mut values = serde_json::Map::new();
+        values.insert("verified".into(), Value::Bool(true));
+        self.records
+            .update_system(&collection.id, id, values)
+            .await
+            .map_err(AuthError::Record)?;
+        Ok(())
+    }
+
+    /// `request-password-reset`: mail a reset link if a record has this email.
+    /// Answers the same whether or not one does.
+    ///
+    /// Fails only for a malformed email.
+    pub fn request_password_reset(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        email: &str,
+    ) -> Result<(), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let email = Self::email_input(email, "email")?;
+        let this = self.clone();
+        self.in_background("request-password-reset", async move {
+            let Some(record) = this
+                .records
+                .find_by_field(&collection.id, "email", &Value::String(email.clone()))
+                .await
+                .map_err(AuthError::Record)?
+            else {
+                return Ok(());
+            };
+            let options = collection.auth.clone().unwrap_or_default();
+            let ttl = i64::try_from(options.password_reset_duration).unwrap_or(i64::MAX);
+            let token = this.issue(Kind::PasswordReset, &collection, &record, ttl, false, None)?;
+            this.mail(
+                &collection,
+                "resetPasswordTemplate",
+                Kind::PasswordReset,
+                &record,
+                &token,
+                &email,
+            )
+            .await
+        });
+        Ok(())
+    }
+
+    /// The collection's password rules, as field errors for `password`.
+    fn check_password(
+        collection: &Collection,
+        password: &str,
+        confirm: &str,
+    ) -> Result<(), AuthError> {
+        let (min, max) = collection
+            .fields
+            .iter()
+            .find_map(|f| match &f.kind {
+                FieldKind::Password { min, max, .. } => Some((*min, *max)),
+                _ => None,
+            })
+            .unwrap_or((8, 256));
+        let min = usize::try_from(min.max(1)).unwrap_or(8);
+        let max = usize::try_from(if max == 0 { 256 } else { max }).unwrap_or(256);
+        let mut errors = FieldErrors::default();
+        if !(min..=max).contains(&password.len()) {
+            errors.add(
+                "password",
+                "validation_length_out_of_range",
+                format!("Must be {min} to {max} bytes long."),
+            );
+        }
+        if password != confirm {
+            errors.add(
+                "passwordConfirm",
+                "validation_values_mismatch",
+                "Values don't match.".into(),
+            );
+        }
+        errors.into_result().map_err(AuthError::Validation)
+    }
+
+    /// `confirm-password-reset`: set a new password, mark the email verified (the
+    /// mail proved it) and rotate the token key: every earlier token, this one
+    /// included, stops working.
+    ///
+    /// Fails with `Validation` for a bad password, `InvalidOneTimeToken` for a bad,
+    /// expired or used token.
+    pub async fn confirm_password_reset(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        token: &str,
+        password: &str,
+        confirm: &str,
+    ) -> Result<(), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        Self::check_password(&collection, password, confirm)?;
+        let (record, _) = self
+            .check_token(&collection, token, Kind::PasswordReset)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        let hash = password::hash(password.to_owned())
+            .await
+            .map_err(AuthError::Internal)?;
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let values = json!({"password": hash, "verified": true, "tokenKey": random_string(50)?});
+        let Value::Object(values) = values else {
+            return Err(AuthError::Internal("values".into()));
+        };
+        self.records
+            .update_system(&collection.id, id, values)
+            .await
+            .map_err(AuthError::Record)?;
+        Ok(())
+    }
+
+    /// Whether another record of the collection has this email already.
+    async fn email_taken(&self, collection: &Collection, email: &str) -> Result<bool, AuthError> {
+        Ok(self
+            .records
+            .find_by_field(&collection.id, "email", &Value::String(email.to_owned()))
+            .await
+            .map_err(AuthError::Record)?
+            .is_some())
+    }
+
+    fn email_in_use() -> AuthError {
+        let mut errors = FieldErrors::default();
+        errors.add(
+            "newEmail",
+            "validation_invalid_email",
+            "Invalid or already in use email address.".into(),
+        );
+        AuthError::Validation(errors)
+    }
+
+    /// `request-email-change` (the signed-in record itself): mail a confirmation link
+    /// to the new address.
+    ///
+    /// Fails with `Unauthorized` when not signed in to this collection, `Validation`
+    /// for a malformed or taken address.
+    pub async fn request_email_change(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        identity: &Identity,
+        new_email: &str,
+    ) -> Result<(), AuthError> {
+        let (collection, record) = Self::own_record(snapshot, name, identity)?;
+        let new_email = Self::email_input(new_email, "newEmail")?;
+        if self.email_taken(&collection, &new_email).await? {
+            return Err(Self::email_in_use());
+        }
+        let options = collection.auth.clone().unwrap_or_default();
+        let ttl = i64::try_from(options.email_change_duration).unwrap_or(i64::MAX);
+        let token = self.issue(
+            Kind::EmailChange,
+            &collection,
+            &record,
+            ttl,
+            false,
+            Some(&new_email),
+        )?;
+        let this = self.clone();
+        self.in_background("request-email-change", async move {
+            this.mail(
+                &collection,
+                "confirmEmailChangeTemplate",
+                Kind::EmailChange,
+                &record,
+                &token,
+                &new_email,
+            )
+            .await
+        });
+        Ok(())
+    }
+
+    /// `confirm-email-change`: with the token and the record's password, switch to
+    /// the new email, mark it verified, and rotate the token key (every session
+    /// ends; the token is used up).
+    ///
+    /// Fails with `InvalidOneTimeToken` for a bad, expired or used token, and
+    /// `Validation` for a wrong password or an address taken meanwhile.
+    pub async fn confirm_email_change(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        token: &str,
+        password: &str,
+    ) -> Result<(), AuthError> {
+        let collection = Self::auth_collection(snapshot, name)?;
+        let (record, claims) = self
+            .check_token(&collection, token, Kind::EmailChange)
+            .await?
+            .ok_or(AuthError::InvalidOneTimeToken)?;
+        let new_email = claims.new_email.ok_or(AuthError::InvalidOneTimeToken)?;
+        let hash = record
+            .get("password")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.dummy_hash)
+            .to_owned();
+        if !password::verify(password.to_owned(), hash).await {
+            let mut errors = FieldErrors::default();
+            errors.add(
+                "password",
+                "validation_invalid_password",
+                "Missing or invalid password.".into(),
+            );
+            return Err(AuthError::Validation(errors));
+        }
+        if self.email_taken(&collection, &new_email).await? {
+            return Err(Self::email_in_use());
+        }
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let values = json!({"email": new_email, "verified": true, "tokenKey": random_string(50)?});
+        let Value::Object(values) = values else {
+            return Err(AuthError::Internal("values".into()));
+        };
+        self.records
+            .update_system(&collection.id, id, values)
+            .await
+            .map_err(|e| match e {
+                RecordError::Conflict(_) => Self::email_in_use(),
+                other => AuthError::Record(other),
+            })?;
+        Ok(())
+    }
+
+    /// Stored mails (no SMTP configured), newest first, and their count.
+    ///
+    /// Fails when `_mails` cannot be read.
+    pub async fn mails(
+        &self,
+        page: u64,
+        per_page: u64,
+    ) -> Result<(Vec<crate::db::entities::mails::Model>, u64), AuthError> {
+        self.mailer
+            .stored(page, per_page)
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// `auth-with-oauth2`: trade a provider's authorization code (PKCE) for a
+    /// session. A linked identity signs in as its record; otherwise a record whose
+    /// email is the provider's *verified* email is linked — only if that record is
+    /// verified too — or a new record is created. `email` and `verified` come from
+    /// the provider alone, never from `create_data`.
+    ///
+    /// Fails with `OAuth2` (400) when the provider is not enabled, refuses the code,
+    /// gives no verified email for a new account, or the email belongs to an
+    /// unverified account.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn auth_with_oauth2(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        provider: &str,
+        code: &str,
+        verifier: &str,
+        redirect_url: &str,
+        create_data: &serde_json::Map<String, Value>,
+    ) -> Result<(String, Arc<Collection>, Record, Value), AuthError> {
+        use crate::db::entities::external_auths;
+        use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+        let collection = Self::auth_collection(snapshot, name)?;
+        let options = collection.auth.clone().unwrap_or_default();
+        let config = options
+            .oauth2
+            .providers
+            .iter()
+            .find(|p| p.name == provider)
+            .filter(|_| options.oauth2.enabled)
+            .ok_or_else(|| {
+                AuthError::OAuth2(format!("The provider `{provider}` is not enabled."))
+            })?;
+        let user = oauth2::exchange(&self.http, config, code, verifier, redirect_url)
+            .await
+            .map_err(|e| {
+                tracing::warn!(provider, error = %e, "OAuth2 exchange failed");
+                AuthError::OAuth2("Failed to authenticate with the OAuth2 provider.".into())
+            })?;
+        let db = |e: sea_orm::DbErr| AuthError::Internal(e.to_string());
+        let linked = external_auths::Entity::find()
+            .filter(external_auths::Column::CollectionId.eq(collection.id.clone()))
+            .filter(external_auths::Column::Provider.eq(provider))
+            .filter(external_auths::Column::ProviderId.eq(user.id.clone()))
+            .one(self.db.conn())
+            .await
+            .map_err(db)?;
+        let mut is_new = false;
+        let record = match linked {
+            Some(link) => self
+                .records
+                .find_by_id(&collection.id, &link.record_id)
+                .await
+                .map_err(AuthError::Record)?
+                .ok_or_else(|| AuthError::OAuth2("The linked account no longer exists.".into()))?,
+            None => {
+                let email = user.email.clone().ok_or_else(|| {
+                    AuthError::OAuth2("The provider did not share a verified email address.".into())
+                })?;
+                let existing = self
+                    .records
+                    .find_by_field(&collection.id, "email", &Value::String(email.clone()))
+                    .await
+                    .map_err(AuthError::Record)?;
+                let record = match existing {
+                    Some(record) if record.get("verified") == Some(&Value::Bool(true)) => record,
+                    Some(_) => {
+                        return Err(AuthError::OAuth2(
+                            "An unverified account uses this email. Sign in to it with its \
+                             password (or verify it) first."
+                                .into(),
+                        ));
+                    }
+                    None => {
+                        is_new = true;
+                        self.create_oauth2_record(&collection, &email, create_data)
+                            .await?
+                    }
+                };
+                let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                external_auths::ActiveModel {
+                    id: Set(random_string(15)?.to_lowercase()),
+                    collection_id: Set(collection.id.clone()),
+                    record_id: Set(id.to_owned()),
+                    provider: Set(provider.to_owned()),
+                    provider_id: Set(user.id.clone()),
+                    created: Set(chrono::Utc::now()),
+                }
+                .insert(self.db.conn())
+                .await
+                .map_err(db)?;
+                record
+            }
+        };
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let allowed = self
+            .records
+            .satisfies(&collection.id, id, options.auth_rule.as_deref())
+            .await
+            .map_err(AuthError::Record)?;
+        if !allowed {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let ttl = i64::try_from(options.token_duration).unwrap_or(i64::MAX);
+        let token = self.issue_token(&collection, &record, ttl)?;
+        let meta = json!({
+            "id": user.id, "name": user.name, "username": user.username,
+            "email": user.email.clone().unwrap_or_default(), "avatarURL": user.avatar_url,
+            "accessToken": user.access_token, "refreshToken": "", "expiry": "",
+            "isNew": is_new, "rawUser": user.raw,
+        });
+        Ok((token, collection, record, meta))
+    }
+
+    /// A new record for an OAuth2 sign-up: the client's `createData` for ordinary
+    /// fields (checked like any input), the provider's verified email, `verified`,
+    /// and an unusable random password.
+    async fn create_oauth2_record(
+        &self,
+        collection: &Collection,
+        email: &str,
+        create_data: &serde_json::Map<String, Value>,
+    ) -> Result<Record, AuthError> {
+        const OWNED_BY_BASALT: [&str; 7] = [
+            "id",
+            "email",
+            "verified",
+            "password",
+            "passwordConfirm",
+            "tokenKey",
+            "emailVisibility",
+        ];
+        let data: serde_json::Map<String, Value> = create_data
+            .iter()
+            .filter(|(key, _)| !OWNED_BY_BASALT.contains(&key.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut values = crate::records::validate::validate(
+            collection,
+            &data,
+            crate::records::validate::Mode::Update,
+        )
+        .map_err(AuthError::Validation)?;
+        let password = password::hash(random_string(40)?)
+            .await
+            .map_err(AuthError::Internal)?;
+        values.insert("email".into(), Value::String(email.to_owned()));
+        values.insert("verified".into(), Value::Bool(true));
+        values.insert("password".into(), Value::String(password));
+        values.insert("tokenKey".into(), Value::String(random_string(50)?));
+        self.records
+            .insert_system(&collection.id, values)
+            .await
+            .map_err(AuthError::Record)
     }
 }
 

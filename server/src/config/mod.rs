@@ -81,6 +81,138 @@ keys! {
         "Seconds in-flight requests get to finish on SIGINT/SIGTERM [default: 30]";
     BATCH_MAX_REQUESTS = "batch_max_requests", "BASALT_BATCH_MAX_REQUESTS", "--batch-max-requests",
         "Most requests in one POST /api/batch; 0 turns batches off [default: 50]";
+    APP_NAME = "app_name", "BASALT_APP_NAME", "--app-name",
+        "The application's name, in mails [default: Basalt]";
+    APP_URL = "app_url", "BASALT_APP_URL", "--app-url",
+        "Public URL of the app, for links in mails [default: http://HTTP]";
+    SMTP_URL = "smtp_url", "BASALT_SMTP_URL", "--smtp-url",
+        "smtp://user:pass@host:587 (STARTTLS), smtps://… (TLS) or smtp+plain://… (tests); without it mails are stored in _mails [default: none]";
+    MAIL_FROM = "mail_from", "BASALT_MAIL_FROM", "--mail-from",
+        "Sender of mails [default: Basalt <no-reply@localhost>]";
+    TRUSTED_PROXIES = "trusted_proxies", "BASALT_TRUSTED_PROXIES", "--trusted-proxies",
+        "Comma-separated IPs or CIDRs whose X-Forwarded-For is believed [default: none]";
+    RATE_LIMIT_AUTH = "rate_limit_auth", "BASALT_RATE_LIMIT_AUTH", "--rate-limit-auth",
+        "Sign-in attempts per identity and IP, as N/WINDOW; 0 is off [default: 10/1m]";
+    RATE_LIMIT_AUTH_IP = "rate_limit_auth_ip", "BASALT_RATE_LIMIT_AUTH_IP", "--rate-limit-auth-ip",
+        "Requests to auth endpoints per IP, as N/WINDOW; 0 is off [default: 60/1m]";
+    RATE_LIMIT = "rate_limit", "BASALT_RATE_LIMIT", "--rate-limit",
+        "Requests per IP to the whole API, as N/WINDOW; 0 is off [default: 0]";
+    AMQP_EXCHANGE = "amqp_exchange", "BASALT_AMQP_EXCHANGE", "--amqp-exchange",
+        "The durable topic exchange events are published to [default: basalt.events]";
+    OUTBOX_RETENTION = "outbox_retention", "BASALT_OUTBOX_RETENTION", "--outbox-retention",
+        "How long sent events stay in _outbox, e.g. 24h, 30m, 0s [default: 24h]";
+    REALTIME_MAX_SUBSCRIPTIONS = "realtime_max_subscriptions", "BASALT_REALTIME_MAX_SUBSCRIPTIONS",
+        "--realtime-max-subscriptions", "Subscriptions per realtime connection [default: 1000]";
+    REALTIME_MAX_CONNECTIONS_PER_IP = "realtime_max_connections_per_ip",
+        "BASALT_REALTIME_MAX_CONNECTIONS_PER_IP", "--realtime-max-connections-per-ip",
+        "Realtime connections per client address [default: 100]";
+    REALTIME_KEEPALIVE = "realtime_keepalive", "BASALT_REALTIME_KEEPALIVE", "--realtime-keepalive",
+        "How often an idle realtime stream gets a keep-alive comment [default: 25s]";
+    REALTIME_IDLE_TIMEOUT = "realtime_idle_timeout", "BASALT_REALTIME_IDLE_TIMEOUT",
+        "--realtime-idle-timeout", "A realtime client without subscriptions is dropped after [default: 5m]";
+}
+
+/// `30s`, `15m`, `24h` (or plain seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || format!("expected a duration such as 30s, 15m or 24h; got `{text}`");
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (text.get(..i).unwrap_or_default(), Some(c)),
+        _ => (text, None),
+    };
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        None | Some('s') => number,
+        Some('m') => number.saturating_mul(60),
+        Some('h') => number.saturating_mul(3600),
+        Some('d') => number.saturating_mul(86_400),
+        Some(_) => return Err(bad()),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// At most `count` events per `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub count: u32,
+    pub window: Duration,
+}
+
+/// `0` (off) or `N/WINDOW` with WINDOW like `30s`, `1m`, `1h`.
+fn parse_limit(text: &str) -> Result<Option<Limit>, String> {
+    let text = text.trim();
+    if text == "0" || text == "off" {
+        return Ok(None);
+    }
+    let bad = || format!("expected N/WINDOW such as 10/1m, or 0 for off; got `{text}`");
+    let (count, window) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let window = window.trim();
+    let (number, unit) = window.split_at(window.len().saturating_sub(1));
+    let number: u64 = if number.is_empty() {
+        Ok(1)
+    } else {
+        number.parse()
+    }
+    .map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Ok(None);
+    }
+    if seconds == 0 {
+        return Err(bad());
+    }
+    Ok(Some(Limit {
+        count,
+        window: Duration::from_secs(seconds),
+    }))
+}
+
+/// An IP address or a CIDR block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpBlock {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpBlock {
+    pub fn parse(text: &str) -> Result<IpBlock, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}` has a bad prefix length"))?,
+        };
+        Ok(IpBlock { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        // Compare as IPv6, IPv4 as IPv4-mapped (::ffff:a.b.c.d).
+        let wide = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            std::net::IpAddr::V6(v6) => u128::from(v6),
+        };
+        let prefix = u32::from(self.prefix) + if self.addr.is_ipv4() { 96 } else { 0 };
+        let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+        wide(self.addr) & mask == wide(ip) & mask
+    }
 }
 
 /// The environment variable naming the config file; `--config` overrides it.
@@ -114,6 +246,19 @@ pub struct Settings {
     pub body_limit: usize,
     pub shutdown_timeout: Duration,
     pub batch_max_requests: usize,
+    pub app_name: String,
+    /// Base of links in mails, without a trailing slash.
+    pub app_url: String,
+    /// `None`: mails are stored in `_mails` instead of sent.
+    pub smtp_url: Option<Url>,
+    pub mail_from: String,
+    pub trusted_proxies: Vec<IpBlock>,
+    pub rate_limit_auth: Option<Limit>,
+    pub rate_limit_auth_ip: Option<Limit>,
+    pub rate_limit: Option<Limit>,
+    pub amqp_exchange: String,
+    pub outbox_retention: Duration,
+    pub realtime: crate::realtime::Limits,
     /// Notes for the log once logging is up (unknown `BASALT_*` variables, say).
     pub warnings: Vec<String>,
 }
@@ -338,7 +483,81 @@ impl Layers {
                 .filter(|n| *n <= 10_000)
                 .ok_or_else(|| "expected a whole number from 0 to 10000".to_owned())
         })?;
+        let app_name = self.string(key::APP_NAME, "Basalt");
+        let app_url = self.parse(key::APP_URL, &format!("http://{http}"), |s| {
+            Url::parse(s)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|_| s.trim_end_matches('/').to_owned())
+                .ok_or_else(|| "expected an http(s) URL, e.g. https://app.example.com".to_owned())
+        })?;
+        let smtp_url = self.optional_url(key::SMTP_URL, &["smtp", "smtps", "smtp+plain"])?;
+        let mail_from = self.parse(key::MAIL_FROM, "Basalt <no-reply@localhost>", |s| {
+            if s.contains('@') {
+                Ok(s.to_owned())
+            } else {
+                Err("expected an address, e.g. App <no-reply@example.com>".to_owned())
+            }
+        })?;
+        let trusted_proxies = self.parse(key::TRUSTED_PROXIES, "", |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(IpBlock::parse)
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let rate_limit_auth = self.parse(key::RATE_LIMIT_AUTH, "10/1m", parse_limit)?;
+        let rate_limit_auth_ip = self.parse(key::RATE_LIMIT_AUTH_IP, "60/1m", parse_limit)?;
+        let rate_limit = self.parse(key::RATE_LIMIT, "0", parse_limit)?;
+        let amqp_exchange = self.parse(key::AMQP_EXCHANGE, "basalt.events", |s| {
+            let ok = !s.is_empty()
+                && s.len() <= 255
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+            if ok {
+                Ok(s.to_owned())
+            } else {
+                Err("expected 1-255 letters, digits, - _ . :".to_owned())
+            }
+        })?;
+        let outbox_retention = self.parse(key::OUTBOX_RETENTION, "24h", parse_duration)?;
+        let count = |s: &str| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| "expected a whole number from 1 to 1000000".to_owned())
+        };
+        let positive = |s: &str| {
+            parse_duration(s).and_then(|d| {
+                if d.is_zero() {
+                    Err("must be more than 0s".to_owned())
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        let realtime = crate::realtime::Limits {
+            max_subscriptions: self.parse(key::REALTIME_MAX_SUBSCRIPTIONS, "1000", count)?,
+            max_connections_per_ip: self.parse(
+                key::REALTIME_MAX_CONNECTIONS_PER_IP,
+                "100",
+                count,
+            )?,
+            keepalive: self.parse(key::REALTIME_KEEPALIVE, "25s", positive)?,
+            idle_timeout: self.parse(key::REALTIME_IDLE_TIMEOUT, "5m", positive)?,
+        };
         Ok(Settings {
+            app_name,
+            app_url,
+            smtp_url,
+            mail_from,
+            trusted_proxies,
+            rate_limit_auth,
+            rate_limit_auth_ip,
+            rate_limit,
+            amqp_exchange,
+            outbox_retention,
+            realtime,
             http,
             http_addr,
             data_dir,
@@ -439,6 +658,38 @@ fn invalid(key: &Key, origin: Source, message: String) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_and_ip_blocks() {
+        assert_eq!(parse_limit("0"), Ok(None));
+        assert_eq!(
+            parse_limit("10/1m"),
+            Ok(Some(Limit {
+                count: 10,
+                window: Duration::from_secs(60)
+            }))
+        );
+        assert_eq!(
+            parse_limit("5/30s").map(|l| l.map(|l| l.window)),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        for bad in ["10", "x/1m", "10/1d", "10/0s", "10/m1"] {
+            assert!(parse_limit(bad).is_err(), "{bad}");
+        }
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let block = IpBlock::parse("10.1.0.0/16").unwrap();
+        assert!(block.contains(ip("10.1.200.3")));
+        assert!(!block.contains(ip("10.2.0.1")));
+        assert!(block.contains(ip("::ffff:10.1.0.9")));
+        let one = IpBlock::parse("127.0.0.1").unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        let v6 = IpBlock::parse("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        assert!(IpBlock::parse("::/0").unwrap().contains(ip("1.2.3.4")));
+        for bad in ["10.0.0.0/33", "nope", "::/129"] {
+            assert!(IpBlock::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

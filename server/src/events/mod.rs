@@ -3,6 +3,11 @@
 //! answers whether the broker is reachable; the outbox and publishing arrive with the
 //! events issue. Imports only `config` and `db`.
 
+pub mod dispatch;
+pub mod outbox;
+
+pub use dispatch::{Event, Events};
+
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};

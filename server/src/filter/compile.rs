@@ -7,8 +7,9 @@
 //! multi-valued field, a multi relation, a back-relation) the `?` forms hold if any
 //! element matches and the plain forms if every element does.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use sea_orm::DatabaseBackend;
@@ -70,16 +71,74 @@ pub fn compile(
         snapshot,
         request,
         backend,
-        next_alias: Cell::new(0),
+        next_alias: Rc::new(Cell::new(0)),
+        rows: RefCell::new(Vec::new()),
+        base: BASE.to_owned(),
+        guard: !scope.hidden,
     };
-    compiler.expr(filter, collection)
+    compiler.top(filter, collection)
+}
+
+impl Compiler<'_> {
+    /// The whole condition, with the `@collection` rows it names.
+    fn top(self, filter: &Filter, collection: &Collection) -> Result<SimpleExpr, FilterError> {
+        let condition = self.expr(filter, collection)?;
+        Ok(with_rows(condition, self.rows.into_inner()))
+    }
+}
+
+fn with_rows(condition: SimpleExpr, rows: Vec<CollectionRow>) -> SimpleExpr {
+    if rows.is_empty() {
+        return condition;
+    }
+    // `@collection.NAME[:alias]` names one row of NAME for the whole filter: the filter
+    // holds if some choice of those rows makes it true. As in PocketBase (a LEFT JOIN
+    // per alias), an empty collection still offers one row of NULLs, so
+    // `views = 0 || @collection.x.y ?= 1` does not depend on x having rows.
+    let mut select = Query::select();
+    select.expr(Expr::val(1)).from_subquery(
+        Query::select().expr(Expr::val(1)).to_owned(),
+        Alias::new("one"),
+    );
+    for row in rows {
+        select.join_as(
+            sea_orm::sea_query::JoinType::LeftJoin,
+            Alias::new(&row.table),
+            Alias::new(&row.alias),
+            row.on.unwrap_or_else(|| Expr::val(1).eq(1)),
+        );
+    }
+    select.and_where(condition);
+    Expr::exists(select)
+}
+
+/// A row of another collection that `@collection` paths name.
+struct CollectionRow {
+    /// The collection's name and the `:alias` it was given, if any.
+    key: (String, Option<String>),
+    table: String,
+    /// Its SQL alias.
+    alias: String,
+    /// Which of its rows may be used: the view rule, for a client's filter.
+    on: Option<SimpleExpr>,
 }
 
 struct Compiler<'a> {
     snapshot: &'a Snapshot,
     request: &'a Request,
     backend: DatabaseBackend,
-    next_alias: Cell<usize>,
+    /// Shared with the compilers of view rules nested in this filter: aliases stay
+    /// unique in the whole statement.
+    next_alias: Rc<Cell<usize>>,
+    /// `@collection` rows named so far, shared by every comparison that names them.
+    rows: RefCell<Vec<CollectionRow>>,
+    /// The alias of the row the filter is about ([`BASE`], or a joined row when this
+    /// compiles a view rule inside a filter).
+    base: String,
+    /// A client's filter, not a rule: every row it reaches in another collection
+    /// (relations, back-relations, `@collection`) must pass that collection's view
+    /// rule for the caller, so a filter cannot probe what the caller may not read.
+    guard: bool,
 }
 
 /// One hop of a path from one table to another.
@@ -117,6 +176,75 @@ impl<'a> Compiler<'a> {
         let n = self.next_alias.get() + 1;
         self.next_alias.set(n);
         format!("{prefix}{n}")
+    }
+
+    /// The SQL alias of the row `@collection.NAME[:alias]` names, the same for every
+    /// comparison that names it.
+    fn collection_row(
+        &self,
+        target: &Collection,
+        label: Option<&str>,
+        pos: usize,
+    ) -> Result<String, FilterError> {
+        let key = (target.name.clone(), label.map(str::to_owned));
+        if let Some(row) = self.rows.borrow().iter().find(|r| r.key == key) {
+            return Ok(row.alias.clone());
+        }
+        let alias = self.alias("c");
+        let on = self.visible(target, &alias, pos)?;
+        self.rows.borrow_mut().push(CollectionRow {
+            key,
+            table: target.name.clone(),
+            alias: alias.clone(),
+            on,
+        });
+        Ok(alias)
+    }
+
+    /// For a client's filter, the condition on row `alias` of `target` that its view
+    /// rule sets for this caller (`None`: no condition). A superusers-only collection
+    /// cannot be filtered through at all.
+    fn visible(
+        &self,
+        target: &Collection,
+        alias: &str,
+        pos: usize,
+    ) -> Result<Option<SimpleExpr>, FilterError> {
+        if !self.guard {
+            return Ok(None);
+        }
+        let Some(rule) = &target.rules.view else {
+            return Err(FilterError::new(
+                pos,
+                format!(
+                    "cannot filter through `{}`: only superusers may read it",
+                    target.name
+                ),
+            ));
+        };
+        let broken = |e: FilterError| {
+            FilterError::new(
+                pos,
+                format!(
+                    "cannot filter through `{}`: its view rule: {e}",
+                    target.name
+                ),
+            )
+        };
+        let Some(rule) = super::parse(rule).map_err(broken)? else {
+            return Ok(None);
+        };
+        let nested = Compiler {
+            snapshot: self.snapshot,
+            request: self.request,
+            backend: self.backend,
+            next_alias: Rc::clone(&self.next_alias),
+            rows: RefCell::new(Vec::new()),
+            base: alias.to_owned(),
+            // A rule is the collection owner's own condition: it sees everything.
+            guard: false,
+        };
+        nested.top(&rule, target).map(Some).map_err(broken)
     }
 
     fn expr(&self, filter: &Filter, collection: &Collection) -> Result<SimpleExpr, FilterError> {
@@ -215,40 +343,54 @@ impl<'a> Compiler<'a> {
                     ));
                 }
                 let any = c.any;
-                return self.through(&hops, BASE, field, path, c, other, flipped, any, collection);
+                return self.through(
+                    &hops, &self.base, field, path, c, other, flipped, any, collection,
+                );
             }
             if let Operand::Path(path) = path_side
-                && let Root::Collection { name, .. } = &path.root
+                && let Root::Collection { name, alias } = &path.root
             {
                 let target = self.snapshot.get(name).map(AsRef::as_ref).ok_or_else(|| {
                     FilterError::new(path.pos, format!("unknown collection `{name}`"))
                 })?;
-                let alias = self.alias("c");
-                let (hops, field, _) = self.route(path, target)?;
-                let mut select = Query::select();
-                select
-                    .expr(Expr::val(1))
-                    .from_as(Alias::new(&target.name), Alias::new(&alias));
-                let inner = if hops.is_empty() {
-                    let term = self.column_term(&alias, field, path)?;
-                    let other = self.term(other, collection, BASE)?;
-                    let (l, r) = if flipped {
-                        (other, term)
+                let row = self.collection_row(target, alias.as_deref(), path.pos)?;
+                let on_row = |row: &str| {
+                    let (hops, field, _) = self.route(path, target)?;
+                    if hops.is_empty() {
+                        let term = self.column_term(row, field, path)?;
+                        let other = self.term(other, collection, &self.base)?;
+                        let (l, r) = if flipped {
+                            (other, term)
+                        } else {
+                            (term, other)
+                        };
+                        self.compare(l, c.op, r, c.any, c.pos)
                     } else {
-                        (term, other)
-                    };
-                    self.compare(l, c.op, r, c.any, c.pos)?
-                } else {
-                    self.through(
-                        &hops, &alias, field, path, c, other, flipped, true, collection,
-                    )?
+                        self.through(
+                            &hops, row, field, path, c, other, flipped, c.any, collection,
+                        )
+                    }
                 };
-                select.and_where(inner);
-                return Ok(Expr::exists(select));
+                let shared = on_row(&row)?;
+                if c.any {
+                    return Ok(shared);
+                }
+                // Without `?`, the comparison holds for every row of the collection
+                // (PocketBase's multi-match): no row may break it.
+                let every = self.alias("m");
+                let mut breaking = Query::select();
+                breaking
+                    .expr(Expr::val(1))
+                    .from_as(Alias::new(&target.name), Alias::new(&every))
+                    .and_where(on_row(&every)?.not());
+                if let Some(visible) = self.visible(target, &every, path.pos)? {
+                    breaking.and_where(visible);
+                }
+                return Ok(shared.and(Expr::not_exists(breaking)));
             }
         }
-        let left = self.term(&c.left, collection, BASE)?;
-        let right = self.term(&c.right, collection, BASE)?;
+        let left = self.term(&c.left, collection, &self.base)?;
+        let right = self.term(&c.right, collection, &self.base)?;
         self.compare(left, c.op, right, c.any, c.pos)
     }
 
@@ -273,7 +415,7 @@ impl<'a> Compiler<'a> {
         let mut links: Vec<SimpleExpr> = Vec::new();
         for (i, hop) in hops.iter().enumerate() {
             let alias = self.alias("j");
-            let (table, link) = match hop {
+            let (reached, link) = match hop {
                 Hop::Forward { field, target } => {
                     let here = col(&alias, "id");
                     let link = if field.kind.is_multi() {
@@ -282,7 +424,7 @@ impl<'a> Compiler<'a> {
                     } else {
                         here.eq(col(&previous, &field.name))
                     };
-                    (target.name.clone(), link)
+                    (*target, link)
                 }
                 Hop::Back { source, via } => {
                     to_many = true;
@@ -292,9 +434,13 @@ impl<'a> Compiler<'a> {
                     } else {
                         col(&alias, &via.name).eq(there)
                     };
-                    (source.name.clone(), link)
+                    (*source, link)
                 }
             };
+            let table = reached.name.clone();
+            if let Some(visible) = self.visible(reached, &alias, path.pos)? {
+                links.push(visible);
+            }
             if i == 0 {
                 select.from_as(Alias::new(&table), Alias::new(&alias));
             } else {
@@ -312,7 +458,8 @@ impl<'a> Compiler<'a> {
             select.and_where(link);
         }
         let term = self.column_term(&previous, field, path)?;
-        let other = self.term(other, base, from)?;
+        // The other side is about the filtered record, wherever the path started.
+        let other = self.term(other, base, &self.base)?;
         if !to_many
             && let Term::Column {
                 expr,

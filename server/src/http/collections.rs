@@ -77,7 +77,7 @@ pub async fn list_collections(
     let total = matching.len() as u64;
     let items: Vec<Value> = matching
         .into_iter()
-        .skip(usize::try_from((page - 1) * per_page).unwrap_or(usize::MAX))
+        .skip(usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX))
         .take(usize::try_from(per_page).unwrap_or(usize::MAX))
         .collect();
     let skip_total = matches!(query.skip_total.as_deref(), Some("1" | "true"));

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub data: BTreeMap<String, FieldError>,
+    /// Seconds for `Retry-After` (429s).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -33,6 +35,7 @@ impl ApiError {
             status,
             message: message.into(),
             data: BTreeMap::new(),
+            retry_after: None,
         }
     }
 
@@ -59,11 +62,24 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             data: errors.into_map(),
+            retry_after: None,
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A 429 telling the client when to try again.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> ApiError {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many requests; try again in {seconds} s."),
+            )
+        }
     }
 
     pub fn not_found() -> ApiError {
@@ -107,12 +123,15 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .insert_header((
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ))
-            .body(self.body())
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.body(self.body())
     }
 }
 
@@ -141,7 +160,15 @@ impl From<crate::auth::AuthError> for ApiError {
                 ApiError::bad_request(err.to_string())
             }
             AuthError::Validation(errors) => ApiError::validation("Invalid input.", errors),
-            AuthError::Record(ref cause) => ApiError::internal(cause),
+            AuthError::InvalidOneTimeToken => ApiError::bad_request("Invalid or expired token.")
+                .with_field(
+                    "token",
+                    "validation_invalid_token",
+                    "Invalid, expired or already used token.",
+                ),
+            AuthError::Unauthorized => super::identity::invalid_token(),
+            AuthError::OAuth2(message) => ApiError::bad_request(message),
+            AuthError::Record(cause) => ApiError::from(cause),
             AuthError::Internal(ref message) => {
                 ApiError::internal(&std::io::Error::other(message.clone()))
             }
@@ -165,8 +192,19 @@ impl From<crate::records::RecordError> for ApiError {
                 StatusCode::FORBIDDEN,
                 "Only superusers can perform this action.",
             ),
+            RecordError::OutOfScope(..) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{}.", capitalize(&err.to_string())),
+            ),
             RecordError::Filter(e) => {
                 ApiError::bad_request(format!("Invalid filter or sort: {e}."))
+            }
+            RecordError::Conflict(field) if field == "email" => {
+                ApiError::bad_request("Failed to save the record.").with_field(
+                    field,
+                    "validation_invalid_email",
+                    crate::records::validate::EMAIL_INVALID_OR_TAKEN,
+                )
             }
             RecordError::Conflict(field) => ApiError::bad_request("Failed to save the record.")
                 .with_field(field, "validation_not_unique", "Value must be unique."),
@@ -220,6 +258,13 @@ impl std::fmt::Display for ErrorChain<'_> {
         }
         Ok(())
     }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().collect::<String>() + chars.as_str()
+    })
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         status,
         message,
         data: checks,
+        retry_after: None,
     }
     .body();
     HttpResponse::build(status)

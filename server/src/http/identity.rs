@@ -52,12 +52,13 @@ pub fn invalid_token() -> ApiError {
 }
 
 impl Caller {
-    /// Superusers pass; anyone else gets 401 (anonymous) or 403 (signed in).
+    /// Superusers (and whole-superuser API keys) pass; anyone else gets 401
+    /// (anonymous) or 403 (signed in, or a key without that scope).
     pub fn require_superuser(&self) -> Result<(), ApiError> {
         match &self.0 {
-            Identity::Superuser { .. } => Ok(()),
+            identity if identity.is_full_superuser() => Ok(()),
             Identity::Anonymous => Err(invalid_token()),
-            Identity::Record { .. } => Err(ApiError::new(
+            _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "The authorized record is not allowed to perform this action.",
             )),

@@ -9,7 +9,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, ResponseError, web};
+use actix_web::{Error, HttpMessage, HttpResponse, ResponseError, web};
 use tracing::Instrument;
 
 use super::error::{ApiError, default_message};
@@ -76,10 +76,17 @@ pub async fn observe(
         status = tracing::field::Empty,
     );
     let limit = state.as_ref().map_or(usize::MAX, |s| s.settings.body_limit);
-
-    let res = if declared_length(&req).is_some_and(|n| n > limit as u64) {
+    let refusal = if declared_length(&req).is_some_and(|n| n > limit as u64) {
         // Refuse from the headers alone; the body is never read.
-        Ok(req.into_response(ApiError::payload_too_large(limit).error_response()))
+        Some(ApiError::payload_too_large(limit))
+    } else {
+        state
+            .as_ref()
+            .and_then(|state| rate_limited(state, &req, &route))
+    };
+
+    let res = if let Some(refusal) = refusal {
+        Ok(req.into_response(refusal.error_response()))
     } else {
         // Note: no clone of the request may live across this call; routing needs the
         // only reference to it.
@@ -129,6 +136,44 @@ pub async fn observe(
         "request completed"
     );
     res
+}
+
+/// The client's address, as [`crate::ratelimit::client_ip`] works it out; handlers read
+/// it from the request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// Whether a route is one of the auth endpoints of an auth collection.
+fn is_auth_route(route: &str) -> bool {
+    route
+        .strip_prefix("/api/collections/{collection}/")
+        .is_some_and(|action| !action.starts_with("records"))
+}
+
+/// A 429 when the client is over the general per-IP limit, or over the per-IP limit
+/// of the auth endpoints; records the client's address for the handlers.
+fn rate_limited(state: &AppState, req: &ServiceRequest, route: &str) -> Option<ApiError> {
+    let peer = req
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = crate::ratelimit::client_ip(peer, forwarded, &state.settings.trusted_proxies);
+    req.extensions_mut().insert(ClientIp(ip));
+    if let Some(limit) = state.settings.rate_limit
+        && let Err(wait) = state.limiter.hit(&format!("ip:{ip}"), limit)
+    {
+        return Some(ApiError::too_many_requests(wait));
+    }
+    if is_auth_route(route)
+        && let Some(limit) = state.settings.rate_limit_auth_ip
+        && let Err(wait) = state.limiter.hit(&format!("auth-ip:{ip}"), limit)
+    {
+        return Some(ApiError::too_many_requests(wait));
+    }
+    None
 }
 
 /// Error answers made outside our handlers (an unmatched method, an extractor that

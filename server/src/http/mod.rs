@@ -11,6 +11,8 @@ pub mod identity;
 pub mod json;
 mod metrics;
 pub mod middleware;
+mod openapi;
+mod realtime;
 mod records;
 
 use actix_web::{HttpResponse, ResponseError, web};
@@ -26,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/api/ready").route(web::get().to(health::ready)))
     .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
+    .service(web::resource("/api/openapi.json").route(web::get().to(openapi::openapi)))
     .service(
         web::resource("/api/collections")
             .route(web::get().to(collections::list_collections))
@@ -54,9 +57,60 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/api/batch").route(web::post().to(records::batch)))
     .service(
-        web::resource("/api/collections/{collection}/auth-with-password")
-            .route(web::post().to(auth::auth_with_password)),
-    );
+        web::resource("/api/collections/{collection}/records/{id}/revoke-sessions")
+            .route(web::post().to(auth::revoke_sessions)),
+    )
+    .service(web::resource("/api/mails").route(web::get().to(auth::mails)))
+    .service(
+        web::resource("/api/realtime")
+            .route(web::get().to(realtime::connect))
+            .route(web::post().to(realtime::subscribe)),
+    )
+    .service(
+        web::resource("/api/keys")
+            .route(web::get().to(auth::list_keys))
+            .route(web::post().to(auth::create_key)),
+    )
+    .service(web::resource("/api/keys/{id}").route(web::delete().to(auth::revoke_key)));
+    let auth_routes: [(&str, actix_web::Route); 11] = [
+        ("auth-with-oauth2", web::post().to(auth::auth_with_oauth2)),
+        (
+            "auth-with-password",
+            web::post().to(auth::auth_with_password),
+        ),
+        ("auth-refresh", web::post().to(auth::auth_refresh)),
+        ("auth-methods", web::get().to(auth::auth_methods)),
+        (
+            "request-verification",
+            web::post().to(auth::request_verification),
+        ),
+        (
+            "confirm-verification",
+            web::post().to(auth::confirm_verification),
+        ),
+        (
+            "request-password-reset",
+            web::post().to(auth::request_password_reset),
+        ),
+        (
+            "confirm-password-reset",
+            web::post().to(auth::confirm_password_reset),
+        ),
+        (
+            "request-email-change",
+            web::post().to(auth::request_email_change),
+        ),
+        (
+            "confirm-email-change",
+            web::post().to(auth::confirm_email_change),
+        ),
+        ("impersonate/{id}", web::post().to(auth::impersonate)),
+    ];
+    for (action, route) in auth_routes {
+        cfg.service(
+            web::resource(format!("/api/collections/{{collection}}/{action}")).route(route),
+        );
+    }
 }
 
 /// Answer for a path no route matched.

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::ScopeCheck;
 use super::{RecordError, RecordService};
 use crate::filter::compile::Request;
 use crate::identity::Identity;
@@ -149,6 +150,9 @@ impl RecordService {
                     (200, super::read::shape(&collection, &record, identity))
                 }
                 Resolved::Delete(id) => {
+                    identity
+                        .require_scope(&collection.name, crate::identity::Op::Delete)
+                        .map_err(fail(index))?;
                     if !identity.is_superuser() && collection.rules.delete.is_none() {
                         return Err(fail(index)(RecordError::Forbidden));
                     }
@@ -169,9 +173,7 @@ impl RecordService {
             };
             responses.push(response);
         }
-        txn.commit()
-            .await
-            .map_err(|e| fail(0)(RecordError::Db(e)))?;
+        self.commit(txn).await.map_err(fail(0))?;
         Ok(responses)
     }
 }

@@ -233,6 +233,9 @@ impl RecordService {
             .from_as(Alias::new(&target.name), Alias::new(BASE))
             .and_where(condition)
             .order_by((Alias::new(BASE), Alias::new("id")), sea_orm::Order::Asc);
+        if !identity.in_scope(&target.name, crate::identity::Op::View) {
+            return Ok((target, Vec::new(), links));
+        }
         match self.rule_condition(
             target.rules.view.as_ref(),
             identity,

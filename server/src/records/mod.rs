@@ -18,6 +18,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statemen
 use serde_json::{Map, Value};
 
 use crate::db::{Backend, Db};
+use crate::events::outbox::Action;
 use crate::schema::ddl::{Storage, storage};
 use crate::schema::service::{format_time, read_version};
 use crate::schema::{Collection, Field, FieldKind, SchemaError, SchemaService};
@@ -41,6 +42,9 @@ pub enum RecordError {
     /// The collection's rule for this action is `null`: superusers only.
     #[error("only superusers can perform this action")]
     Forbidden,
+    /// An API key used outside its scopes.
+    #[error("this API key may not {1} `{0}` records")]
+    OutOfScope(String, &'static str),
     #[error("the record is invalid")]
     Validation(crate::validation::FieldErrors),
     /// `If-Match` names another version of the record.
@@ -53,11 +57,28 @@ pub enum RecordError {
     Db(DbErr),
 }
 
+/// API-key scopes, checked where each operation starts.
+pub(crate) trait ScopeCheck {
+    /// Fails with `OutOfScope` for an API key without `op` on `collection`.
+    fn require_scope(&self, collection: &str, op: crate::identity::Op) -> Result<(), RecordError>;
+}
+
+impl ScopeCheck for crate::identity::Identity {
+    fn require_scope(&self, collection: &str, op: crate::identity::Op) -> Result<(), RecordError> {
+        if self.in_scope(collection, op) {
+            Ok(())
+        } else {
+            Err(RecordError::OutOfScope(collection.to_owned(), op.as_str()))
+        }
+    }
+}
+
 /// Reads and writes records.
 #[derive(Clone, Debug)]
 pub struct RecordService {
     db: Db,
     schema: Arc<SchemaService>,
+    committed: Arc<tokio::sync::Notify>,
 }
 
 fn col(name: &str) -> Alias {
@@ -69,7 +90,24 @@ const SCHEMA_RETRIES: usize = 5;
 
 impl RecordService {
     pub fn new(db: Db, schema: Arc<SchemaService>) -> RecordService {
-        RecordService { db, schema }
+        RecordService {
+            db,
+            schema,
+            committed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Notified after every commit that wrote records (and so outbox rows): the
+    /// event dispatcher waits on it.
+    pub fn commits(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.committed)
+    }
+
+    /// Commit a write transaction and wake the event dispatcher.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), RecordError> {
+        txn.commit().await.map_err(RecordError::Db)?;
+        self.committed.notify_one();
+        Ok(())
     }
 
     /// A statement for this engine, tagged with the schema version it was built
@@ -247,7 +285,7 @@ impl RecordService {
         let (collection, version, txn) = self.begin_current(collection).await?;
         let id = self.insert_in(&txn, &collection, version, values).await?;
         let record = self.find_in(&txn, &collection, version, &id).await?;
-        txn.commit().await.map_err(RecordError::Db)?;
+        self.commit(txn).await?;
         Ok(record)
     }
 
@@ -289,15 +327,51 @@ impl RecordService {
             .columns(columns)
             .values(exprs)
             .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
+            .returning(Self::returning(collection))
             .to_owned();
-        txn.execute_raw(self.statement(&insert, version))
+        let row = txn
+            .query_one_raw(self.statement(&insert, version))
             .await
-            .map_err(|e| conflict_or_db(e, collection))?;
+            .map_err(|e| conflict_or_db(e, collection))?
+            .ok_or_else(|| RecordError::Db(DbErr::Custom("INSERT returned no row".into())))?;
+        let record = self.decode(collection, &row)?;
+        self.record_event(txn, collection, Action::Created, &record, None)
+            .await?;
         Ok(values
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned())
+    }
+
+    /// `RETURNING` every field, so a write yields the row it wrote.
+    fn returning(collection: &Collection) -> sea_orm::sea_query::ReturningClause {
+        Query::returning().columns(collection.fields.iter().map(|f| col(&f.name)))
+    }
+
+    /// The outbox event of a change, in the change's transaction (DESIGN.md §6):
+    /// the record as any subscriber may see it — no hidden fields, password hashes
+    /// or token keys.
+    async fn record_event(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        action: Action,
+        record: &Record,
+        previous: Option<&Record>,
+    ) -> Result<(), RecordError> {
+        let view = |r: &Record| public_view(collection, r, false, true);
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        crate::events::outbox::write(
+            txn,
+            &collection.name,
+            action,
+            id,
+            &view(record),
+            previous.map(view).as_ref(),
+        )
+        .await
+        .map_err(RecordError::Db)
     }
 
     /// Set the given fields of one record (and its on-update autodates).
@@ -313,7 +387,7 @@ impl RecordService {
         self.update_in(&txn, &collection, version, id, values, &[])
             .await?;
         let record = self.find_in(&txn, &collection, version, id).await?;
-        txn.commit().await.map_err(RecordError::Db)?;
+        self.commit(txn).await?;
         Ok(record)
     }
 
@@ -330,6 +404,7 @@ impl RecordService {
         values: Record,
         increments: &[(String, f64)],
     ) -> Result<(), RecordError> {
+        let previous = self.find_in(txn, collection, version, id).await?;
         let now = format_time(Utc::now());
         let mut update = Query::update();
         update.table(col(&collection.name));
@@ -345,15 +420,45 @@ impl RecordService {
                 update.value(col(&field.name), now.clone());
             }
         }
-        update.and_where(Expr::col(col("id")).eq(id));
-        let result = txn
-            .execute_raw(self.statement(&update, version))
+        update
+            .and_where(Expr::col(col("id")).eq(id))
+            .returning(Self::returning(collection));
+        let row = txn
+            .query_one_raw(self.statement(&update, version))
             .await
-            .map_err(|e| conflict_or_db(e, collection))?;
-        if result.rows_affected() == 0 {
-            return Err(RecordError::NotFound);
+            .map_err(|e| conflict_or_db(e, collection))?
+            .ok_or(RecordError::NotFound)?;
+        let record = self.decode(collection, &row)?;
+        self.record_event(txn, collection, Action::Updated, &record, Some(&previous))
+            .await
+    }
+
+    /// Delete `ids` of `collection` inside `txn`, with an outbox event per deleted
+    /// record; returns how many there were.
+    ///
+    /// Fails when the statement or an event fails.
+    async fn delete_in(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        version: i64,
+        ids: Vec<String>,
+    ) -> Result<usize, RecordError> {
+        let delete = Query::delete()
+            .from_table(col(&collection.name))
+            .and_where(Expr::col(col("id")).is_in(ids))
+            .returning(Self::returning(collection))
+            .to_owned();
+        let rows = txn
+            .query_all_raw(self.statement(&delete, version))
+            .await
+            .map_err(RecordError::Db)?;
+        for row in &rows {
+            let record = self.decode(collection, row)?;
+            self.record_event(txn, collection, Action::Deleted, &record, None)
+                .await?;
         }
-        Ok(())
+        Ok(rows.len())
     }
 
     /// Delete one record; `false` when there was none.
@@ -361,16 +466,11 @@ impl RecordService {
     /// Fails with `NotFound` for an unknown collection, or when the statement fails.
     pub async fn delete_system(&self, collection: &str, id: &str) -> Result<bool, RecordError> {
         let (collection, version, txn) = self.begin_current(collection).await?;
-        let delete = Query::delete()
-            .from_table(col(&collection.name))
-            .and_where(Expr::col(col("id")).eq(id))
-            .to_owned();
-        let result = txn
-            .execute_raw(self.statement(&delete, version))
-            .await
-            .map_err(RecordError::Db)?;
-        txn.commit().await.map_err(RecordError::Db)?;
-        Ok(result.rows_affected() > 0)
+        let deleted = self
+            .delete_in(&txn, &collection, version, vec![id.to_owned()])
+            .await?;
+        self.commit(txn).await?;
+        Ok(deleted > 0)
     }
 
     /// The ids of the records of `collection` that match `filter`, sorted. The list

@@ -2,14 +2,17 @@
 //! collection's rule joined into the query, so a caller only ever sees what the rule
 //! lets them see — `totalItems` included.
 
+use std::collections::BTreeMap;
+
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, SimpleExpr};
 use serde_json::Value;
 
+use super::ScopeCheck;
 use super::{RecordError, RecordService, public_view};
 use crate::filter::compile::{BASE, Request, compile};
 use crate::filter::resolve::Scope;
-use crate::identity::Identity;
+use crate::identity::{Identity, Op};
 use crate::schema::{Collection, Snapshot};
 
 /// Most records one page may hold.
@@ -47,7 +50,7 @@ fn col(name: &str) -> Alias {
 /// The caller as the filter language sees it.
 pub fn request_auth(identity: &Identity) -> Option<(String, super::Record)> {
     match identity {
-        Identity::Anonymous => None,
+        Identity::Anonymous | Identity::ApiKey(_) => None,
         Identity::Record { collection, record } => Some((collection.name.clone(), record.clone())),
         Identity::Superuser { record } => {
             Some((crate::identity::SUPERUSERS.to_owned(), record.clone()))
@@ -114,6 +117,7 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
+        identity.require_scope(&collection.name, Op::List)?;
         let scope = Scope {
             hidden: identity.is_superuser(),
         };
@@ -149,9 +153,10 @@ impl RecordService {
             select.and_where(condition.clone());
         }
         self.sort(&mut select, &collection, query.sort.as_deref(), scope)?;
-        select
-            .limit(per_page)
-            .offset((page - 1).saturating_mul(per_page));
+        select.limit(per_page).offset(Ord::min(
+            (page - 1).saturating_mul(per_page),
+            i64::MAX as u64,
+        ));
         let rows = self
             .db
             .conn()
@@ -211,13 +216,36 @@ impl RecordService {
         request: &Request,
         expand: Option<&str>,
     ) -> Result<(Value, String), RecordError> {
+        self.view_filtered(collection, id, identity, request, None, expand)
+            .await
+    }
+
+    /// [`RecordService::view`], and only if the record also matches a client's
+    /// `filter` (a realtime subscription's, say).
+    ///
+    /// Fails like `view`, and with `Filter` for a bad filter.
+    pub async fn view_filtered(
+        &self,
+        collection: &str,
+        id: &str,
+        identity: &Identity,
+        request: &Request,
+        filter: Option<&str>,
+        expand: Option<&str>,
+    ) -> Result<(Value, String), RecordError> {
         let snapshot = self.schema.snapshot();
         let collection = snapshot
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
+        identity.require_scope(&collection.name, Op::View)?;
         let mut select = Self::select_fields(&collection);
         select.and_where(Expr::col((col(BASE), col("id"))).eq(id));
+        if let Some(condition) =
+            self.client_filter(&collection, &snapshot, identity, request, filter)?
+        {
+            select.and_where(condition);
+        }
         if let Some(rule) = self.rule_condition(
             collection.rules.view.as_ref(),
             identity,
@@ -248,6 +276,91 @@ impl RecordService {
             )
             .await?;
         Ok((shaped.pop().unwrap_or(Value::Null), tag))
+    }
+
+    /// A client's filter as a condition on [`BASE`], checked with the caller's rights.
+    fn client_filter(
+        &self,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        identity: &Identity,
+        request: &Request,
+        filter: Option<&str>,
+    ) -> Result<Option<SimpleExpr>, RecordError> {
+        let Some(expr) =
+            crate::filter::parse(filter.unwrap_or_default()).map_err(RecordError::Filter)?
+        else {
+            return Ok(None);
+        };
+        compile(
+            &expr,
+            collection,
+            snapshot,
+            request,
+            Scope {
+                hidden: identity.is_superuser(),
+            },
+            self.db.database_backend(),
+        )
+        .map(Some)
+        .map_err(RecordError::Filter)
+    }
+
+    /// Whether a record that no longer exists (a deleted one, from its event) was
+    /// visible to `identity` — its view rule and the client's `filter` evaluated on
+    /// the values themselves — and if so, as that identity may see it.
+    ///
+    /// Fails with `Filter` for a bad filter, or when the query fails.
+    pub async fn view_gone(
+        &self,
+        collection: &str,
+        record: &super::Record,
+        identity: &Identity,
+        request: &Request,
+        filter: Option<&str>,
+    ) -> Result<Option<Value>, RecordError> {
+        let snapshot = self.schema.snapshot();
+        let collection = snapshot
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(None);
+        }
+        let rule = match self.rule_condition(
+            collection.rules.view.as_ref(),
+            identity,
+            &collection,
+            &snapshot,
+            request,
+        ) {
+            Err(RecordError::Forbidden) => return Ok(None),
+            other => other?,
+        };
+        let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
+        if rule.is_some() || filter.is_some() {
+            // The record as a one-row table named like the real one.
+            let mut row = Query::select();
+            for field in &collection.fields {
+                let value = record.get(&field.name).cloned().unwrap_or(Value::Null);
+                row.expr_as(self.encode(field, &value), col(&field.name));
+            }
+            let mut select = Query::select();
+            select.expr(Expr::val(1)).from_subquery(row, col(BASE));
+            for condition in rule.into_iter().chain(filter) {
+                select.and_where(condition);
+            }
+            let found = self
+                .db
+                .conn()
+                .query_one_raw(self.statement(&select, snapshot.version()))
+                .await
+                .map_err(RecordError::Db)?;
+            if found.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(shape(&collection, record, identity)))
     }
 
     /// Whether the record `id` of `collection` satisfies `rule` (a rule of the
@@ -370,26 +483,191 @@ pub fn shape(collection: &Collection, record: &super::Record, identity: &Identit
         Identity::Superuser { record: me } => {
             collection.name == crate::identity::SUPERUSERS && me.get("id") == record.get("id")
         }
-        Identity::Anonymous => false,
+        Identity::Anonymous | Identity::ApiKey(_) => false,
     };
     public_view(collection, record, identity.is_superuser(), owner)
 }
 
-/// Keep only the listed top-level keys of a record (`fields=id,title`; `*` keeps all).
+/// Keep only the fields a client asked for: `fields=id,title,expand.author.name`.
+/// A path walks into objects (and through arrays of them, as multi-relation expands
+/// are); `*` keeps every key at its depth; `name:excerpt(200,true)` keeps a plain-text
+/// excerpt of a text value. Unknown names are simply absent, as in PocketBase.
 pub fn pick_fields(record: Value, fields: Option<&str>) -> Value {
-    let Some(fields) = fields.map(str::trim).filter(|f| !f.is_empty()) else {
+    let Some(spec) = fields.map(str::trim).filter(|f| !f.is_empty()) else {
         return record;
     };
-    let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
-    if wanted.contains(&"*") {
-        return record;
+    let mut tree = FieldTree::default();
+    for path in split_top_level(spec) {
+        tree.insert(path.trim());
     }
-    match record {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| wanted.contains(&k.as_str()))
-                .collect(),
-        ),
-        other => other,
+    tree.apply(record)
+}
+
+/// The paths of a `fields` parameter as a tree.
+#[derive(Debug, Default)]
+struct FieldTree {
+    /// `*` at this depth.
+    all: bool,
+    /// A path ends here: keep the whole value.
+    whole: bool,
+    /// `:excerpt(max, ellipsis)` on this key.
+    excerpt: Option<(usize, bool)>,
+    children: BTreeMap<String, FieldTree>,
+}
+
+impl FieldTree {
+    fn insert(&mut self, path: &str) {
+        if path.is_empty() {
+            return;
+        }
+        let (path, modifier) = match path.split_once(':') {
+            Some((path, modifier)) => (path, Some(modifier)),
+            None => (path, None),
+        };
+        let mut node = self;
+        for segment in path.split('.') {
+            if segment == "*" {
+                node.all = true;
+                return;
+            }
+            node = node.children.entry(segment.to_owned()).or_default();
+        }
+        node.whole = true;
+        node.excerpt = modifier.and_then(parse_excerpt);
+    }
+
+    fn apply(&self, value: Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .filter_map(|(key, value)| match self.children.get(&key) {
+                        Some(child) if child.whole => {
+                            let value = match (child.excerpt, value) {
+                                (Some((max, ellipsis)), Value::String(text)) => {
+                                    Value::String(excerpt(&text, max, ellipsis))
+                                }
+                                (_, value) => value,
+                            };
+                            Some((key, value))
+                        }
+                        Some(child) => Some((key, child.apply(value))),
+                        None if self.all => Some((key, value)),
+                        None => None,
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.into_iter().map(|v| self.apply(v)).collect()),
+            other => other,
+        }
+    }
+}
+
+/// Split on commas outside parentheses (`a,b:excerpt(10,true)` is two paths).
+fn split_top_level(spec: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in spec.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(spec.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(spec.get(start..).unwrap_or_default());
+    parts
+}
+
+/// `excerpt(200)` or `excerpt(200,true)`; anything else is ignored.
+fn parse_excerpt(modifier: &str) -> Option<(usize, bool)> {
+    let args = modifier
+        .trim()
+        .strip_prefix("excerpt(")?
+        .strip_suffix(')')?;
+    let mut args = args.split(',').map(str::trim);
+    let max = args.next()?.parse().ok()?;
+    let ellipsis = matches!(args.next(), Some("true" | "1"));
+    Some((max, ellipsis))
+}
+
+/// The text without HTML tags, whitespace collapsed, cut to `max` characters.
+fn excerpt(text: &str, max: usize, ellipsis: bool) -> String {
+    let mut plain = String::with_capacity(text.len().min(max * 4));
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            _ if in_tag => {}
+            _ => plain.push(c),
+        }
+    }
+    let words: Vec<&str> = plain.split_whitespace().collect();
+    let plain = words.join(" ");
+    if plain.chars().count() <= max {
+        return plain;
+    }
+    let mut cut: String = plain.chars().take(max).collect();
+    cut = cut.trim_end().to_owned();
+    if ellipsis {
+        cut.push_str("...");
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::pick_fields;
+
+    #[test]
+    fn fields_pick_paths_through_expand() {
+        let record = json!({
+            "id": "p1", "title": "Hello", "body": "<p>Some <b>long</b> text here</p>",
+            "expand": {
+                "author": {"id": "u1", "name": "Ann", "email": "a@x.io"},
+                "tags": [{"id": "t1", "label": "x", "n": 1}, {"id": "t2", "label": "y", "n": 2}],
+            }
+        });
+        assert_eq!(pick_fields(record.clone(), None), record);
+        assert_eq!(pick_fields(record.clone(), Some(" ")), record);
+        assert_eq!(pick_fields(record.clone(), Some("*")), record);
+        assert_eq!(
+            pick_fields(
+                record.clone(),
+                Some("id,expand.author.name,expand.tags.label")
+            ),
+            json!({"id": "p1", "expand": {"author": {"name": "Ann"}, "tags": [{"label": "x"}, {"label": "y"}]}})
+        );
+        assert_eq!(
+            pick_fields(
+                record.clone(),
+                Some("*,expand.author.*,body:excerpt(9,true)")
+            )
+            .get("expand"),
+            Some(&json!({"author": {"id": "u1", "name": "Ann", "email": "a@x.io"}}))
+        );
+        assert_eq!(
+            pick_fields(
+                record.clone(),
+                Some("body:excerpt(9,true),title:excerpt(100)")
+            ),
+            json!({"body": "Some long...", "title": "Hello"})
+        );
+        assert_eq!(
+            pick_fields(record.clone(), Some("id,expand")).get("expand"),
+            record.get("expand")
+        );
+        assert_eq!(
+            pick_fields(record, Some("nope,expand.nope.x")),
+            json!({"expand": {}})
+        );
     }
 }

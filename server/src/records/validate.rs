@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 use crate::schema::{Collection, Field, FieldKind};
 use crate::validation::FieldErrors;
 
+/// The one message for a malformed and for a taken `email`.
+pub const EMAIL_INVALID_OR_TAKEN: &str = "Invalid or already in use email address.";
+
 /// Text fields without a `max` hold at most this many characters (as PocketBase).
 pub const DEFAULT_TEXT_MAX: u64 = 5000;
 /// JSON fields without a `maxSize` hold at most this many bytes.
@@ -281,7 +284,14 @@ fn check(field: &Field, value: &Value) -> Result<Value, Problem> {
                 return Ok(Value::String(String::new()));
             }
             let domain = email_domain(text).ok_or_else(|| {
-                problem("validation_invalid_email", "Must be a valid email address.")
+                // An auth record's `email` says the same when it is taken, so sign-up
+                // does not tell whether an account exists.
+                let message = if field.name == "email" {
+                    EMAIL_INVALID_OR_TAKEN
+                } else {
+                    "Must be a valid email address."
+                };
+                problem("validation_invalid_email", message)
             })?;
             check_domain(
                 &domain,

@@ -10,10 +10,11 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value};
 
+use super::ScopeCheck;
 use super::validate::{Mode, validate};
 use super::{Record, RecordError, RecordService};
 use crate::filter::compile::{BASE, Request};
-use crate::identity::Identity;
+use crate::identity::{Identity, Op};
 use crate::schema::{Collection, FieldKind, Snapshot};
 use crate::validation::FieldErrors;
 
@@ -301,6 +302,7 @@ impl RecordService {
         identity: &Identity,
         body: &Map<String, Value>,
     ) -> Result<Option<String>, RecordError> {
+        identity.require_scope(&planned.name, Op::Create)?;
         if !identity.is_superuser() && planned.rules.create.is_none() {
             return Err(RecordError::Forbidden);
         }
@@ -402,7 +404,7 @@ impl RecordService {
                 password_hash,
             )
             .await?;
-        txn.commit().await.map_err(RecordError::Db)?;
+        self.commit(txn).await?;
         Ok(super::read::shape(&collection, &record, identity))
     }
 
@@ -415,6 +417,7 @@ impl RecordService {
         identity: &Identity,
         body: &Map<String, Value>,
     ) -> Result<PreparedUpdate, RecordError> {
+        identity.require_scope(&planned.name, Op::Update)?;
         if !identity.is_superuser() && planned.rules.update.is_none() {
             return Err(RecordError::Forbidden);
         }
@@ -559,7 +562,7 @@ impl RecordService {
                 if_match,
             )
             .await?;
-        txn.commit().await.map_err(RecordError::Db)?;
+        self.commit(txn).await?;
         Ok((
             super::read::shape(&collection, &record, identity),
             super::etag(&record),
@@ -697,13 +700,7 @@ impl RecordService {
                     }
                 }
             }
-            let delete = Query::delete()
-                .from_table(col(&collection.name))
-                .and_where(Expr::col(col("id")).is_in(ids))
-                .to_owned();
-            txn.execute_raw(self.statement(&delete, version))
-                .await
-                .map_err(RecordError::Db)?;
+            self.delete_in(txn, collection, version, ids).await?;
             Ok(())
         })
     }
@@ -768,6 +765,7 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
+        identity.require_scope(&planned.name, Op::Delete)?;
         if !identity.is_superuser() && planned.rules.delete.is_none() {
             return Err(RecordError::Forbidden);
         }
@@ -784,6 +782,6 @@ impl RecordService {
             if_match,
         )
         .await?;
-        txn.commit().await.map_err(RecordError::Db)
+        self.commit(txn).await
     }
 }

@@ -71,6 +71,109 @@ pub struct AuthOptions {
     pub identity_fields: Vec<String>,
     /// Lifetime of an auth token, in seconds.
     pub token_duration: u64,
+    /// Lifetimes of the one-time tokens, in seconds.
+    pub verification_duration: u64,
+    pub password_reset_duration: u64,
+    pub email_change_duration: u64,
+    /// Mail templates by PocketBase key (`verificationTemplate`, …).
+    pub templates: BTreeMap<&'static str, MailTemplate>,
+    pub oauth2: OAuth2Options,
+}
+
+/// A mail's subject and HTML body, with `{APP_NAME}`, `{APP_URL}`, `{TOKEN}` and
+/// `{RECORD:field}` placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The mail templates an auth collection has, with PocketBase's keys and defaults.
+pub const MAIL_TEMPLATES: [(&str, &str, &str); 3] = [
+    (
+        "verificationTemplate",
+        "Verify your {APP_NAME} email",
+        "<p>Hello,</p>\n<p>Thank you for joining us at {APP_NAME}.</p>\n<p>Click on the link below to verify your email address.</p>\n<p><a href=\"{APP_URL}/_/#/auth/confirm-verification/{TOKEN}\">Verify</a></p>\n<p>Thanks,<br/>{APP_NAME} team</p>",
+    ),
+    (
+        "resetPasswordTemplate",
+        "Reset your {APP_NAME} password",
+        "<p>Hello,</p>\n<p>Click on the link below to reset your password.</p>\n<p><a href=\"{APP_URL}/_/#/auth/confirm-password-reset/{TOKEN}\">Reset password</a></p>\n<p><i>If you didn't ask to reset your password, you can ignore this email.</i></p>\n<p>Thanks,<br/>{APP_NAME} team</p>",
+    ),
+    (
+        "confirmEmailChangeTemplate",
+        "Confirm your {APP_NAME} new email address",
+        "<p>Hello,</p>\n<p>Click on the link below to confirm your new email address.</p>\n<p><a href=\"{APP_URL}/_/#/auth/confirm-email-change/{TOKEN}\">Confirm new email</a></p>\n<p><i>If you didn't ask to change your email address, you can ignore this email.</i></p>\n<p>Thanks,<br/>{APP_NAME} team</p>",
+    ),
+];
+
+/// OAuth2 sign-in for an auth collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OAuth2Options {
+    pub enabled: bool,
+    pub providers: Vec<OAuth2Provider>,
+}
+
+/// One OAuth2 / OpenID Connect provider. `github` and `google` fill in their URLs;
+/// any other name needs `authURL`, `tokenURL` and `userInfoURL`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuth2Provider {
+    pub name: String,
+    pub display_name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub auth_url: String,
+    pub token_url: String,
+    pub user_info_url: String,
+}
+
+impl std::fmt::Debug for OAuth2Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Provider")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("auth_url", &self.auth_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A known provider: name, display name, authorization, token and user-info URLs.
+pub type Preset = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Known providers.
+pub const OAUTH2_PRESETS: [Preset; 2] = [
+    (
+        "github",
+        "GitHub",
+        "https://github.com/login/oauth/authorize",
+        "https://github.com/login/oauth/access_token",
+        "https://api.github.com/user",
+    ),
+    (
+        "google",
+        "Google",
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        "https://oauth2.googleapis.com/token",
+        "https://openidconnect.googleapis.com/v1/userinfo",
+    ),
+];
+
+impl OAuth2Provider {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name, "displayName": self.display_name,
+            "clientId": self.client_id, "clientSecret": self.client_secret,
+            "authURL": self.auth_url, "tokenURL": self.token_url, "userInfoURL": self.user_info_url,
+            "pkce": true,
+        })
+    }
 }
 
 impl Default for AuthOptions {
@@ -81,17 +184,50 @@ impl Default for AuthOptions {
             password_auth_enabled: true,
             identity_fields: vec!["email".to_owned()],
             token_duration: 604_800,
+            verification_duration: 259_200,
+            password_reset_duration: 1_800,
+            email_change_duration: 1_800,
+            templates: MAIL_TEMPLATES
+                .iter()
+                .map(|(key, subject, body)| {
+                    (
+                        *key,
+                        MailTemplate {
+                            subject: (*subject).to_owned(),
+                            body: (*body).to_owned(),
+                        },
+                    )
+                })
+                .collect(),
+            oauth2: OAuth2Options::default(),
         }
     }
 }
 
 impl AuthOptions {
+    fn template_json(&self, key: &str) -> Value {
+        self.templates.get(key).map_or(
+            Value::Null,
+            |t| json!({"subject": t.subject, "body": t.body}),
+        )
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "authRule": self.auth_rule,
             "manageRule": self.manage_rule,
             "passwordAuth": {"enabled": self.password_auth_enabled, "identityFields": self.identity_fields},
             "authToken": {"duration": self.token_duration},
+            "verificationToken": {"duration": self.verification_duration},
+            "passwordResetToken": {"duration": self.password_reset_duration},
+            "emailChangeToken": {"duration": self.email_change_duration},
+            "verificationTemplate": self.template_json("verificationTemplate"),
+            "resetPasswordTemplate": self.template_json("resetPasswordTemplate"),
+            "confirmEmailChangeTemplate": self.template_json("confirmEmailChangeTemplate"),
+            "oauth2": {
+                "enabled": self.oauth2.enabled,
+                "providers": self.oauth2.providers.iter().map(OAuth2Provider::to_json).collect::<Vec<_>>(),
+            },
         })
     }
 }
@@ -499,6 +635,10 @@ pub struct CollectionInput {
     pub password_auth_enabled: Option<bool>,
     pub identity_fields: Option<Vec<String>>,
     pub token_duration: Option<u64>,
+    /// One-time token lifetimes given, by PocketBase key (`verificationToken`, …).
+    pub durations: BTreeMap<&'static str, u64>,
+    pub templates: BTreeMap<&'static str, MailTemplate>,
+    pub oauth2: Option<OAuth2Options>,
 }
 
 impl CollectionInput {
@@ -527,26 +667,102 @@ impl CollectionInput {
                 .unwrap_or(base.password_auth_enabled),
             identity_fields: self.identity_fields.clone().unwrap_or(base.identity_fields),
             token_duration: self.token_duration.unwrap_or(base.token_duration),
+            verification_duration: self
+                .durations
+                .get("verificationToken")
+                .copied()
+                .unwrap_or(base.verification_duration),
+            password_reset_duration: self
+                .durations
+                .get("passwordResetToken")
+                .copied()
+                .unwrap_or(base.password_reset_duration),
+            email_change_duration: self
+                .durations
+                .get("emailChangeToken")
+                .copied()
+                .unwrap_or(base.email_change_duration),
+            templates: {
+                let mut templates = base.templates;
+                templates.extend(self.templates.clone());
+                templates
+            },
+            oauth2: self.oauth2.clone().unwrap_or(base.oauth2),
         }
     }
 }
 
 /// Keys of PocketBase collections that Basalt accepts and ignores until it supports
 /// them, so a PocketBase export imports as it is.
-const IGNORED_POCKETBASE_KEYS: [&str; 12] = [
-    "oauth2",
-    "mfa",
-    "otp",
-    "authAlert",
-    "fileToken",
-    "passwordResetToken",
-    "emailChangeToken",
-    "verificationToken",
-    "verificationTemplate",
-    "resetPasswordTemplate",
-    "confirmEmailChangeTemplate",
-    "viewQuery",
-];
+const IGNORED_POCKETBASE_KEYS: [&str; 5] = ["mfa", "otp", "authAlert", "fileToken", "viewQuery"];
+
+/// One `oauth2.providers` entry; presets fill in the URLs of known providers.
+fn parse_provider(value: &Value, path: String, errors: &mut FieldErrors) -> Option<OAuth2Provider> {
+    let Some(obj) = value.as_object() else {
+        errors.add(path, "validation_invalid_type", "Must be an object.".into());
+        return None;
+    };
+    let mut r = Reader::new(obj, path.clone(), errors);
+    let name = r.string("name");
+    let preset = OAUTH2_PRESETS.iter().find(|p| p.0 == name);
+    let or_preset = |given: String, pick: fn(&Preset) -> &'static str| {
+        if given.is_empty() {
+            preset.map(|p| pick(p).to_owned()).unwrap_or_default()
+        } else {
+            given
+        }
+    };
+    let display_name = or_preset(r.string("displayName"), |p| p.1);
+    let provider = OAuth2Provider {
+        display_name: if display_name.is_empty() {
+            name.clone()
+        } else {
+            display_name
+        },
+        client_id: r.string("clientId"),
+        client_secret: r.string("clientSecret"),
+        auth_url: or_preset(r.string("authURL"), |p| p.2),
+        token_url: or_preset(r.string("tokenURL"), |p| p.3),
+        user_info_url: or_preset(r.string("userInfoURL"), |p| p.4),
+        name,
+    };
+    r.used.extend(["pkce", "extra"]);
+    r.finish();
+    let mut ok = true;
+    let names_ok = !provider.name.is_empty()
+        && provider
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !names_ok {
+        errors.add(
+            format!("{path}.name"),
+            "validation_invalid_value",
+            "A provider needs a name of letters, digits, `_` or `-`.".into(),
+        );
+        ok = false;
+    }
+    for (key, value) in [
+        ("clientId", &provider.client_id),
+        ("authURL", &provider.auth_url),
+        ("tokenURL", &provider.token_url),
+        ("userInfoURL", &provider.user_info_url),
+    ] {
+        let valid = match key {
+            "clientId" => !value.is_empty(),
+            _ => url::Url::parse(value).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+        };
+        if !valid {
+            errors.add(
+                format!("{path}.{key}"),
+                "validation_required",
+                format!("`{key}` is required (an http(s) URL for the URLs)."),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(provider)
+}
 
 /// A field as a client sent it; `id` may be missing on new fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -578,6 +794,9 @@ pub fn parse_collection(body: &Value, errors: &mut FieldErrors) -> CollectionInp
         password_auth_enabled: None,
         identity_fields: None,
         token_duration: None,
+        durations: BTreeMap::new(),
+        templates: BTreeMap::new(),
+        oauth2: None,
     };
     let Some(obj) = body.as_object() else {
         errors.add(
@@ -662,6 +881,81 @@ pub fn parse_collection(body: &Value, errors: &mut FieldErrors) -> CollectionInp
                 }
                 None => r.error(
                     "authToken",
+                    "validation_invalid_type",
+                    "Must be an object.".into(),
+                ),
+            }
+        }
+        for key in [
+            "verificationToken",
+            "passwordResetToken",
+            "emailChangeToken",
+        ] {
+            if let Some(value) = r.get(key) {
+                match value.as_object() {
+                    Some(obj) => {
+                        let mut inner = Reader::new(obj, key.into(), r.errors);
+                        let duration = inner.uint("duration", 0);
+                        inner.used.push("secret");
+                        inner.finish();
+                        if duration == 0 {
+                            r.error(
+                                key,
+                                "validation_invalid_value",
+                                "`duration` must be at least 1 second.".into(),
+                            );
+                        }
+                        input.durations.insert(key, duration);
+                    }
+                    None => r.error(key, "validation_invalid_type", "Must be an object.".into()),
+                }
+            }
+        }
+        for (key, _, _) in MAIL_TEMPLATES {
+            if let Some(value) = r.get(key) {
+                match value.as_object() {
+                    Some(obj) => {
+                        let mut inner = Reader::new(obj, key.into(), r.errors);
+                        let template = MailTemplate {
+                            subject: inner.string("subject"),
+                            body: inner.string("body"),
+                        };
+                        inner.finish();
+                        input.templates.insert(key, template);
+                    }
+                    None => r.error(key, "validation_invalid_type", "Must be an object.".into()),
+                }
+            }
+        }
+        if let Some(value) = r.get("oauth2") {
+            match value.as_object() {
+                Some(obj) => {
+                    let mut inner = Reader::new(obj, "oauth2".into(), r.errors);
+                    let enabled = inner.bool("enabled");
+                    inner.used.push("mappedFields");
+                    let providers = match inner.get("providers") {
+                        None => Vec::new(),
+                        Some(Value::Array(items)) => items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, item)| {
+                                parse_provider(item, format!("oauth2.providers.{i}"), inner.errors)
+                            })
+                            .collect(),
+                        Some(_) => {
+                            inner.error(
+                                "providers",
+                                "validation_invalid_type",
+                                "Must be a list.".into(),
+                            );
+                            Vec::new()
+                        }
+                    };
+                    inner.finish();
+                    input.oauth2 = Some(OAuth2Options { enabled, providers });
+                }
+                None => r.error(
+                    "oauth2",
                     "validation_invalid_type",
                     "Must be an object.".into(),
                 ),

@@ -62,11 +62,40 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+/// The event dispatcher's metrics (cheap to clone; clones share values).
+#[derive(Clone, Debug)]
+pub struct EventMetrics {
+    /// Outbox rows not yet sent.
+    pub backlog: prometheus_client::metrics::gauge::Gauge,
+    /// Age of the oldest unsent row, seconds (0 when none).
+    pub oldest_unsent_seconds:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Events published (acknowledged by the broker, or handed to the bus).
+    pub published: Counter,
+    /// Publish attempts that failed (nack, return, connection loss).
+    pub publish_failures: Counter,
+    /// From publish to broker confirm.
+    pub confirm_seconds: Histogram,
+}
+
+impl EventMetrics {
+    fn new() -> EventMetrics {
+        EventMetrics {
+            backlog: Default::default(),
+            oldest_unsent_seconds: Default::default(),
+            published: Counter::default(),
+            publish_failures: Counter::default(),
+            confirm_seconds: latency_histogram(),
+        }
+    }
+}
+
 /// Every metric Basalt exports, under the `basalt_` prefix.
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    pub events: EventMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -99,10 +128,37 @@ impl Metrics {
             "Time to produce an HTTP response, by method, route template and status",
             http_duration.clone(),
         );
+        let events = EventMetrics::new();
+        registry.register(
+            "outbox_backlog",
+            "Record events in the outbox not yet published",
+            events.backlog.clone(),
+        );
+        registry.register(
+            "outbox_oldest_unsent_seconds",
+            "Age of the oldest unpublished event (0 when none)",
+            events.oldest_unsent_seconds.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events published: confirmed by the broker, or handed to the in-process bus",
+            events.published.clone(),
+        );
+        registry.register(
+            "events_publish_failures",
+            "Publish attempts that failed: nacks, returned messages, lost connections",
+            events.publish_failures.clone(),
+        );
+        registry.register(
+            "events_confirm_duration_seconds",
+            "Time from publishing an event to the broker's confirm",
+            events.confirm_seconds.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             http_duration,
+            events,
         }
     }
 

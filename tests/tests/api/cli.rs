@@ -12,7 +12,7 @@ async fn run(dir: &std::path::Path, args: &[&str]) -> (bool, Vec<String>, Vec<St
 }
 
 async fn sign_in(url: &str, email: &str, password: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    basalt_tests::client()
         .post(format!(
             "{url}/api/collections/_superusers/auth-with-password"
         ))
@@ -40,7 +40,7 @@ async fn first_start_logs_a_setup_link_that_works_until_a_superuser_exists() {
     let collections = |token: String| {
         let url = url.clone();
         async move {
-            reqwest::Client::new()
+            basalt_tests::client()
                 .get(format!("{url}/api/collections"))
                 .header("Authorization", token)
                 .send()

@@ -8,14 +8,22 @@
     clippy::indexing_slicing
 )]
 
+mod api_keys;
 mod auth;
+mod auth_flows;
 mod cli;
 mod collections;
 mod db;
+mod events;
 mod filter;
 mod http_basics;
 mod hygiene;
+mod oauth2;
+mod openapi;
+mod rate_limits;
+mod realtime;
 mod records_read;
 mod records_write;
+mod rules;
 mod sdk;
 mod serve;

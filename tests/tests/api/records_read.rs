@@ -10,6 +10,7 @@ backend_tests!(
     lists_filter_sort_and_page,
     expand_follows_relations_under_each_view_rule,
     statements_per_request_do_not_grow_with_the_page,
+    prepared_statements_are_reused,
 );
 
 struct World {
@@ -279,6 +280,15 @@ async fn lists_filter_sort_and_page(backend: Backend) {
         let path = path.to_owned();
         async move { app.call(Method::GET, &path, Some(&admin), None).await }
     };
+    // Absurd pages are empty pages, not overflows (found by schemathesis).
+    for path in [
+        "/api/collections/posts/records?page=18446744073709551615&perPage=1000",
+        "/api/collections?page=18446744073709551615&perPage=1000",
+    ] {
+        let (status, page) = get(path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_eq!(page["items"], json!([]), "{path}");
+    }
     let (_, page) = get("/api/collections/posts/records?sort=-title").await;
     assert_eq!(ids(&page), ["p3", "p4", "p2", "p1"]);
     let (_, page) = get("/api/collections/posts/records?sort=published,-title").await;
@@ -416,6 +426,28 @@ async fn expand_follows_relations_under_each_view_rule(backend: Backend) {
     );
     assert_eq!(delta["expand"]["comments_via_post"][0]["id"], "c3");
 
+    // `fields` reaches into expansions: nested paths, lists of records, `*`.
+    let (status, one) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records/p1?expand=author,comments_via_post.writer\
+             &fields=id,expand.author.email,expand.comments_via_post.text,expand.comments_via_post.expand.writer.*",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        one,
+        json!({"id": "p1", "expand": {
+            "author": {"email": "ann@example.com"},
+            "comments_via_post": [
+                {"text": "first!"},
+                {"text": "nice", "expand": {"writer": nice["expand"]["writer"]}},
+            ],
+        }}),
+    );
+
     // A superuser sees every expansion; view takes expand too.
     let (_, one) = app
         .call(
@@ -500,5 +532,102 @@ async fn statements_per_request_do_not_grow_with_the_page(backend: Backend) {
     assert_eq!(
         expanded, 2,
         "expand costs one query per relation, not one per row"
+    );
+}
+
+/// Statements cached on the one pooled connection (sqlx prepares each distinct SQL
+/// text once per connection and keeps it).
+async fn cached_statements(app: &TestApp, backend: Backend) -> usize {
+    use sea_orm::sqlx::Connection;
+    let conn = app.state.db.conn();
+    match backend {
+        Backend::Sqlite => conn
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .unwrap()
+            .cached_statements_size(),
+        Backend::Postgres => conn
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .unwrap()
+            .cached_statements_size(),
+    }
+}
+
+async fn prepared_statements_are_reused(backend: Backend) {
+    // One connection, so every request below runs on the connection we inspect.
+    let app = TestApp::builder(backend)
+        .setting("database_max_connections", "1")
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "notes", "listRule": "n >= 0", "viewRule": "n >= 0",
+                "fields": [{"name": "title", "type": "text"}, {"name": "n", "type": "number"}],
+                "indexes": ["CREATE INDEX idx_notes_n ON notes (n)"],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for i in 0..30 {
+        app.state
+            .records
+            .insert_system(
+                "notes",
+                json!({"id": format!("note{i:04}"), "title": format!("t{i}"), "n": i})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .await
+            .unwrap();
+    }
+    let requests = |round: usize| {
+        let app = &app;
+        async move {
+            for i in 0..10 {
+                let k = round * 10 + i;
+                let (status, body) = app
+                    .call(
+                        Method::GET,
+                        &format!("/api/collections/notes/records/note{k:04}"),
+                        None,
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                let (status, body) = app
+                    .call(
+                        Method::GET,
+                        &format!(
+                            "/api/collections/notes/records?filter=n>{k}&perPage={}",
+                            i + 1
+                        ),
+                        None,
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+            }
+        }
+    };
+    // The first round prepares what views and lists need; later rounds, with other
+    // ids, filter values and page sizes, prepare nothing new.
+    requests(0).await;
+    let warm = cached_statements(&app, backend).await;
+    assert!(warm > 0, "statements are cached at all");
+    requests(1).await;
+    requests(2).await;
+    assert_eq!(
+        cached_statements(&app, backend).await,
+        warm,
+        "new values must reuse the prepared statements"
     );
 }

@@ -12,43 +12,29 @@ fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk")
 }
 
-/// The pinned SDK and the scripts, installed once into a folder named after their
-/// contents. Parallel test processes may race here: each installs into a private
-/// folder and renames it into place; whoever loses uses the winner's.
+/// The pinned SDK and the scripts, installed once per content (see `tools`).
 fn install_sdk() -> PathBuf {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let files = ["package.json", "collections.mjs", "records.mjs"];
-    let mut hasher = DefaultHasher::new();
-    for file in files {
-        std::fs::read(sdk_dir().join(file))
-            .unwrap()
-            .hash(&mut hasher);
-    }
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join(format!("pocketbase-sdk-{:016x}", hasher.finish()));
-    if dir.join("node_modules/pocketbase").exists() {
-        return dir;
-    }
-    let staging = root.join(format!("pocketbase-sdk-staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).unwrap();
-    for file in files {
-        std::fs::copy(sdk_dir().join(file), staging.join(file)).unwrap();
-    }
-    let status = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(&staging)
-        .status()
-        .expect("run npm");
-    assert!(status.success(), "npm install of the PocketBase SDK failed");
-    if std::fs::rename(&staging, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    assert!(
-        dir.join("node_modules/pocketbase").exists(),
-        "SDK installed"
-    );
-    dir
+    basalt_tests::tools::install_once(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "pocketbase-sdk",
+        &sdk_dir(),
+        &[
+            "package.json",
+            "collections.mjs",
+            "records.mjs",
+            "auth.mjs",
+            "realtime.mjs",
+        ],
+        "node_modules/pocketbase",
+        |staging| {
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(staging)
+                .status()
+                .expect("run npm");
+            assert!(status.success(), "npm install of the PocketBase SDK failed");
+        },
+    )
 }
 
 /// Run one SDK script against a fresh Basalt; `checks` is how many must print `ok`.
@@ -92,10 +78,20 @@ async fn sdk_collections_calls_work_unchanged(backend: Backend) {
 }
 
 async fn sdk_record_calls_work_unchanged(backend: Backend) {
-    run_script(backend, "records.mjs", 8).await;
+    run_script(backend, "records.mjs", 9).await;
+}
+
+async fn sdk_auth_calls_work_unchanged(backend: Backend) {
+    run_script(backend, "auth.mjs", 5).await;
+}
+
+async fn sdk_realtime_subscribe_works_unchanged(backend: Backend) {
+    run_script(backend, "realtime.mjs", 2).await;
 }
 
 basalt_tests::backend_tests!(
     sdk_collections_calls_work_unchanged,
-    sdk_record_calls_work_unchanged
+    sdk_record_calls_work_unchanged,
+    sdk_auth_calls_work_unchanged,
+    sdk_realtime_subscribe_works_unchanged
 );

@@ -22,7 +22,9 @@ fn listening(process: &BasaltProcess) -> serde_json::Value {
 }
 
 async fn health(url: &str) -> u16 {
-    reqwest::get(format!("{url}/api/health"))
+    basalt_tests::client()
+        .get(format!("{url}/api/health"))
+        .send()
         .await
         .map_or(0, |r| r.status().as_u16())
 }
@@ -68,7 +70,7 @@ async fn serve_is_the_default_starts_fast_and_reuses_its_data() {
 async fn json_logs_carry_the_request_span() {
     let dir = tempfile::tempdir().unwrap();
     let (process, url) = BasaltProcess::start(process::command(dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = basalt_tests::client();
     client
         .get(format!("{url}/api/health"))
         .header("x-request-id", "trace-me-7")
@@ -259,7 +261,11 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let server_addr = url.trim_start_matches("http://").to_owned();
 
     let in_flight = tokio::spawn(async move {
-        let res = reqwest::get(format!("{url}/api/ready")).await.unwrap();
+        let res = basalt_tests::client()
+            .get(format!("{url}/api/ready"))
+            .send()
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         (status, res.json::<serde_json::Value>().await.unwrap())
     });

@@ -1,0 +1,106 @@
+//! The transactional outbox: a CloudEvent row per record change, inserted in the
+//! change's own transaction, so a committed change always has its event and a
+//! rolled-back one never does.
+
+use chrono::{SecondsFormat, Utc};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, NotSet, Set};
+use serde_json::{Value, json};
+
+use crate::db::entities::outbox;
+
+/// What happened to a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Deleted => "deleted",
+        }
+    }
+}
+
+/// The CloudEvent 1.0 for a change of record `id` of `collection`. `record` and
+/// `previous` are already stripped of what no subscriber may see.
+pub fn cloud_event(
+    event_id: &str,
+    collection: &str,
+    action: Action,
+    id: &str,
+    record: &Value,
+    previous: Option<&Value>,
+) -> Value {
+    let mut data = json!({"collection": collection, "record": record});
+    if let (Some(previous), Some(map)) = (previous, data.as_object_mut()) {
+        map.insert("previous".into(), previous.clone());
+    }
+    json!({
+        "specversion": "1.0",
+        "id": event_id,
+        "source": format!("/collections/{collection}"),
+        "type": format!("basalt.record.{}", action.as_str()),
+        "subject": id,
+        "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "datacontenttype": "application/json",
+        "data": data,
+    })
+}
+
+/// Insert the event for a change inside the change's transaction `txn`.
+///
+/// Fails when the row cannot be written, which fails (and rolls back) the change.
+pub async fn write<C: ConnectionTrait>(
+    txn: &C,
+    collection: &str,
+    action: Action,
+    id: &str,
+    record: &Value,
+    previous: Option<&Value>,
+) -> Result<(), DbErr> {
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let event = cloud_event(&event_id, collection, action, id, record, previous);
+    outbox::ActiveModel {
+        seq: NotSet,
+        id: Set(event_id),
+        collection: Set(collection.to_owned()),
+        action: Set(action.as_str().to_owned()),
+        payload: Set(event.to_string()),
+        created: Set(Utc::now()),
+        sent: Set(None),
+        attempts: Set(0),
+    }
+    .insert(txn)
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_cloudevents() {
+        let event = cloud_event(
+            "0190-x",
+            "posts",
+            Action::Updated,
+            "p1",
+            &json!({"id": "p1", "title": "new"}),
+            Some(&json!({"id": "p1", "title": "old"})),
+        );
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "basalt.record.updated");
+        assert_eq!(event["source"], "/collections/posts");
+        assert_eq!(event["subject"], "p1");
+        assert_eq!(event["data"]["previous"]["title"], "old");
+        assert!(event["time"].as_str().unwrap().ends_with('Z'));
+        let created = cloud_event("e", "posts", Action::Created, "p1", &json!({}), None);
+        assert!(created["data"].get("previous").is_none());
+    }
+}

@@ -1,0 +1,484 @@
+//! Realtime, PocketBase-compatible: clients hold an SSE stream (`GET /api/realtime`)
+//! and set their subscriptions (`POST /api/realtime`). Every published record event
+//! goes to each subscriber whose view rule — evaluated for that subscriber, on that
+//! record, deletes included — and subscription filter hold, with `expand` and
+//! `fields` applied with the subscriber's own rights. A subscriber whose token key
+//! rotates (a password change, revoked sessions) or whose record is deleted is
+//! disconnected. Fed in-process after commit by the event dispatcher.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::events::Event;
+use crate::filter::compile::Request;
+use crate::identity::Identity;
+use crate::records::RecordService;
+use crate::records::read::{pick_fields, request_auth};
+
+/// Messages a slow client may have queued before it is dropped.
+const QUEUE: usize = 256;
+
+/// Limits, from the settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_subscriptions: usize,
+    pub max_connections_per_ip: usize,
+    pub keepalive: Duration,
+    /// A client with no subscriptions for this long is disconnected.
+    pub idle_timeout: Duration,
+}
+
+/// One subscription: `posts/*` or `posts/ID`, with PocketBase's `options`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// As the client wrote it; events carry it as their name.
+    pub topic: String,
+    pub collection: String,
+    /// `None` for every record (`*`).
+    pub record: Option<String>,
+    pub filter: Option<String>,
+    pub expand: Option<String>,
+    pub fields: Option<String>,
+    pub query: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Subscription {
+    /// `COLLECTION`, `COLLECTION/*` or `COLLECTION/ID`, optionally followed by
+    /// `?options=<url-encoded JSON {query: {...}, headers: {...}}>`.
+    pub fn parse(topic: &str) -> Result<Subscription, String> {
+        let (path, options) = match topic.split_once('?') {
+            Some((path, rest)) => (path, Some(rest)),
+            None => (topic, None),
+        };
+        let (collection, record) = match path.split_once('/') {
+            Some((collection, "*")) => (collection, None),
+            Some((collection, id)) => (collection, Some(id.to_owned())),
+            None => (path, None),
+        };
+        if collection.is_empty() || collection.len() > 255 {
+            return Err(format!("`{topic}` is not COLLECTION/* or COLLECTION/ID"));
+        }
+        let mut subscription = Subscription {
+            topic: topic.to_owned(),
+            collection: collection.to_owned(),
+            record,
+            filter: None,
+            expand: None,
+            fields: None,
+            query: HashMap::new(),
+            headers: HashMap::new(),
+        };
+        if let Some(options) = options {
+            let raw = url::form_urlencoded::parse(options.as_bytes())
+                .find(|(k, _)| k == "options")
+                .map(|(_, v)| v.into_owned())
+                .ok_or_else(|| format!("`{topic}`: unknown query, expected ?options=…"))?;
+            let options: Value = serde_json::from_str(&raw)
+                .map_err(|e| format!("`{topic}`: options are not JSON ({e})"))?;
+            let strings = |value: Option<&Value>| -> HashMap<String, String> {
+                value
+                    .and_then(Value::as_object)
+                    .map(|map| {
+                        map.iter()
+                            .map(|(k, v)| {
+                                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                                (k.clone(), text)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            subscription.query = strings(options.get("query"));
+            subscription.headers = strings(options.get("headers"))
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            subscription.filter = subscription.query.get("filter").cloned();
+            subscription.expand = subscription.query.get("expand").cloned();
+            subscription.fields = subscription.query.get("fields").cloned();
+        }
+        Ok(subscription)
+    }
+}
+
+#[derive(Debug)]
+struct Client {
+    ip: IpAddr,
+    tx: mpsc::Sender<Bytes>,
+    state: Mutex<ClientState>,
+}
+
+#[derive(Debug)]
+struct ClientState {
+    identity: Identity,
+    subscriptions: Vec<Subscription>,
+    /// Since when the client has had no subscriptions.
+    idle_since: Option<Instant>,
+}
+
+/// Why a subscription request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    #[error("no realtime client with this id is connected")]
+    UnknownClient,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the client is signed in as someone else")]
+    Forbidden,
+}
+
+/// The connected clients.
+#[derive(Debug)]
+pub struct Hub {
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+    limits: Limits,
+}
+
+/// One SSE message.
+fn message(id: Option<&str>, event: &str, data: &Value) -> Bytes {
+    let mut text = String::new();
+    if let Some(id) = id {
+        text.push_str(&format!("id:{id}\n"));
+    }
+    // Event names are topics: keep them on one line.
+    let event: String = event.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    text.push_str(&format!("event:{event}\ndata:{data}\n\n"));
+    Bytes::from(text)
+}
+
+/// Whose record an identity is: (collection id, record id).
+fn owner_of(identity: &Identity) -> Option<(String, String)> {
+    match identity {
+        Identity::Record { collection, record } => Some((
+            collection.id.clone(),
+            record.get("id")?.as_str()?.to_owned(),
+        )),
+        Identity::Superuser { record } => Some((
+            crate::identity::SUPERUSERS.to_owned(),
+            record.get("id")?.as_str()?.to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+impl Hub {
+    pub fn new(limits: Limits) -> Hub {
+        Hub {
+            clients: Mutex::new(HashMap::new()),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn clients(&self) -> Vec<(String, Arc<Client>)> {
+        self.clients
+            .lock()
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Register a new client from `ip`: its id and the stream of its messages, the
+    /// first being `PB_CONNECT`. `None` when the address has too many connections.
+    pub fn connect(&self, ip: IpAddr) -> Option<(String, mpsc::Receiver<Bytes>)> {
+        let mut clients = self.clients.lock().ok()?;
+        let from_ip = clients.values().filter(|c| c.ip == ip).count();
+        if from_ip >= self.limits.max_connections_per_ip {
+            return None;
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let hello = message(Some(&id), "PB_CONNECT", &json!({"clientId": id}));
+        tx.try_send(hello).ok()?;
+        clients.insert(
+            id.clone(),
+            Arc::new(Client {
+                ip,
+                tx,
+                state: Mutex::new(ClientState {
+                    identity: Identity::Anonymous,
+                    subscriptions: Vec::new(),
+                    idle_since: Some(Instant::now()),
+                }),
+            }),
+        );
+        Some((id, rx))
+    }
+
+    /// Forget a client (its stream ended, or it is being disconnected).
+    pub fn disconnect(&self, id: &str) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(id);
+        }
+    }
+
+    /// Replace a client's subscriptions, and take the identity it subscribes as.
+    ///
+    /// Fails with `UnknownClient`, `Invalid` (a bad topic, too many), or
+    /// `Forbidden` when the client was signed in as someone else.
+    pub fn subscribe(
+        &self,
+        client_id: &str,
+        identity: Identity,
+        topics: &[String],
+    ) -> Result<(), RealtimeError> {
+        let client = self
+            .clients
+            .lock()
+            .ok()
+            .and_then(|c| c.get(client_id).cloned())
+            .ok_or(RealtimeError::UnknownClient)?;
+        if topics.len() > self.limits.max_subscriptions {
+            return Err(RealtimeError::Invalid(format!(
+                "at most {} subscriptions per connection",
+                self.limits.max_subscriptions
+            )));
+        }
+        let subscriptions = topics
+            .iter()
+            .map(|t| Subscription::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RealtimeError::Invalid)?;
+        let mut state = client
+            .state
+            .lock()
+            .map_err(|_| RealtimeError::UnknownClient)?;
+        let before = owner_of(&state.identity);
+        if before.is_some() && before != owner_of(&identity) {
+            return Err(RealtimeError::Forbidden);
+        }
+        state.identity = identity;
+        state.idle_since = subscriptions.is_empty().then(Instant::now);
+        state.subscriptions = subscriptions;
+        Ok(())
+    }
+
+    /// End every stream (shutting down: SSE streams never finish by themselves).
+    pub fn close_all(&self) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.clear();
+        }
+    }
+
+    /// How many clients are connected.
+    pub fn len(&self) -> usize {
+        self.clients.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Disconnect clients idle (no subscriptions) for longer than the limit.
+    pub fn sweep(&self) {
+        let limit = self.limits.idle_timeout;
+        for (id, client) in self.clients() {
+            let idle = client
+                .state
+                .lock()
+                .ok()
+                .and_then(|s| s.idle_since)
+                .is_some_and(|since| since.elapsed() >= limit);
+            if idle {
+                self.disconnect(&id);
+            }
+        }
+    }
+
+    /// Deliver one event to every subscriber allowed to see it.
+    pub async fn deliver(&self, event: &Event, records: &RecordService) {
+        let Some(record) = event
+            .payload
+            .pointer("/data/record")
+            .and_then(Value::as_object)
+            .cloned()
+        else {
+            return;
+        };
+        let id = record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let action = match event.action.as_str() {
+            "created" => "create",
+            "updated" => "update",
+            _ => "delete",
+        };
+        let collection_id = record
+            .get("collectionId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        for (client_id, client) in self.clients() {
+            let (identity, subscriptions) = match client.state.lock() {
+                Ok(state) => (state.identity.clone(), state.subscriptions.clone()),
+                Err(_) => continue,
+            };
+            // The subscriber's own record changed: a new token key (or none) ends it.
+            if event.action != "created"
+                && owner_of(&identity).is_some_and(|(c, r)| {
+                    (c == collection_id
+                        || (c == crate::identity::SUPERUSERS
+                            && event.collection == crate::identity::SUPERUSERS))
+                        && r == id
+                })
+                && !self
+                    .still_valid(&identity, &event.collection, &id, records)
+                    .await
+            {
+                self.disconnect(&client_id);
+                continue;
+            }
+            for subscription in subscriptions
+                .iter()
+                .filter(|s| s.collection == event.collection || s.collection == collection_id)
+            {
+                if subscription.record.as_ref().is_some_and(|r| *r != id) {
+                    continue;
+                }
+                let Some(shaped) = self
+                    .shape_for(&identity, subscription, event, &record, &id, records)
+                    .await
+                else {
+                    continue;
+                };
+                let data = json!({"action": action, "record": shaped});
+                if client
+                    .tx
+                    .try_send(message(None, &subscription.topic, &data))
+                    .is_err()
+                {
+                    // Gone, or too slow to keep up: it can reconnect.
+                    self.disconnect(&client_id);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether the identity's record still exists with the same token key.
+    async fn still_valid(
+        &self,
+        identity: &Identity,
+        collection: &str,
+        id: &str,
+        records: &RecordService,
+    ) -> bool {
+        let key = |record: &Map<String, Value>| record.get("tokenKey").cloned();
+        let held = match identity {
+            Identity::Record { record, .. } | Identity::Superuser { record } => key(record),
+            _ => return true,
+        };
+        match records.find_by_id(collection, id).await {
+            Ok(Some(current)) => key(&current) == held,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// The record as this subscriber may see it, or `None` when it may not.
+    async fn shape_for(
+        &self,
+        identity: &Identity,
+        subscription: &Subscription,
+        event: &Event,
+        record: &Map<String, Value>,
+        id: &str,
+        records: &RecordService,
+    ) -> Option<Value> {
+        let mut request = Request::new("GET");
+        request.auth = request_auth(identity);
+        request.query = subscription.query.clone();
+        request.headers = subscription.headers.clone();
+        let shaped = if event.action == "deleted" {
+            records
+                .view_gone(
+                    &event.collection,
+                    record,
+                    identity,
+                    &request,
+                    subscription.filter.as_deref(),
+                )
+                .await
+                .ok()
+                .flatten()?
+        } else {
+            records
+                .view_filtered(
+                    &event.collection,
+                    id,
+                    identity,
+                    &request,
+                    subscription.filter.as_deref(),
+                    subscription.expand.as_deref(),
+                )
+                .await
+                .ok()?
+                .0
+        };
+        Some(pick_fields(shaped, subscription.fields.as_deref()))
+    }
+
+    /// Feed every published event to the subscribers, until the bus closes.
+    pub async fn run(
+        self: Arc<Self>,
+        events: crate::events::Events,
+        records: RecordService,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut bus = events.subscribe();
+        let mut sweep = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = sweep.tick() => self.sweep(),
+                received = bus.recv() => match received {
+                    Ok(event) => self.deliver(&event, &records).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "realtime fell behind the event bus");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_parse_like_the_sdk_writes_them() {
+        let s = Subscription::parse("posts/*").unwrap();
+        assert_eq!(
+            (s.collection.as_str(), s.record.as_deref()),
+            ("posts", None)
+        );
+        let s = Subscription::parse("posts/abc").unwrap();
+        assert_eq!(s.record.as_deref(), Some("abc"));
+        assert_eq!(Subscription::parse("posts").unwrap().record, None);
+        let options = url::form_urlencoded::byte_serialize(
+            br#"{"query":{"filter":"n > 1","expand":"author","fields":"id"},"headers":{"X-A":"b"}}"#,
+        )
+        .collect::<String>();
+        let s = Subscription::parse(&format!("posts/*?options={options}")).unwrap();
+        assert_eq!(s.filter.as_deref(), Some("n > 1"));
+        assert_eq!(s.expand.as_deref(), Some("author"));
+        assert_eq!(s.fields.as_deref(), Some("id"));
+        assert_eq!(s.headers.get("x-a").map(String::as_str), Some("b"));
+        assert!(Subscription::parse("/x").is_err());
+        assert!(Subscription::parse("posts/*?options=notjson").is_err());
+        assert!(Subscription::parse("posts/*?other=1").is_err());
+    }
+}

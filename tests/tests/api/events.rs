@@ -1,0 +1,580 @@
+//! Record events: one `_outbox` row per committed change in the change's own
+//! transaction, CloudEvents 1.0, drained in order to the in-process bus or to the
+//! real RabbitMQ at 127.0.0.1:5672 with publisher confirms — and through a broker
+//! outage without losing one. Tests with `rabbitmq` in their name share a nextest
+//! group of one, since one of them stops the broker.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use basalt_server::db::entities::outbox;
+use basalt_tests::{Backend, TestApp, backend_tests, eventually, require_service, require_tool};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use reqwest::Method;
+use sea_orm::{EntityTrait, QueryOrder};
+use serde_json::{Value, json};
+
+backend_tests!(
+    every_committed_change_has_exactly_one_event,
+    the_in_process_bus_gets_every_event_in_order,
+    rabbitmq_gets_cloudevents_with_confirms,
+    rabbitmq_outage_loses_no_event,
+);
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+async fn events(app: &TestApp) -> Vec<outbox::Model> {
+    outbox::Entity::find()
+        .order_by_asc(outbox::Column::Seq)
+        .all(app.state.events.db().conn())
+        .await
+        .unwrap()
+}
+
+fn payload(row: &outbox::Model) -> Value {
+    serde_json::from_str(&row.payload).unwrap()
+}
+
+/// posts (with a hidden field) and comments cascading from posts.
+async fn schema(app: &TestApp, admin: &str) {
+    let (status, posts) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(admin),
+            Some(json!({
+                "name": "posts", "listRule": "", "viewRule": "", "createRule": "title != 'no'",
+                "updateRule": "", "deleteRule": "",
+                "fields": [
+                    {"name": "title", "type": "text"},
+                    {"name": "n", "type": "number"},
+                    {"name": "secret", "type": "text", "hidden": true},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{posts}");
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(admin),
+            Some(json!({
+                "name": "comments", "createRule": "", "deleteRule": "",
+                "fields": [{"name": "post", "type": "relation", "collectionId": posts["id"], "cascadeDelete": true}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn every_committed_change_has_exactly_one_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    let before = events(&app).await.len();
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let app = &app;
+        let path = path.to_owned();
+        async move { app.call(method, &path, None, body).await }
+    };
+
+    let (status, post) = call(
+        Method::POST,
+        "/api/collections/posts/records",
+        Some(json!({"title": "a", "secret": "s"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{post}");
+    let id = post["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        Method::PATCH,
+        &format!("/api/collections/posts/records/{id}"),
+        Some(json!({"title": "b", "n+": 2})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Refused and failing writes leave no event.
+    assert_eq!(
+        call(
+            Method::POST,
+            "/api/collections/posts/records",
+            Some(json!({"title": "no"}))
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            "/api/collections/posts/records",
+            Some(json!({"title": 5}))
+        )
+        .await
+        .0,
+        400
+    );
+    let (status, _) = call(
+        Method::POST,
+        "/api/batch",
+        Some(json!({"requests": [
+            {"method": "POST", "url": "/api/collections/posts/records", "body": {"title": "in batch"}},
+            {"method": "POST", "url": "/api/collections/posts/records", "body": {"title": "no"}},
+        ]})),
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "the batch is rolled back, its first create too"
+    );
+    let (status, _) = call(
+        Method::POST,
+        "/api/batch",
+        Some(json!({"requests": [
+            {"method": "POST", "url": "/api/collections/comments/records", "body": {"post": id}},
+            {"method": "POST", "url": "/api/collections/comments/records", "body": {"post": id}},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Deleting the post cascades to both comments: three events in one transaction.
+    assert_eq!(
+        call(
+            Method::DELETE,
+            &format!("/api/collections/posts/records/{id}"),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    // Sign-up (an auth record): its event carries no password hash or token key.
+    let (status, user) = call(
+        Method::POST,
+        "/api/collections/users/records",
+        Some(json!({"email": "ann@example.com", "password": "ann-password", "passwordConfirm": "ann-password"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+
+    let rows: Vec<outbox::Model> = events(&app).await.into_iter().skip(before).collect();
+    let summary: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.collection.clone(), r.action.clone()))
+        .collect();
+    let expected = [
+        ("posts", "created"),
+        ("posts", "updated"),
+        ("comments", "created"),
+        ("comments", "created"),
+        ("comments", "deleted"),
+        ("comments", "deleted"),
+        ("posts", "deleted"),
+        ("users", "created"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(c, a)| (c.to_owned(), a.to_owned())).to_vec()
+    );
+    let ids: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), rows.len(), "event ids are unique");
+
+    let created = payload(&rows[0]);
+    assert_eq!(created["specversion"], "1.0");
+    assert_eq!(created["id"], rows[0].id.as_str());
+    assert_eq!(created["type"], "basalt.record.created");
+    assert_eq!(created["source"], "/collections/posts");
+    assert_eq!(created["subject"], id.as_str());
+    assert_eq!(created["datacontenttype"], "application/json");
+    assert!(created["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(created["data"]["collection"], "posts");
+    assert_eq!(created["data"]["record"]["title"], "a");
+    assert!(
+        created["data"]["record"].get("secret").is_none(),
+        "hidden fields never appear"
+    );
+    assert!(created["data"].get("previous").is_none());
+    let updated = payload(&rows[1]);
+    assert_eq!(updated["data"]["record"]["title"], "b");
+    assert_eq!(updated["data"]["record"]["n"], 2);
+    assert_eq!(updated["data"]["previous"]["title"], "a");
+    let deleted = payload(&rows[6]);
+    assert_eq!(deleted["type"], "basalt.record.deleted");
+    assert_eq!(deleted["data"]["record"]["id"], id.as_str());
+    let signed_up = payload(&rows[7]);
+    let record = signed_up["data"]["record"].as_object().unwrap();
+    assert_eq!(record["email"], "ann@example.com");
+    assert!(
+        !record.contains_key("password") && !record.contains_key("tokenKey"),
+        "{record:?}"
+    );
+    assert!(!rows[7].payload.contains("$argon2"));
+}
+
+async fn the_in_process_bus_gets_every_event_in_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    let mut bus = app.state.events.subscribe();
+    for i in 0..5 {
+        let (status, _) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("t{i}")})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let mut titles = Vec::new();
+    while titles.len() < 5 {
+        let event = tokio::time::timeout(Duration::from_secs(10), bus.recv())
+            .await
+            .expect("an event within 10 s")
+            .unwrap();
+        if event.collection == "posts" {
+            titles.push(
+                event.payload["data"]["record"]["title"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    assert_eq!(titles, ["t0", "t1", "t2", "t3", "t4"]);
+    eventually(Duration::from_secs(10), "every row marked sent", || async {
+        (app.state.events.backlog().await == 0).then_some(())
+    })
+    .await;
+    // Sent rows are pruned after the retention (0 here: at once).
+    let app = TestApp::builder(backend)
+        .setting("outbox_retention", "0s")
+        .spawn()
+        .await;
+    app.create_auth_record("users", "bo@example.com", "bo-password")
+        .await;
+    eventually(Duration::from_secs(10), "sent", || async {
+        (app.state.events.backlog().await == 0).then_some(())
+    })
+    .await;
+    assert!(!events(&app).await.is_empty());
+    app.state.events.prune().await;
+    assert!(events(&app).await.is_empty(), "pruned");
+}
+
+/// A durable queue bound to `exchange`, and the exchange itself (as Basalt declares it).
+async fn bind_queue(exchange: &str, queue: &str) {
+    let conn = Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    conn.close(200, "bound".into()).await.unwrap();
+}
+
+async fn cleanup(exchange: &str, queue: &str) {
+    if let Ok(conn) = Connection::connect(AMQP, ConnectionProperties::default()).await {
+        let channel = conn.create_channel().await.unwrap();
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+        let _ = conn.close(200, "cleanup".into()).await;
+    }
+}
+
+/// Every delivery seen: message id, routing key, properties and body.
+type Seen = Arc<Mutex<Vec<(String, String, lapin::BasicProperties, Value)>>>;
+
+/// A consumer that survives broker restarts: every delivery's message id and routing
+/// key, acked after it is recorded.
+fn consume(queue: String) -> (Seen, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok(conn) = Connection::connect(AMQP, ConnectionProperties::default()).await else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let Ok(channel) = conn.create_channel().await else {
+                continue;
+            };
+            let Ok(mut consumer) = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "test".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                let body: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+                sink.lock().unwrap().push((
+                    id,
+                    delivery.routing_key.to_string(),
+                    delivery.properties.clone(),
+                    body,
+                ));
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+            }
+        }
+    });
+    (seen, task)
+}
+
+async fn rabbitmq_gets_cloudevents_with_confirms(backend: Backend) {
+    if !require_service(
+        "RabbitMQ",
+        "127.0.0.1:5672",
+        "rabbitmq_gets_cloudevents_with_confirms",
+    )
+    .await
+    {
+        return;
+    }
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let exchange = format!("basalt.test.{tag}");
+    let queue = format!("basalt-test-{tag}");
+    let app = TestApp::builder(backend)
+        .setting("amqp_url", AMQP)
+        .setting("amqp_exchange", exchange.clone())
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+
+    // No queue bound yet: the broker returns the messages, so they stay unsent.
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "early"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        app.state.events.backlog().await > 0,
+        "a returned message is not sent"
+    );
+
+    bind_queue(&exchange, &queue).await;
+    let (seen, consumer) = consume(queue.clone());
+    for title in ["one", "two"] {
+        let (status, _) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": title})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let rows = events(&app).await;
+    let posts: Vec<&outbox::Model> = rows.iter().filter(|r| r.collection == "posts").collect();
+    eventually(
+        Duration::from_secs(30),
+        "three posts on the queue",
+        || async {
+            let seen = seen.lock().unwrap();
+            (seen.iter().filter(|m| m.1 == "posts.created").count() >= 3).then_some(())
+        },
+    )
+    .await;
+    let messages = seen.lock().unwrap().clone();
+    let mine: Vec<_> = messages.iter().filter(|m| m.1 == "posts.created").collect();
+    let titles: Vec<&str> = mine
+        .iter()
+        .map(|m| m.3["data"]["record"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["early", "one", "two"], "in order");
+    for (message, row) in mine.iter().zip(&posts) {
+        assert_eq!(message.0, row.id, "message_id is the event id");
+        assert_eq!(message.3["id"], row.id.as_str());
+        let properties = &message.2;
+        assert_eq!(properties.delivery_mode(), &Some(2), "persistent");
+        assert_eq!(
+            properties
+                .content_type()
+                .as_ref()
+                .map(|s| s.to_string())
+                .as_deref(),
+            Some("application/cloudevents+json")
+        );
+    }
+    eventually(Duration::from_secs(10), "nothing left unsent", || async {
+        (app.state.events.backlog().await == 0).then_some(())
+    })
+    .await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("basalt_outbox_backlog 0"), "{metrics}");
+    assert!(
+        metrics.contains("basalt_events_confirm_duration_seconds_count"),
+        "{metrics}"
+    );
+    consumer.abort();
+    cleanup(&exchange, &queue).await;
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Starts the broker again however the test ends.
+struct Restart;
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}
+
+async fn rabbitmq_outage_loses_no_event(backend: Backend) {
+    let test = "rabbitmq_outage_loses_no_event";
+    if !require_service("RabbitMQ", "127.0.0.1:5672", test).await
+        || !require_tool("rabbitmqctl", test)
+    {
+        return;
+    }
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let exchange = format!("basalt.test.{tag}");
+    let queue = format!("basalt-test-{tag}");
+    bind_queue(&exchange, &queue).await;
+    let (seen, consumer) = consume(queue.clone());
+    let app = TestApp::builder(backend)
+        .setting("amqp_url", AMQP)
+        .setting("amqp_exchange", exchange.clone())
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    let restart = Restart;
+
+    const WRITES: usize = 1000;
+    let mut failed = 0;
+    for i in 0..WRITES {
+        if i == 300 {
+            rabbitmqctl(&["stop_app"]);
+            let (status, body) = app.get_json("/api/ready").await;
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["data"]["rabbitmq"]["code"], "down", "{body}");
+        }
+        if i == 700 {
+            let metrics = app.get("/metrics").await.text().await.unwrap();
+            let backlog: f64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("basalt_outbox_backlog "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0);
+            assert!(
+                backlog > 0.0,
+                "events wait while the broker is down: {backlog}"
+            );
+            rabbitmqctl(&["start_app"]);
+        }
+        let (status, _) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("w{i}")})),
+            )
+            .await;
+        if status != 200 {
+            failed += 1;
+        }
+    }
+    drop(restart);
+    assert_eq!(failed, 0, "every write succeeds, broker or not");
+    let expected: HashSet<String> = events(&app)
+        .await
+        .into_iter()
+        .filter(|r| r.collection == "posts")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(expected.len(), WRITES);
+    eventually(
+        Duration::from_secs(120),
+        "all 1000 events on the queue",
+        || async {
+            let seen = seen.lock().unwrap();
+            let got: HashSet<&String> = seen
+                .iter()
+                .map(|m| &m.0)
+                .filter(|id| expected.contains(*id))
+                .collect();
+            (got.len() == WRITES).then_some(())
+        },
+    )
+    .await;
+    let delivered = seen.lock().unwrap().len();
+    eprintln!("{WRITES} distinct events; {delivered} deliveries (duplicates are allowed)");
+    consumer.abort();
+    cleanup(&exchange, &queue).await;
+}

@@ -1,0 +1,348 @@
+//! Realtime over SSE, as PocketBase's SDK speaks it: PB_CONNECT, subscriptions set by
+//! POST, events only for subscribers whose view rule (and filter) holds — deletes
+//! included — with expand and fields under the subscriber's own rights, a password
+//! change disconnects, and the limits.
+
+use std::time::Duration;
+
+use basalt_tests::{Backend, TestApp, backend_tests};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+backend_tests!(
+    events_reach_only_those_allowed_to_see_them,
+    realtime_limits_hold
+);
+
+/// An SSE connection read event by event.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+    client_id: String,
+}
+
+impl Stream {
+    async fn open(app: &TestApp) -> Stream {
+        let response = app
+            .client
+            .get(app.url("/api/realtime"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = Stream {
+            response,
+            buffer: String::new(),
+            client_id: String::new(),
+        };
+        let (name, data) = stream
+            .next(Duration::from_secs(5))
+            .await
+            .expect("PB_CONNECT");
+        assert_eq!(name, "PB_CONNECT");
+        stream.client_id = data["clientId"].as_str().unwrap().to_owned();
+        stream
+    }
+
+    /// The next event (name, data), skipping comments; `None` after `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v);
+                    }
+                }
+                if name.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?;
+            match chunk.unwrap() {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+
+    /// Whether the server closed the stream within `wait`.
+    async fn closed(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return false,
+                Ok(Ok(None)) | Ok(Err(_)) => return true,
+                Ok(Ok(Some(_))) => {}
+            }
+        }
+    }
+
+    async fn subscribe(&self, app: &TestApp, token: Option<&str>, topics: &[String]) -> u16 {
+        app.call(
+            Method::POST,
+            "/api/realtime",
+            token,
+            Some(json!({"clientId": self.client_id, "subscriptions": topics})),
+        )
+        .await
+        .0
+    }
+}
+
+fn options(query: Value) -> String {
+    let json = json!({"query": query}).to_string();
+    format!(
+        "?options={}",
+        url::form_urlencoded::byte_serialize(json.as_bytes()).collect::<String>()
+    )
+}
+
+const QUIET: Duration = Duration::from_millis(400);
+const SOON: Duration = Duration::from_secs(10);
+
+async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let ann_record = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    app.create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let ann = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let bob = app
+        .sign_in("users", "bob@example.com", "bob-password")
+        .await;
+    let ann_id = ann_record["id"].as_str().unwrap().to_owned();
+    let rule = "public = true || author = @request.auth.id";
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "posts", "listRule": rule, "viewRule": rule, "createRule": "@request.auth.id != ''",
+                "updateRule": "author = @request.auth.id", "deleteRule": "author = @request.auth.id",
+                "fields": [
+                    {"name": "title", "type": "text"},
+                    {"name": "public", "type": "bool"},
+                    {"name": "n", "type": "number"},
+                    {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_"},
+                    {"name": "secret", "type": "text", "hidden": true},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let all = vec!["posts/*".to_owned()];
+    let mut s_anon = Stream::open(&app).await;
+    let mut s_ann = Stream::open(&app).await;
+    let mut s_bob = Stream::open(&app).await;
+    let mut s_admin = Stream::open(&app).await;
+    assert_eq!(s_anon.subscribe(&app, None, &all).await, 204);
+    assert_eq!(s_ann.subscribe(&app, Some(&ann), &all).await, 204);
+    assert_eq!(s_bob.subscribe(&app, Some(&bob), &all).await, 204);
+    assert_eq!(s_admin.subscribe(&app, Some(&admin), &all).await, 204);
+    // A client may not be taken over by another identity.
+    assert_eq!(s_ann.subscribe(&app, Some(&bob), &all).await, 403);
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/api/realtime",
+            None,
+            Some(json!({"clientId": "nope", "subscriptions": []}))
+        )
+        .await
+        .0,
+        404
+    );
+
+    let create = |title: &str, public: bool| {
+        let app = &app;
+        let ann = ann.clone();
+        let ann_id = ann_id.clone();
+        let title = title.to_owned();
+        async move {
+            let (status, post) = app
+                .call(
+                    Method::POST,
+                    "/api/collections/posts/records",
+                    Some(&ann),
+                    Some(
+                        json!({"title": title, "public": public, "author": ann_id, "secret": "s"}),
+                    ),
+                )
+                .await;
+            assert_eq!(status, 200, "{post}");
+            post["id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // A private post: ann (the author) and the superuser hear of it; nobody else.
+    let private = create("private", false).await;
+    for stream in [&mut s_ann, &mut s_admin] {
+        let (name, data) = stream.next(SOON).await.expect("an event");
+        assert_eq!(name, "posts/*");
+        assert_eq!(data["action"], "create");
+        assert_eq!(data["record"]["id"], private.as_str());
+    }
+    assert!(s_bob.next(QUIET).await.is_none(), "bob may not see it");
+    assert!(s_anon.next(QUIET).await.is_none(), "nor may anyone");
+
+    // A public post reaches everyone; hidden fields only the superuser.
+    let public = create("public", true).await;
+    for stream in [&mut s_anon, &mut s_ann, &mut s_bob] {
+        let (_, data) = stream.next(SOON).await.expect("the public post");
+        assert_eq!(data["record"]["id"], public.as_str());
+        assert!(data["record"].get("secret").is_none());
+    }
+    let (_, data) = s_admin.next(SOON).await.unwrap();
+    assert_eq!(data["record"]["secret"], "s");
+
+    // Deletes are checked too: bob never saw the private post, so he hears nothing.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/collections/posts/records/{private}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, data) = s_ann.next(SOON).await.expect("the delete");
+    assert_eq!(data["action"], "delete");
+    assert_eq!(data["record"]["id"], private.as_str());
+    assert!(s_bob.next(QUIET).await.is_none());
+    s_admin
+        .next(SOON)
+        .await
+        .expect("the superuser sees the delete");
+
+    // Options: a filter, expand and fields, with the subscriber's own rights; one record.
+    let topics = vec![
+        format!(
+            "posts/*{}",
+            options(
+                json!({"filter": "n > 5", "expand": "author", "fields": "id,n,expand.author.email"})
+            )
+        ),
+        format!("posts/{public}"),
+    ];
+    assert_eq!(s_bob.subscribe(&app, Some(&bob), &topics).await, 204);
+    assert_eq!(s_ann.subscribe(&app, Some(&ann), &topics[..1]).await, 204);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/collections/posts/records/{public}"),
+            Some(&ann),
+            Some(json!({"n": 9})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let (name, data) = s_bob.next(SOON).await.expect("two subscriptions match");
+        assert_eq!(data["action"], "update");
+        if name == topics[0] {
+            assert_eq!(
+                data["record"],
+                json!({"id": public, "n": 9}),
+                "users' view rule hides ann from bob: no expand"
+            );
+        }
+        names.push(name);
+    }
+    names.sort();
+    let mut expected = topics.clone();
+    expected.sort();
+    assert_eq!(names, expected);
+    let (_, data) = s_ann.next(SOON).await.expect("ann's filtered subscription");
+    assert_eq!(
+        data["record"]["expand"]["author"]["email"],
+        "ann@example.com"
+    );
+    assert!(data["record"].get("title").is_none(), "fields apply");
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/collections/posts/records/{public}"),
+            Some(&ann),
+            Some(json!({"n": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (name, _) = s_bob
+        .next(SOON)
+        .await
+        .expect("the single-record subscription");
+    assert_eq!(name, topics[1]);
+    assert!(s_bob.next(QUIET).await.is_none(), "n > 5 no longer holds");
+
+    // A password change rotates ann's token key: her stream is closed.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/collections/users/records/{ann_id}"),
+            Some(&ann),
+            Some(json!({"password": "ann-new-password", "passwordConfirm": "ann-new-password", "oldPassword": "ann-password"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(s_ann.closed(SOON).await, "ann is disconnected");
+    assert!(!s_bob.closed(QUIET).await, "bob is not");
+}
+
+async fn realtime_limits_hold(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .setting("realtime_max_subscriptions", "2")
+        .setting("realtime_max_connections_per_ip", "2")
+        .setting("realtime_keepalive", "1s")
+        .setting("realtime_idle_timeout", "2s")
+        .spawn()
+        .await;
+    let mut first = Stream::open(&app).await;
+    let second = Stream::open(&app).await;
+    let third = app
+        .client
+        .get(app.url("/api/realtime"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 429, "two connections per address");
+    let three = vec!["a/*".to_owned(), "b/*".to_owned(), "c/*".to_owned()];
+    assert_eq!(second.subscribe(&app, None, &three).await, 400);
+    assert_eq!(second.subscribe(&app, None, &three[..2]).await, 204);
+    assert_eq!(
+        second.subscribe(&app, None, &["/bad".to_owned()]).await,
+        400
+    );
+    // Keep-alive comments flow; a client without subscriptions is dropped when idle.
+    let started = std::time::Instant::now();
+    let mut saw_comment = false;
+    while started.elapsed() < Duration::from_millis(1800) {
+        if let Ok(Ok(Some(bytes))) =
+            tokio::time::timeout(Duration::from_millis(1500), first.response.chunk()).await
+        {
+            saw_comment |= String::from_utf8_lossy(&bytes).contains(":keep-alive");
+        }
+    }
+    assert!(saw_comment, "a keep-alive within a second or so");
+    assert!(
+        first.closed(Duration::from_secs(10)).await,
+        "idle without subscriptions"
+    );
+    // The freed slot can be used again.
+    let _again = Stream::open(&app).await;
+}
