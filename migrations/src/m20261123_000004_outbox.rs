@@ -1,5 +1,7 @@
 //! `_outbox`: one row per committed record change, written in the change's own
 //! transaction; a dispatcher publishes the rows in `seq` order and marks them sent.
+//! `hidden` keeps the record's hidden (not secret) field values for in-process
+//! subscribers only — realtime checks view rules with them; they are never published.
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +17,7 @@ enum Outbox {
     Collection,
     Action,
     Payload,
+    Hidden,
     Created,
     Sent,
     Attempts,
@@ -48,6 +51,7 @@ impl MigrationTrait for Migration {
                     )
                     .col(ColumnDef::new(Outbox::Action).string_len(16).not_null())
                     .col(ColumnDef::new(Outbox::Payload).text().not_null())
+                    .col(ColumnDef::new(Outbox::Hidden).text().null())
                     .col(
                         ColumnDef::new(Outbox::Created)
                             .timestamp_with_time_zone()

@@ -296,7 +296,7 @@ impl Hub {
 
     /// Deliver one event to every subscriber allowed to see it.
     pub async fn deliver(&self, event: &Event, records: &RecordService) {
-        let Some(record) = event
+        let Some(mut record) = event
             .payload
             .pointer("/data/record")
             .and_then(Value::as_object)
@@ -304,6 +304,15 @@ impl Hub {
         else {
             return;
         };
+        // Hidden values, kept beside the event: view rules may name them and
+        // superusers see them; `shape` strips them for everyone else.
+        record.extend(
+            event
+                .hidden
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let id = record
             .get("id")
             .and_then(Value::as_str)
@@ -347,7 +356,7 @@ impl Hub {
                     continue;
                 }
                 let Some(shaped) = self
-                    .shape_for(&identity, subscription, event, &record, &id, records)
+                    .shape_for(&identity, subscription, event, &record, records)
                     .await
                 else {
                     continue;
@@ -393,7 +402,6 @@ impl Hub {
         subscription: &Subscription,
         event: &Event,
         record: &Map<String, Value>,
-        id: &str,
         records: &RecordService,
     ) -> Option<Value> {
         let mut request = Request::new("GET");
@@ -414,17 +422,17 @@ impl Hub {
                 .flatten()?
         } else {
             records
-                .view_filtered(
+                .view_event(
                     &event.collection,
-                    id,
+                    record,
                     identity,
                     &request,
                     subscription.filter.as_deref(),
                     subscription.expand.as_deref(),
                 )
                 .await
-                .ok()?
-                .0
+                .ok()
+                .flatten()?
         };
         Some(pick_fields(shaped, subscription.fields.as_deref()))
     }

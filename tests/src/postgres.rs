@@ -4,7 +4,8 @@
 //! The admin connection comes from `TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Test processes run in parallel, so
 //! template creation is serialised with an advisory lock; the template's name carries
-//! a hash of the migration list, so a new migration makes a new template.
+//! a hash of the migration list and sources, so a new or edited migration makes a new
+//! template.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
@@ -65,6 +66,8 @@ fn template_name() -> String {
     for migration in Migrator::migrations() {
         migration.name().hash(&mut hasher);
     }
+    // The migrations' sources, hashed by build.rs: an edited migration is a new template.
+    env!("BASALT_MIGRATIONS_HASH").hash(&mut hasher);
     format!("basalt_tpl_{:016x}", hasher.finish())
 }
 

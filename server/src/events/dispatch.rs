@@ -50,6 +50,8 @@ pub struct Event {
     pub action: String,
     /// The CloudEvent.
     pub payload: Value,
+    /// The record's hidden field values: for in-process subscribers, never published.
+    pub hidden: Option<serde_json::Map<String, Value>>,
 }
 
 /// Publishes the outbox; in-process subscribers get every event either way.
@@ -185,6 +187,10 @@ impl Inner {
                 Arc::new(Event {
                     seq: row.seq,
                     payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
+                    hidden: row
+                        .hidden
+                        .as_deref()
+                        .and_then(|h| serde_json::from_str(h).ok()),
                     id: row.id,
                     collection: row.collection,
                     action: row.action,

@@ -52,7 +52,9 @@ pub fn cloud_event(
     })
 }
 
-/// Insert the event for a change inside the change's transaction `txn`.
+/// Insert the event for a change inside the change's transaction `txn`. `hidden`
+/// holds the record's hidden field values, kept beside the event for in-process
+/// subscribers and never published.
 ///
 /// Fails when the row cannot be written, which fails (and rolls back) the change.
 pub async fn write<C: ConnectionTrait>(
@@ -62,6 +64,7 @@ pub async fn write<C: ConnectionTrait>(
     id: &str,
     record: &Value,
     previous: Option<&Value>,
+    hidden: Option<&Value>,
 ) -> Result<(), DbErr> {
     let event_id = uuid::Uuid::now_v7().to_string();
     let event = cloud_event(&event_id, collection, action, id, record, previous);
@@ -71,6 +74,7 @@ pub async fn write<C: ConnectionTrait>(
         collection: Set(collection.to_owned()),
         action: Set(action.as_str().to_owned()),
         payload: Set(event.to_string()),
+        hidden: Set(hidden.map(Value::to_string)),
         created: Set(Utc::now()),
         sent: Set(None),
         attempts: Set(0),

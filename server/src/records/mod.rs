@@ -351,7 +351,8 @@ impl RecordService {
 
     /// The outbox event of a change, in the change's transaction (DESIGN.md §6):
     /// the record as any subscriber may see it — no hidden fields, password hashes
-    /// or token keys.
+    /// or token keys — plus, beside the event and for in-process subscribers only,
+    /// the hidden fields' values (realtime's view rules and superusers need them).
     async fn record_event(
         &self,
         txn: &DatabaseTransaction,
@@ -362,6 +363,12 @@ impl RecordService {
     ) -> Result<(), RecordError> {
         let view = |r: &Record| public_view(collection, r, false, true);
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let hidden: Map<String, Value> = collection
+            .fields
+            .iter()
+            .filter(|f| f.hidden && !is_secret(f))
+            .filter_map(|f| Some((f.name.clone(), record.get(&f.name)?.clone())))
+            .collect();
         crate::events::outbox::write(
             txn,
             &collection.name,
@@ -369,6 +376,9 @@ impl RecordService {
             id,
             &view(record),
             previous.map(view).as_ref(),
+            (!hidden.is_empty())
+                .then_some(Value::Object(hidden))
+                .as_ref(),
         )
         .await
         .map_err(RecordError::Db)
@@ -710,6 +720,11 @@ mod conflict_tests {
 /// The record as a client may see it: password hashes and token keys never, hidden
 /// fields only for superusers, `email` only to its owner and superusers unless
 /// `emailVisibility` is set. Adds `collectionId` and `collectionName`.
+/// A password hash or a token key: never shown, published or kept beside an event.
+fn is_secret(field: &Field) -> bool {
+    matches!(field.kind, FieldKind::Password { .. }) || field.name == "tokenKey"
+}
+
 pub fn public_view(
     collection: &Collection,
     record: &Record,
@@ -725,8 +740,7 @@ pub fn public_view(
     let email_visible =
         superuser || owner || record.get("emailVisibility").and_then(Value::as_bool) == Some(true);
     for field in &collection.fields {
-        let secret = matches!(field.kind, FieldKind::Password { .. }) || field.name == "tokenKey";
-        if secret || (field.hidden && !superuser) {
+        if is_secret(field) || (field.hidden && !superuser) {
             continue;
         }
         if collection.auth.is_some() && field.name == "email" && !email_visible {

@@ -306,6 +306,73 @@ impl RecordService {
         .map_err(RecordError::Filter)
     }
 
+    /// A changed record, as carried by its event, shaped for `identity` with `expand` —
+    /// or `None` when `identity` may not see it. Access (the view rule and the
+    /// client's `filter`) is checked against the stored row, which also sees hidden
+    /// fields; the content is the event's, so a subscriber gets each change as it
+    /// was made even when a later one has already committed.
+    ///
+    /// Fails with `Filter` for a bad filter or expand, or when a query fails.
+    pub async fn view_event(
+        &self,
+        collection: &str,
+        record: &super::Record,
+        identity: &Identity,
+        request: &Request,
+        filter: Option<&str>,
+        expand: Option<&str>,
+    ) -> Result<Option<Value>, RecordError> {
+        let snapshot = self.schema.snapshot();
+        let collection = snapshot
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(None);
+        }
+        let rule = match self.rule_condition(
+            collection.rules.view.as_ref(),
+            identity,
+            &collection,
+            &snapshot,
+            request,
+        ) {
+            Err(RecordError::Forbidden) => return Ok(None),
+            other => other?,
+        };
+        let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let mut select = Query::select();
+        select
+            .expr(Expr::val(1))
+            .from_as(col(&collection.name), col(BASE))
+            .and_where(Expr::col((col(BASE), col("id"))).eq(id));
+        for condition in rule.into_iter().chain(filter) {
+            select.and_where(condition);
+        }
+        let found = self
+            .db
+            .conn()
+            .query_one_raw(self.statement(&select, snapshot.version()))
+            .await
+            .map_err(RecordError::Db)?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Filter)?;
+        let mut shaped = self
+            .expand_records(
+                &snapshot,
+                &collection,
+                vec![record.clone()],
+                &tree,
+                identity,
+                request,
+            )
+            .await?;
+        Ok(shaped.pop())
+    }
+
     /// Whether a record that no longer exists (a deleted one, from its event) was
     /// visible to `identity` — its view rule and the client's `filter` evaluated on
     /// the values themselves — and if so, as that identity may see it.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 backend_tests!(
     events_reach_only_those_allowed_to_see_them,
+    rules_on_hidden_fields_hold_for_every_action,
     realtime_limits_hold
 );
 
@@ -290,6 +291,41 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
     assert_eq!(name, topics[1]);
     assert!(s_bob.next(QUIET).await.is_none(), "n > 5 no longer holds");
 
+    // Each event carries the record as that change left it, even when a later change
+    // committed before delivery (both writes of one batch commit together).
+    while s_admin.next(QUIET).await.is_some() {} // the updates above
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            Some(&ann),
+            Some(json!({"requests": [
+                {"method": "POST", "url": "/api/collections/posts/records",
+                 "body": {"id": "batchedpost0001", "title": "first", "public": true, "author": ann_id, "n": 7}},
+                {"method": "PATCH", "url": "/api/collections/posts/records/batchedpost0001",
+                 "body": {"title": "second", "n": 8}},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (_, data) = s_admin.next(SOON).await.expect("both batched changes");
+        seen.push((data["action"].clone(), data["record"]["title"].clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (json!("create"), json!("first")),
+            (json!("update"), json!("second"))
+        ]
+    );
+    for _ in 0..2 {
+        let (_, data) = s_ann.next(SOON).await.expect("ann's n > 5 subscription");
+        assert!(data["record"]["n"] == 7 || data["record"]["n"] == 8);
+    }
+    while s_bob.next(QUIET).await.is_some() {}
+
     // A password change rotates ann's token key: her stream is closed.
     let (status, body) = app
         .call(
@@ -302,6 +338,77 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     assert!(s_ann.closed(SOON).await, "ann is disconnected");
     assert!(!s_bob.closed(QUIET).await, "bob is not");
+}
+
+/// A view rule may name a hidden field: creates, updates and deletes are all judged
+/// with its value, and only superusers see it.
+async fn rules_on_hidden_fields_hold_for_every_action(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "drafts", "listRule": "code = 'open'", "viewRule": "code = 'open'",
+                "fields": [
+                    {"name": "title", "type": "text"},
+                    {"name": "code", "type": "text", "hidden": true},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let topics = vec!["drafts/*".to_owned()];
+    let mut anon = Stream::open(&app).await;
+    let mut root = Stream::open(&app).await;
+    assert_eq!(anon.subscribe(&app, None, &topics).await, 204);
+    assert_eq!(root.subscribe(&app, Some(&admin), &topics).await, 204);
+    let mut ids = Vec::new();
+    for code in ["open", "closed"] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/collections/drafts/records",
+                Some(&admin),
+                Some(json!({"title": code, "code": code})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+        let (_, data) = root.next(SOON).await.expect("the superuser sees all");
+        assert_eq!(data["record"]["code"], code, "with the hidden value");
+    }
+    let (_, data) = anon.next(SOON).await.expect("the open draft");
+    assert_eq!(data["record"]["title"], "open");
+    assert!(
+        data["record"].get("code").is_none(),
+        "hidden from anyone else"
+    );
+    assert!(anon.next(QUIET).await.is_none(), "not the closed one");
+    for id in &ids {
+        let (status, _) = app
+            .call(
+                Method::DELETE,
+                &format!("/api/collections/drafts/records/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+    }
+    let (_, data) = anon.next(SOON).await.expect("the open draft's delete");
+    assert_eq!(
+        (data["action"].as_str(), data["record"]["id"].as_str()),
+        (Some("delete"), ids.first().map(String::as_str))
+    );
+    assert!(data["record"].get("code").is_none());
+    assert!(anon.next(QUIET).await.is_none(), "not the closed one's");
+    for _ in 0..2 {
+        let (_, data) = root.next(SOON).await.expect("both deletes");
+        assert_eq!(data["action"], "delete");
+    }
 }
 
 async fn realtime_limits_hold(backend: Backend) {

@@ -14,6 +14,9 @@ pub struct Model {
     pub action: String,
     /// The CloudEvent, JSON.
     pub payload: String,
+    /// The record's hidden field values (JSON object), for in-process use only: never
+    /// published. Password hashes and token keys are never stored here.
+    pub hidden: Option<String>,
     pub created: DateTimeUtc,
     pub sent: Option<DateTimeUtc>,
     pub attempts: i32,
