@@ -60,6 +60,16 @@ pub enum StartError {
     },
     #[error("{0} (setting `database_url`)")]
     Database(#[from] DbError),
+    #[error(
+        "another Basalt is serving the SQLite database {path} (setting `database_url`); \
+         one SQLite file takes one server: stop the other, or use PostgreSQL for several"
+    )]
+    SqliteInUse { path: String },
+    #[error("cannot lock the SQLite database {path} (setting `database_url`): {source}")]
+    SqliteLock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("reading the installation id failed: {0}")]
     Installation(sea_orm::DbErr),
     #[error("loading the schema failed: {0}")]
@@ -141,6 +151,41 @@ pub struct App {
     addr: SocketAddr,
     shutdown: CancellationToken,
     dispatcher: tokio::task::JoinHandle<()>,
+    /// Held while serving a SQLite file: a second server on it is refused.
+    _sqlite_lock: Option<std::fs::File>,
+}
+
+/// Lock `{path}.lock` beside a SQLite database for as long as the file is kept: two
+/// servers on one file would both drain its outbox and publish every event twice
+/// (PostgreSQL has row locks for that; SQLite has one writer and no `SKIP LOCKED`).
+fn lock_sqlite(settings: &Settings) -> Result<Option<std::fs::File>, StartError> {
+    let crate::config::DatabaseUrl::Sqlite { path: Some(path) } = &settings.database else {
+        return Ok(None);
+    };
+    let lock_path = path.with_extension(match path.extension() {
+        Some(ext) => format!("{}.lock", ext.to_string_lossy()),
+        None => "lock".to_owned(),
+    });
+    let failed = |source| StartError::SqliteLock {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::SqliteInUse {
+            path: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(failed(source)),
+    }
 }
 
 impl App {
@@ -161,6 +206,7 @@ impl App {
             addr: settings.http_addr,
             source,
         })?;
+        let sqlite_lock = lock_sqlite(&settings)?;
         let Core {
             db,
             applied,
@@ -250,6 +296,7 @@ impl App {
             addr,
             shutdown,
             dispatcher,
+            _sqlite_lock: sqlite_lock,
         })
     }
 
@@ -277,6 +324,7 @@ impl App {
             server,
             shutdown,
             dispatcher,
+            _sqlite_lock: sqlite_lock,
             ..
         } = self;
         let handle = server.handle();
@@ -299,6 +347,8 @@ impl App {
         shutdown.cancel();
         let _ = dispatcher.await;
         state.db.clone().close().await?;
+        // Only now may another server open the SQLite file.
+        drop(sqlite_lock);
         tracing::info!("stopped");
         served??;
         Ok(())

@@ -66,6 +66,7 @@ macro_rules! backend_tests {
 pub struct TestAppBuilder {
     backend: Backend,
     settings: Vec<(&'static str, String)>,
+    database_url: Option<String>,
 }
 
 impl TestAppBuilder {
@@ -75,20 +76,33 @@ impl TestAppBuilder {
         self
     }
 
+    /// Use `other`'s database instead of a fresh one, as a second instance of one
+    /// installation. `other` must outlive this app (it drops the database).
+    pub fn database_of(mut self, other: &TestApp) -> Self {
+        self.database_url = Some(other.database_url.clone());
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
+        self.try_spawn().await.expect("the app starts")
+    }
+
+    /// Start, or say why the app refused to.
+    pub async fn try_spawn(self) -> Result<TestApp, basalt_server::StartError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let pg = match self.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(postgres::TestDatabase::create().await),
+        let pg = match (self.backend, &self.database_url) {
+            (Backend::Postgres, None) => Some(postgres::TestDatabase::create().await),
+            _ => None,
         };
-        let database_url = match &pg {
-            Some(db) => db.url.clone(),
-            None => format!("sqlite:{}", dir.path().join("data.db").display()),
+        let database_url = match (&self.database_url, &pg) {
+            (Some(url), _) => url.clone(),
+            (None, Some(db)) => db.url.clone(),
+            (None, None) => format!("sqlite:{}", dir.path().join("data.db").display()),
         };
         let mut flags = vec![
             ("http", "127.0.0.1:0".to_owned()),
             ("data_dir", dir.path().display().to_string()),
-            ("database_url", database_url),
+            ("database_url", database_url.clone()),
             ("database_max_connections", "5".to_owned()),
             ("shutdown_timeout", "5".to_owned()),
         ];
@@ -99,13 +113,14 @@ impl TestAppBuilder {
             .resolve()
             .expect("test settings are valid");
         basalt_server::install_crypto_provider();
-        let app = App::build(settings).await.expect("the app starts");
+        let app = App::build(settings).await?;
         let addr = app.addr();
         let state = app.state().clone();
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
-        TestApp {
+        Ok(TestApp {
             addr,
+            database_url,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -116,7 +131,7 @@ impl TestAppBuilder {
             server: Some(server),
             _dir: dir,
             _pg: pg,
-        }
+        })
     }
 }
 
@@ -125,6 +140,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub backend: Backend,
+    /// The `database_url` it was started with.
+    pub database_url: String,
     /// The app's services, for tests that check what a request left behind.
     pub state: AppState,
     shutdown: CancellationToken,
@@ -143,6 +160,7 @@ impl TestApp {
         TestAppBuilder {
             backend,
             settings: Vec::new(),
+            database_url: None,
         }
     }
 

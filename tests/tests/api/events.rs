@@ -26,6 +26,7 @@ backend_tests!(
     the_in_process_bus_gets_every_event_in_order,
     rabbitmq_gets_cloudevents_with_confirms,
     rabbitmq_outage_loses_no_event,
+    rabbitmq_instances_share_one_outbox,
 );
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -576,5 +577,121 @@ async fn rabbitmq_outage_loses_no_event(backend: Backend) {
     let delivered = seen.lock().unwrap().len();
     eprintln!("{WRITES} distinct events; {delivered} deliveries (duplicates are allowed)");
     consumer.abort();
+    cleanup(&exchange, &queue).await;
+}
+
+/// Several servers on one database. On PostgreSQL they share the outbox: concurrent
+/// writes through both are each published once (`FOR UPDATE SKIP LOCKED`), which the
+/// broker's deliveries and the two publish counters both show. SQLite takes one
+/// server per file, so a second one is refused with a message saying why.
+async fn rabbitmq_instances_share_one_outbox(backend: Backend) {
+    if backend == Backend::Sqlite {
+        let first = TestApp::spawn(backend).await;
+        let refused = TestApp::builder(backend)
+            .database_of(&first)
+            .try_spawn()
+            .await
+            .err()
+            .expect("a second server on one SQLite file is refused");
+        let message = refused.to_string();
+        assert!(message.contains("another Basalt is serving"), "{message}");
+        assert!(message.contains("database_url"), "{message}");
+        // The first one goes on serving.
+        assert_eq!(first.get("/api/health").await.status(), 200);
+        return;
+    }
+    if !require_service(
+        "RabbitMQ",
+        "127.0.0.1:5672",
+        "rabbitmq_instances_share_one_outbox",
+    )
+    .await
+    {
+        return;
+    }
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let exchange = format!("basalt.test.{tag}");
+    let queue = format!("basalt-test-{tag}");
+    bind_queue(&exchange, &queue).await;
+    let (seen, consumer) = consume(queue.clone());
+    let a = TestApp::builder(backend)
+        .setting("amqp_url", AMQP)
+        .setting("amqp_exchange", exchange.clone())
+        .spawn()
+        .await;
+    let admin = a.superuser_token().await;
+    schema(&a, &admin).await;
+    let b = TestApp::builder(backend)
+        .database_of(&a)
+        .setting("amqp_url", AMQP)
+        .setting("amqp_exchange", exchange.clone())
+        .spawn()
+        .await;
+
+    const WRITERS: usize = 4;
+    const EACH: usize = 50;
+    let mut writers = Vec::new();
+    for (n, app) in [&a, &b].into_iter().enumerate() {
+        for w in 0..WRITERS {
+            let client = app.client.clone();
+            let url = app.url("/api/collections/posts/records");
+            writers.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    let response = client
+                        .post(&url)
+                        .json(&json!({"title": format!("{n}-{w}-{i}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                }
+            }));
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let total = 2 * WRITERS * EACH;
+    let rows: HashSet<String> = events(&a)
+        .await
+        .into_iter()
+        .filter(|r| r.collection == "posts")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(rows.len(), total, "one event per write");
+    eventually(Duration::from_secs(60), "every event delivered", || async {
+        let seen = seen.lock().unwrap();
+        let ids: HashSet<&String> = seen.iter().map(|m| &m.0).collect();
+        (ids.len() >= total).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "nothing left unsent", || async {
+        (a.state.events.backlog().await == 0).then_some(())
+    })
+    .await;
+    // Give a stray second publish time to arrive before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = seen.lock().unwrap().clone();
+    let posts: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.1 == "posts.created")
+        .map(|m| &m.0)
+        .collect();
+    assert_eq!(posts.len(), total, "no event published twice");
+    assert_eq!(
+        posts.into_iter().cloned().collect::<HashSet<String>>(),
+        rows
+    );
+    let published = |app: &TestApp| app.state.metrics.events.published.get();
+    let all_rows = events(&a).await;
+    assert!(all_rows.iter().all(|r| r.sent.is_some()));
+    assert_eq!(
+        published(&a) + published(&b),
+        all_rows.len() as u64,
+        "each row published by exactly one instance"
+    );
+    consumer.abort();
+    b.stop().await;
+    a.stop().await;
     cleanup(&exchange, &queue).await;
 }
