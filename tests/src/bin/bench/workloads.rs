@@ -1,0 +1,296 @@
+//! The data the workloads need, seeded through Basalt's own API, and the workloads:
+//! each is a name, a description and a [`Plan`] of requests. A new workload (GraphQL,
+//! realtime fan-out, functions, events) is one more entry in [`all`].
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::load::{Call, Plan};
+
+pub const USERS: usize = 10;
+pub const ARTICLES: usize = 100;
+
+/// What seeding left for the workloads to use.
+#[derive(Debug)]
+pub struct Seeded {
+    /// `Bearer …` of user 0, who owns `notes` with [`Seeded::note_ids`].
+    pub token: String,
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+    pub article_ids: Vec<String>,
+    /// User 0's notes.
+    pub note_ids: Vec<String>,
+}
+
+/// A workload: its id, what it does, and its requests.
+pub struct Workload {
+    pub id: &'static str,
+    pub what: &'static str,
+    pub plan: Plan,
+}
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut request = client.request(method, format!("{base}{path}")).json(&body);
+    if let Some(token) = token {
+        request = request.header("authorization", token);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{path} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+fn id_of(value: &Value) -> anyhow::Result<String> {
+    value
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("no id in the answer")
+}
+
+/// Collections `articles` (public) and `notes` (owner rules, `category` indexed), ten
+/// users, 100 articles and `rows` notes spread over the users, through the API.
+pub async fn seed(
+    base: &str,
+    admin_email: &str,
+    admin_password: &str,
+    rows: usize,
+) -> anyhow::Result<Seeded> {
+    use reqwest::Method as M;
+    let client = basalt_tests::client();
+    let auth = call(
+        &client,
+        base,
+        None,
+        M::POST,
+        "/api/collections/_superusers/auth-with-password",
+        json!({"identity": admin_email, "password": admin_password}),
+    )
+    .await?;
+    let admin = auth
+        .get("token")
+        .and_then(Value::as_str)
+        .context("superuser token")?
+        .to_owned();
+    let admin = Some(admin.as_str());
+    call(
+        &client,
+        base,
+        admin,
+        M::POST,
+        "/api/collections",
+        json!({
+            "name": "articles", "listRule": "", "viewRule": "",
+            "fields": [{"name": "title", "type": "text"}, {"name": "body", "type": "text"}],
+        }),
+    )
+    .await?;
+    let owner = "owner = @request.auth.id";
+    call(
+        &client,
+        base,
+        admin,
+        M::POST,
+        "/api/collections",
+        json!({
+            "name": "notes", "listRule": owner, "viewRule": owner, "createRule": owner,
+            "updateRule": owner, "deleteRule": owner,
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "category", "type": "number"},
+                {"name": "n", "type": "number"},
+                {"name": "owner", "type": "relation", "collectionId": "_pb_users_auth_", "required": true},
+            ],
+            "indexes": [
+                "CREATE INDEX idx_notes_category ON notes (category)",
+                "CREATE INDEX idx_notes_owner ON notes (owner)",
+            ],
+        }),
+    )
+    .await?;
+
+    let password = "bench-password".to_owned();
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        let email = format!("user{i}@bench.local");
+        let user = call(
+            &client,
+            base,
+            None,
+            M::POST,
+            "/api/collections/users/records",
+            json!({"email": email, "password": password, "passwordConfirm": password}),
+        )
+        .await?;
+        users.push(id_of(&user)?);
+    }
+
+    let progress = ProgressBar::new((ARTICLES + rows) as u64).with_style(
+        ProgressStyle::with_template("bench: seeding {bar:40} {pos}/{len} rows ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut article_ids = Vec::new();
+    let mut note_ids = Vec::new();
+    // 50 creates per batch request (the default `batch_max_requests`).
+    let total = ARTICLES + rows;
+    let mut next = 0;
+    while next < total {
+        let end = (next + 50).min(total);
+        let requests: Vec<Value> = (next..end)
+            .map(|i| {
+                if i < ARTICLES {
+                    json!({"method": "POST", "url": "/api/collections/articles/records",
+                           "body": {"title": format!("article {i}"), "body": "lorem ipsum ".repeat(20)}})
+                } else {
+                    let n = i - ARTICLES;
+                    let owner = users.get(n % USERS).cloned().unwrap_or_default();
+                    json!({"method": "POST", "url": "/api/collections/notes/records",
+                           "body": {"title": format!("note {n}"), "category": (n / USERS) % 10, "n": 0, "owner": owner}})
+                }
+            })
+            .collect();
+        let answers = call(
+            &client,
+            base,
+            admin,
+            M::POST,
+            "/api/batch",
+            json!({"requests": requests}),
+        )
+        .await?;
+        for (offset, answer) in answers.as_array().into_iter().flatten().enumerate() {
+            let i = next + offset;
+            let body = answer.get("body").cloned().unwrap_or(Value::Null);
+            if i < ARTICLES {
+                article_ids.push(id_of(&body)?);
+            } else if (i - ARTICLES).is_multiple_of(USERS) {
+                note_ids.push(id_of(&body)?);
+            }
+        }
+        progress.set_position(end as u64);
+        next = end;
+    }
+    progress.finish_and_clear();
+
+    let email = "user0@bench.local".to_owned();
+    let signed_in = call(
+        &client,
+        base,
+        None,
+        M::POST,
+        "/api/collections/users/auth-with-password",
+        json!({"identity": email, "password": password}),
+    )
+    .await?;
+    let token = signed_in
+        .get("token")
+        .and_then(Value::as_str)
+        .context("user token")?;
+    Ok(Seeded {
+        token: format!("Bearer {token}"),
+        user_id: users.first().cloned().context("no user")?,
+        email,
+        password,
+        article_ids,
+        note_ids,
+    })
+}
+
+fn pick(ids: &Arc<Vec<String>>, n: u64) -> &str {
+    let len = ids.len().max(1) as u64;
+    ids.get((n % len) as usize).map_or("", String::as_str)
+}
+
+/// Every Basalt workload, in order.
+pub fn all(seeded: &Seeded) -> Vec<Workload> {
+    let articles = Arc::new(seeded.article_ids.clone());
+    let notes = Arc::new(seeded.note_ids.clone());
+    let me = seeded.user_id.clone();
+    let credentials = json!({"identity": seeded.email, "password": seeded.password});
+    let list = "/api/collections/notes/records?perPage=20&filter=category%3D3";
+    vec![
+        Workload {
+            id: "W1",
+            what: "view one record by id (public rule)",
+            plan: Arc::new(move |conn, n| {
+                Call::get(format!(
+                    "/api/collections/articles/records/{}",
+                    pick(&articles, n * 7 + conn as u64)
+                ))
+            }),
+        },
+        Workload {
+            id: "W2",
+            what: "list 20 of 10,000, indexed filter + owner rule",
+            plan: Arc::new(move |_, _| Call::get(list)),
+        },
+        Workload {
+            id: "W2s",
+            what: "W2 with skipTotal",
+            plan: Arc::new(move |_, _| Call::get(format!("{list}&skipTotal=1"))),
+        },
+        Workload {
+            id: "W3",
+            what: "create with an owner create rule",
+            plan: Arc::new(move |_, n| {
+                Call::with_json(
+                    Method::POST,
+                    "/api/collections/notes/records",
+                    &json!({"title": format!("new {n}"), "category": n % 10, "owner": me}),
+                )
+            }),
+        },
+        Workload {
+            id: "W4",
+            what: "90% view / 10% update (n+ 1) of own notes",
+            plan: {
+                let notes = Arc::clone(&notes);
+                Arc::new(move |conn, n| {
+                    let id = pick(&notes, n * 13 + conn as u64);
+                    let path = format!("/api/collections/notes/records/{id}");
+                    if n % 10 == 9 {
+                        Call::with_json(Method::PATCH, path, &json!({"n+": 1}))
+                    } else {
+                        Call::get(path)
+                    }
+                })
+            },
+        },
+        Workload {
+            id: "W5",
+            what: "auth-with-password (argon2id)",
+            plan: Arc::new(move |_, _| {
+                Call::with_json(
+                    Method::POST,
+                    "/api/collections/users/auth-with-password",
+                    &credentials,
+                )
+            }),
+        },
+        Workload {
+            id: "W6",
+            what: "list 20 with expand of a relation",
+            plan: Arc::new(move |_, _| Call::get(format!("{list}&expand=owner"))),
+        },
+    ]
+}
+
+/// The ceiling's one request.
+pub fn ceiling() -> Plan {
+    Arc::new(|_, _| Call::get("/ceiling"))
+}
