@@ -166,19 +166,34 @@ impl Inner {
     }
 
     /// Claim, publish and mark one batch; how many rows were sent.
+    ///
+    /// PostgreSQL: the rows are claimed `FOR UPDATE SKIP LOCKED` in a transaction held
+    /// through the publish, so other instances skip them. SQLite has one server per
+    /// file (`App` locks it), so a plain read claims, and marking them sent is one
+    /// short write: holding a transaction would make the dispatcher a writer that
+    /// fails with SQLITE_BUSY whenever a request writes.
     async fn drain_once(&self, amqp: &mut Option<Amqp>) -> Result<usize, String> {
         let db = |e: sea_orm::DbErr| format!("outbox: {e}");
-        let txn = self.conn().begin().await.map_err(db)?;
+        let txn = match self.db.backend() {
+            Backend::Postgres => Some(self.conn().begin().await.map_err(db)?),
+            Backend::Sqlite => None,
+        };
         let mut query = outbox::Entity::find()
             .filter(outbox::Column::Sent.is_null())
             .order_by_asc(outbox::Column::Seq)
             .limit(BATCH);
-        if self.db.backend() == Backend::Postgres {
-            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        let rows = match &txn {
+            Some(txn) => {
+                query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+                query.all(txn).await
+            }
+            None => query.all(self.conn()).await,
         }
-        let rows = query.all(&txn).await.map_err(db)?;
+        .map_err(db)?;
         if rows.is_empty() {
-            txn.commit().await.map_err(db)?;
+            if let Some(txn) = txn {
+                txn.commit().await.map_err(db)?;
+            }
             return Ok(0);
         }
         let events: Vec<Arc<Event>> = rows
@@ -203,18 +218,22 @@ impl Inner {
         };
         if sent > 0 {
             let seqs: Vec<i64> = events.iter().take(sent).map(|e| e.seq).collect();
-            outbox::Entity::update_many()
+            let mark = outbox::Entity::update_many()
                 .col_expr(outbox::Column::Sent, Expr::value(Utc::now()))
                 .col_expr(
                     outbox::Column::Attempts,
                     Expr::col(outbox::Column::Attempts).add(1),
                 )
-                .filter(outbox::Column::Seq.is_in(seqs))
-                .exec(&txn)
-                .await
-                .map_err(db)?;
+                .filter(outbox::Column::Seq.is_in(seqs));
+            match &txn {
+                Some(txn) => mark.exec(txn).await,
+                None => mark.exec(self.conn()).await,
+            }
+            .map_err(db)?;
         }
-        txn.commit().await.map_err(db)?;
+        if let Some(txn) = txn {
+            txn.commit().await.map_err(db)?;
+        }
         for event in events.iter().take(sent) {
             // No subscriber is fine.
             let _ = self.bus.send(Arc::clone(event));
