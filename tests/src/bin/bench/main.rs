@@ -235,6 +235,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let seeded = workloads::seed(&base, email, password, args.rows)
             .await
             .context("seeding")?;
+        // Idle streams first: later workloads leave the allocator's memory behind.
+        if wanted(&args, "SSE") {
+            eprintln!(
+                "bench: {backend} SSE — {} idle realtime streams",
+                args.sse_connections
+            );
+            let held = sse::hold(&basalt, args.sse_connections).await?;
+            report.sse.push((backend.to_string(), held));
+        }
         for workload in workloads::all(&seeded) {
             if !wanted(&args, workload.id) {
                 continue;
@@ -263,14 +272,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 peak,
                 ceiling,
             ));
-        }
-        if wanted(&args, "SSE") {
-            eprintln!(
-                "bench: {backend} SSE — {} idle realtime streams",
-                args.sse_connections
-            );
-            let held = sse::hold(&basalt, args.sse_connections).await?;
-            report.sse.push((backend.to_string(), held));
         }
         basalt.stop();
     }
