@@ -123,6 +123,53 @@ struct ClientState {
     idle_since: Option<Instant>,
 }
 
+impl ClientState {
+    /// Whether an event on this record may concern the client: one of its
+    /// subscriptions names the collection, or the record is the client's own
+    /// (a changed token key ends the stream). Cheap: no query, no clone.
+    fn concerned(&self, event: &Target<'_>) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|s| s.collection == event.collection || s.collection == event.collection_id)
+            || (event.action != "created"
+                && owner_of(&self.identity).is_some_and(|(c, r)| {
+                    (c == event.collection_id
+                        || (c == crate::identity::SUPERUSERS
+                            && event.collection == crate::identity::SUPERUSERS))
+                        && r == event.record_id
+                }))
+    }
+}
+
+/// What an event is about, for finding the clients it concerns.
+struct Target<'a> {
+    collection: &'a str,
+    collection_id: &'a str,
+    record_id: &'a str,
+    action: &'a str,
+}
+
+/// The connected clients, and how many come from each address.
+#[derive(Debug, Default)]
+struct Clients {
+    by_id: HashMap<String, Arc<Client>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Clients {
+    fn remove(&mut self, id: &str) {
+        let Some(client) = self.by_id.remove(id) else {
+            return;
+        };
+        if let Some(n) = self.per_ip.get_mut(&client.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&client.ip);
+            }
+        }
+    }
+}
+
 /// Why a subscription request is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
@@ -137,7 +184,7 @@ pub enum RealtimeError {
 /// The connected clients.
 #[derive(Debug)]
 pub struct Hub {
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    clients: Mutex<Clients>,
     limits: Limits,
 }
 
@@ -171,7 +218,7 @@ fn owner_of(identity: &Identity) -> Option<(String, String)> {
 impl Hub {
     pub fn new(limits: Limits) -> Hub {
         Hub {
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(Clients::default()),
             limits,
         }
     }
@@ -180,18 +227,25 @@ impl Hub {
         self.limits
     }
 
-    fn clients(&self) -> Vec<(String, Arc<Client>)> {
-        self.clients
-            .lock()
-            .map(|c| c.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
-            .unwrap_or_default()
+    /// The clients an event may concern, picked under the lock without a query or
+    /// an allocation per unconcerned client (most of 10,000 idle streams).
+    fn concerned(&self, target: &Target<'_>) -> Vec<(String, Arc<Client>)> {
+        let Ok(clients) = self.clients.lock() else {
+            return Vec::new();
+        };
+        clients
+            .by_id
+            .iter()
+            .filter(|(_, c)| c.state.lock().is_ok_and(|s| s.concerned(target)))
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
     }
 
     /// Register a new client from `ip`: its id and the stream of its messages, the
     /// first being `PB_CONNECT`. `None` when the address has too many connections.
     pub fn connect(&self, ip: IpAddr) -> Option<(String, mpsc::Receiver<Bytes>)> {
         let mut clients = self.clients.lock().ok()?;
-        let from_ip = clients.values().filter(|c| c.ip == ip).count();
+        let from_ip = clients.per_ip.get(&ip).copied().unwrap_or(0);
         if from_ip >= self.limits.max_connections_per_ip {
             return None;
         }
@@ -199,7 +253,8 @@ impl Hub {
         let (tx, rx) = mpsc::channel(QUEUE);
         let hello = message(Some(&id), "PB_CONNECT", &json!({"clientId": id}));
         tx.try_send(hello).ok()?;
-        clients.insert(
+        *clients.per_ip.entry(ip).or_default() += 1;
+        clients.by_id.insert(
             id.clone(),
             Arc::new(Client {
                 ip,
@@ -235,7 +290,7 @@ impl Hub {
             .clients
             .lock()
             .ok()
-            .and_then(|c| c.get(client_id).cloned())
+            .and_then(|c| c.by_id.get(client_id).cloned())
             .ok_or(RealtimeError::UnknownClient)?;
         if topics.len() > self.limits.max_subscriptions {
             return Err(RealtimeError::Invalid(format!(
@@ -265,13 +320,13 @@ impl Hub {
     /// End every stream (shutting down: SSE streams never finish by themselves).
     pub fn close_all(&self) {
         if let Ok(mut clients) = self.clients.lock() {
-            clients.clear();
+            *clients = Clients::default();
         }
     }
 
     /// How many clients are connected.
     pub fn len(&self) -> usize {
-        self.clients.lock().map(|c| c.len()).unwrap_or(0)
+        self.clients.lock().map(|c| c.by_id.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -281,16 +336,23 @@ impl Hub {
     /// Disconnect clients idle (no subscriptions) for longer than the limit.
     pub fn sweep(&self) {
         let limit = self.limits.idle_timeout;
-        for (id, client) in self.clients() {
-            let idle = client
-                .state
-                .lock()
-                .ok()
-                .and_then(|s| s.idle_since)
-                .is_some_and(|since| since.elapsed() >= limit);
-            if idle {
-                self.disconnect(&id);
-            }
+        let Ok(mut clients) = self.clients.lock() else {
+            return;
+        };
+        let idle: Vec<String> = clients
+            .by_id
+            .iter()
+            .filter(|(_, c)| {
+                c.state
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.idle_since)
+                    .is_some_and(|since| since.elapsed() >= limit)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            clients.remove(&id);
         }
     }
 
@@ -328,7 +390,13 @@ impl Hub {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        for (client_id, client) in self.clients() {
+        let target = Target {
+            collection: &event.collection,
+            collection_id: &collection_id,
+            record_id: &id,
+            action: &event.action,
+        };
+        for (client_id, client) in self.concerned(&target) {
             let (identity, subscriptions) = match client.state.lock() {
                 Ok(state) => (state.identity.clone(), state.subscriptions.clone()),
                 Err(_) => continue,
