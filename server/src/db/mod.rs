@@ -19,6 +19,8 @@ use crate::config::DatabaseUrl;
 
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+const PG_PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
 /// Fixed key for the PostgreSQL advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK_KEY: i64 = 0x6261_7361_6c74; // "basalt"
 
@@ -87,8 +89,12 @@ impl Db {
                 // with spaces or `?` need no escaping.
                 let mut options = ConnectOptions::new("sqlite:basalt.db");
                 let path = path.clone();
+                // A connection to a local file cannot be dropped by anyone: no ping on
+                // checkout (sqlx's default), which cost a round trip through the
+                // connection's worker thread before every statement.
                 options
                     .max_connections(max_connections)
+                    .test_before_acquire(false)
                     .map_sqlx_sqlite_opts(move |o| {
                         o.filename(&path)
                             .in_memory(false)
@@ -108,7 +114,12 @@ impl Db {
             }
             DatabaseUrl::Postgres(url) => {
                 let mut options = ConnectOptions::new(url.as_str());
-                options.max_connections(max_connections);
+                // sqlx pings a connection on every checkout by default: a network round
+                // trip before each statement. Ping only one that sat idle long enough
+                // to have been dropped by the server or a proxy.
+                options
+                    .max_connections(max_connections)
+                    .test_before_acquire_if_idle_for(PG_PING_IF_IDLE_FOR);
                 (options, Backend::Postgres)
             }
         };
