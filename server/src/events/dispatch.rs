@@ -227,7 +227,10 @@ impl Inner {
                 .filter(outbox::Column::Seq.is_in(seqs));
             match &txn {
                 Some(txn) => mark.exec(txn).await,
-                None => mark.exec(self.conn()).await,
+                None => {
+                    let _turn = self.db.write_turn().await.map_err(db)?;
+                    mark.exec(self.conn()).await
+                }
             }
             .map_err(db)?;
         }
@@ -396,6 +399,13 @@ impl Inner {
             return;
         };
         let cutoff = Utc::now() - retention;
+        let _turn = match self.db.write_turn().await {
+            Ok(turn) => turn,
+            Err(err) => {
+                tracing::warn!(error = %err, "pruning the outbox waited too long for its turn");
+                return;
+            }
+        };
         let result = outbox::Entity::delete_many()
             .filter(outbox::Column::Sent.is_not_null())
             .filter(outbox::Column::Sent.lt(cutoff))

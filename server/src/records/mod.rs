@@ -17,7 +17,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, S
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statement};
 use serde_json::{Map, Value};
 
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Db, WriteTxn};
 use crate::events::outbox::Action;
 use crate::schema::ddl::{Storage, storage};
 use crate::schema::service::{format_time, read_version};
@@ -104,7 +104,7 @@ impl RecordService {
     }
 
     /// Commit a write transaction and wake the event dispatcher.
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), RecordError> {
+    async fn commit(&self, txn: WriteTxn) -> Result<(), RecordError> {
         txn.commit().await.map_err(RecordError::Db)?;
         self.committed.notify_one();
         Ok(())
@@ -125,7 +125,7 @@ impl RecordService {
     async fn begin_current(
         &self,
         collection: &str,
-    ) -> Result<(Arc<Collection>, i64, DatabaseTransaction), RecordError> {
+    ) -> Result<(Arc<Collection>, i64, WriteTxn), RecordError> {
         let (snapshot, version, txn) = self.begin_checked().await?;
         let collection = snapshot
             .get(collection)
@@ -137,11 +137,11 @@ impl RecordService {
     /// A write transaction on the current snapshot, whatever the collections.
     async fn begin_checked(
         &self,
-    ) -> Result<(Arc<crate::schema::Snapshot>, i64, DatabaseTransaction), RecordError> {
+    ) -> Result<(Arc<crate::schema::Snapshot>, i64, WriteTxn), RecordError> {
         for _ in 0..SCHEMA_RETRIES {
             let snapshot = self.schema.snapshot();
             let txn = self.db.begin_write().await.map_err(RecordError::Db)?;
-            let version = read_version(&txn, true).await.map_err(RecordError::Db)?;
+            let version = read_version(&*txn, true).await.map_err(RecordError::Db)?;
             if version == snapshot.version() {
                 return Ok((snapshot, version, txn));
             }

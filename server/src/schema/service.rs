@@ -564,7 +564,8 @@ impl SchemaService {
     async fn apply(&self, changes: Vec<Change>, actor: &Actor) -> Result<(), SchemaError> {
         self.check_rules(&changes)?;
         let backend = self.db.database_backend();
-        let txn = self.db.begin_write().await.map_err(db_err)?;
+        // `_turn` (SQLite's writer turn) lives until this function returns.
+        let (txn, _turn) = self.db.begin_write().await.map_err(db_err)?.into_parts();
         if self.db.backend() == Backend::Postgres {
             txn.execute_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
