@@ -359,6 +359,17 @@ async fn cleanup(exchange: &str, queue: &str) {
 /// Every delivery seen: message id, routing key, properties and body.
 type Seen = Arc<Mutex<Vec<(String, String, lapin::BasicProperties, Value)>>>;
 
+/// A fresh exchange with a queue bound to it and a consumer on that queue:
+/// (exchange, queue, what the consumer has seen, the consumer task).
+async fn bound_consumer() -> (String, String, Seen, tokio::task::JoinHandle<()>) {
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let exchange = format!("basalt.test.{tag}");
+    let queue = format!("basalt-test-{tag}");
+    bind_queue(&exchange, &queue).await;
+    let (seen, consumer) = consume(queue.clone());
+    (exchange, queue, seen, consumer)
+}
+
 /// A consumer that survives broker restarts: every delivery's message id and routing
 /// key, acked after it is recorded.
 fn consume(queue: String) -> (Seen, tokio::task::JoinHandle<()>) {
@@ -437,7 +448,12 @@ async fn rabbitmq_gets_cloudevents_with_confirms(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the broker returns the message",
+        || async { (app.state.metrics.events.publish_failures.get() > 0).then_some(()) },
+    )
+    .await;
     assert!(
         app.state.events.backlog().await > 0,
         "a returned message is not sent"
@@ -532,11 +548,7 @@ async fn rabbitmq_outage_loses_no_event(backend: Backend) {
     {
         return;
     }
-    let tag = uuid::Uuid::now_v7().simple().to_string();
-    let exchange = format!("basalt.test.{tag}");
-    let queue = format!("basalt-test-{tag}");
-    bind_queue(&exchange, &queue).await;
-    let (seen, consumer) = consume(queue.clone());
+    let (exchange, queue, seen, consumer) = bound_consumer().await;
     let app = TestApp::builder(backend)
         .setting("amqp_url", AMQP)
         .setting("amqp_exchange", exchange.clone())
@@ -638,11 +650,7 @@ async fn rabbitmq_instances_share_one_outbox(backend: Backend) {
     {
         return;
     }
-    let tag = uuid::Uuid::now_v7().simple().to_string();
-    let exchange = format!("basalt.test.{tag}");
-    let queue = format!("basalt-test-{tag}");
-    bind_queue(&exchange, &queue).await;
-    let (seen, consumer) = consume(queue.clone());
+    let (exchange, queue, seen, consumer) = bound_consumer().await;
     let a = TestApp::builder(backend)
         .setting("amqp_url", AMQP)
         .setting("amqp_exchange", exchange.clone())
