@@ -508,8 +508,18 @@ async fn rabbitmq_gets_cloudevents_with_confirms(backend: Backend) {
         (app.state.events.backlog().await == 0).then_some(())
     })
     .await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("basalt_outbox_backlog 0"), "{metrics}");
+    // The gauges follow each drain pass: the metric may trail the table briefly.
+    let metrics = eventually(
+        Duration::from_secs(10),
+        "the backlog gauge at 0",
+        || async {
+            let metrics = app.get("/metrics").await.text().await.unwrap();
+            metrics
+                .contains("basalt_outbox_backlog 0")
+                .then_some(metrics)
+        },
+    )
+    .await;
     assert!(
         metrics.contains("basalt_events_confirm_duration_seconds_count"),
         "{metrics}"
