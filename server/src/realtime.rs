@@ -131,13 +131,7 @@ impl ClientState {
         self.subscriptions
             .iter()
             .any(|s| s.collection == event.collection || s.collection == event.collection_id)
-            || (event.action != "created"
-                && owner_of(&self.identity).is_some_and(|(c, r)| {
-                    (c == event.collection_id
-                        || (c == crate::identity::SUPERUSERS
-                            && event.collection == crate::identity::SUPERUSERS))
-                        && r == event.record_id
-                }))
+            || event.changes_own_record(&self.identity)
     }
 }
 
@@ -147,6 +141,19 @@ struct Target<'a> {
     collection_id: &'a str,
     record_id: &'a str,
     action: &'a str,
+}
+
+impl Target<'_> {
+    /// Whether the event updates or deletes the record `identity` is signed in as.
+    fn changes_own_record(&self, identity: &Identity) -> bool {
+        self.action != "created"
+            && owner_of(identity).is_some_and(|(c, r)| {
+                (c == self.collection_id
+                    || (c == crate::identity::SUPERUSERS
+                        && self.collection == crate::identity::SUPERUSERS))
+                    && r == self.record_id
+            })
+    }
 }
 
 /// The connected clients, and how many come from each address.
@@ -402,13 +409,7 @@ impl Hub {
                 Err(_) => continue,
             };
             // The subscriber's own record changed: a new token key (or none) ends it.
-            if event.action != "created"
-                && owner_of(&identity).is_some_and(|(c, r)| {
-                    (c == collection_id
-                        || (c == crate::identity::SUPERUSERS
-                            && event.collection == crate::identity::SUPERUSERS))
-                        && r == id
-                })
+            if target.changes_own_record(&identity)
                 && !self
                     .still_valid(&identity, &event.collection, &id, records)
                     .await

@@ -81,7 +81,7 @@ pub struct Db {
 /// turn until it is committed, rolled back or dropped.
 pub struct WriteTxn {
     txn: DatabaseTransaction,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    turn: WriteTurn,
 }
 
 /// The SQLite writers' turn, released when dropped.
@@ -108,7 +108,7 @@ impl WriteTxn {
     /// The transaction and the writers' turn, for code that passes the transaction
     /// to sea-orm's generic executors: keep the turn alive until the commit.
     pub fn into_parts(self) -> (DatabaseTransaction, WriteTurn) {
-        (self.txn, WriteTurn { _guard: self._turn })
+        (self.txn, self.turn)
     }
 
     /// Roll back, then give the turn to the next writer.
@@ -224,37 +224,21 @@ impl Db {
     /// Fails when no connection can be had or the lock is not granted within the
     /// busy timeout.
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
-        match (&self.backend, &self.write_turn) {
-            (Backend::Sqlite, turn) => {
-                // Wait for the turn before taking a pooled connection, so queued
-                // writers hold none that readers could use.
-                let turn = Self::take_turn(turn.as_ref()).await?;
-                let txn = self
-                    .conn
+        // Wait for the turn before taking a pooled connection, so queued writers hold
+        // none that readers could use.
+        let turn = self.write_turn().await?;
+        let txn = match self.backend {
+            Backend::Sqlite => {
+                self.conn
                     .begin_with_options(TransactionOptions {
                         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                         ..TransactionOptions::default()
                     })
-                    .await?;
-                Ok(WriteTxn { txn, _turn: turn })
+                    .await?
             }
-            (Backend::Postgres, _) => Ok(WriteTxn {
-                txn: self.conn.begin().await?,
-                _turn: None,
-            }),
-        }
-    }
-
-    async fn take_turn(
-        turn: Option<&Arc<tokio::sync::Mutex<()>>>,
-    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, DbErr> {
-        match turn {
-            Some(turn) => tokio::time::timeout(SQLITE_BUSY_TIMEOUT, Arc::clone(turn).lock_owned())
-                .await
-                .map(Some)
-                .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
-            None => Ok(None),
-        }
+            Backend::Postgres => self.conn.begin().await?,
+        };
+        Ok(WriteTxn { txn, turn })
     }
 
     /// The writers' turn, for a single write statement outside [`Db::begin_write`]
@@ -263,9 +247,15 @@ impl Db {
     ///
     /// Fails when the turn does not come within the busy timeout.
     pub async fn write_turn(&self) -> Result<WriteTurn, DbErr> {
-        Ok(WriteTurn {
-            _guard: Self::take_turn(self.write_turn.as_ref()).await?,
-        })
+        let guard = match &self.write_turn {
+            Some(turn) => Some(
+                tokio::time::timeout(SQLITE_BUSY_TIMEOUT, Arc::clone(turn).lock_owned())
+                    .await
+                    .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))?,
+            ),
+            None => None,
+        };
+        Ok(WriteTurn { _guard: guard })
     }
 
     /// A round trip to the database.

@@ -43,6 +43,24 @@ fn payload(row: &outbox::Model) -> Value {
     serde_json::from_str(&row.payload).unwrap()
 }
 
+/// A task creating `count` posts titled `{prefix}-{i}`, one after another, each
+/// answered 200.
+fn post_writer(app: &TestApp, count: usize, prefix: String) -> tokio::task::JoinHandle<()> {
+    let client = app.client.clone();
+    let url = app.url("/api/collections/posts/records");
+    tokio::spawn(async move {
+        for i in 0..count {
+            let response = client
+                .post(&url)
+                .json(&json!({"title": format!("{prefix}-{i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    })
+}
+
 /// posts (with a hidden field) and comments cascading from posts.
 async fn schema(app: &TestApp, admin: &str) {
     let (status, posts) = app
@@ -259,21 +277,7 @@ async fn the_in_process_bus_gets_every_event_in_order(backend: Backend) {
     // Draining never fights the requests' writes (on SQLite it once took a write
     // transaction and failed with "database is locked" under concurrent writes).
     let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let client = app.client.clone();
-            let url = app.url("/api/collections/posts/records");
-            tokio::spawn(async move {
-                for i in 0..40 {
-                    let response = client
-                        .post(&url)
-                        .json(&json!({"title": format!("w{w}-{i}")}))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
-                }
-            })
-        })
+        .map(|w| post_writer(&app, 40, format!("w{w}")))
         .collect();
     for writer in writers {
         writer.await.unwrap();
@@ -680,19 +684,7 @@ async fn rabbitmq_instances_share_one_outbox(backend: Backend) {
     let mut writers = Vec::new();
     for (n, app) in [&a, &b].into_iter().enumerate() {
         for w in 0..WRITERS {
-            let client = app.client.clone();
-            let url = app.url("/api/collections/posts/records");
-            writers.push(tokio::spawn(async move {
-                for i in 0..EACH {
-                    let response = client
-                        .post(&url)
-                        .json(&json!({"title": format!("{n}-{w}-{i}")}))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
-                }
-            }));
+            writers.push(post_writer(app, EACH, format!("{n}-{w}")));
         }
     }
     for writer in writers {
