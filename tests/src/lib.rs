@@ -18,6 +18,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod faults;
 pub mod postgres;
 pub mod process;
 mod services;
@@ -207,6 +208,25 @@ impl TestApp {
             .await
             .expect("superuser");
         self.sign_in("_superusers", email, password).await
+    }
+
+    /// Create a collection from its PocketBase-shaped definition as superuser `token`;
+    /// returns the stored definition (panics unless the server answers 200).
+    pub async fn create_collection(
+        &self,
+        token: &str,
+        definition: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/collections",
+                Some(token),
+                Some(definition),
+            )
+            .await;
+        assert_eq!(status, 200, "create collection: {body}");
+        body
     }
 
     /// Create a record in auth collection `collection` with this email and password.

@@ -40,6 +40,26 @@ pub fn json_elements(
     sea_orm::sea_query::Func::cust(sea_orm::sea_query::Alias::new(name)).arg(column)
 }
 
+/// Whether an idle SQLite connection may be handed out: only outside any
+/// transaction. When a statement or a COMMIT fails for a full disk, SQLite may roll
+/// the transaction back by itself; the ROLLBACK that follows then fails and leaves
+/// sqlx believing the connection is still inside a transaction. sea-orm would turn the
+/// next `BEGIN` on it into a SAVEPOINT, and a write acknowledged there would vanish
+/// (or commit with someone else's). Such a connection is closed instead, and the pool
+/// opens a fresh one. By the time a connection is acquired again, the pool's release
+/// ping has flushed the queued rollback, so the depth is exact.
+fn sqlite_idle_ok(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+    _: sea_orm::sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
+    use sea_orm::sqlx::Connection;
+    let stuck = conn.is_in_transaction();
+    if stuck {
+        tracing::warn!("closing a SQLite connection left inside a transaction");
+    }
+    Box::pin(std::future::ready(Ok(!stuck)))
+}
+
 /// Which engine is behind the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -61,6 +81,66 @@ pub enum DbError {
     Migrate(DbErr),
     #[error(transparent)]
     Query(#[from] DbErr),
+}
+
+/// What kind of failure a database error is, for callers that answer a client: the
+/// engines' codes read in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The database cannot be reached or dropped the connection: try again later.
+    Unavailable,
+    /// The disk under the database is full (SQLite `SQLITE_FULL`, PostgreSQL 53100).
+    DiskFull,
+    /// A lock was not granted within `lock_timeout` (PostgreSQL 55P03).
+    LockTimeout,
+    /// Text the engine cannot store: a NUL character, on PostgreSQL.
+    BadText,
+    /// Anything else: a bug or an unexpected state, answered as a 500.
+    Other,
+}
+
+/// Classify a database error; see [`Fault`].
+pub fn fault(err: &DbErr) -> Fault {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return Fault::Unavailable,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return Fault::Other,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else {
+        return Fault::Other;
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Protocol(_) => Fault::Unavailable,
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite reports its (extended) result code as a number; the primary code
+            // is the low byte. PostgreSQL reports an SQLSTATE.
+            if let Ok(number) = code.parse::<i64>() {
+                return match number & 0xff {
+                    13 => Fault::DiskFull,                 // SQLITE_FULL
+                    10 | 14 | 5 | 6 => Fault::Unavailable, // IOERR, CANTOPEN, BUSY, LOCKED
+                    _ => Fault::Other,
+                };
+            }
+            match code.as_ref() {
+                "53100" => Fault::DiskFull,
+                "55P03" => Fault::LockTimeout,
+                "22021" | "22P05" => Fault::BadText,
+                // admin/crash shutdown, cannot connect now, too many connections
+                "57P01" | "57P02" | "57P03" | "53300" => Fault::Unavailable,
+                c if c.starts_with("08") => Fault::Unavailable,
+                _ => Fault::Other,
+            }
+        }
+        _ => Fault::Other,
+    }
 }
 
 /// A pooled connection to Basalt's database. Cheap to clone.
@@ -144,6 +224,7 @@ impl Db {
                 options
                     .max_connections(max_connections)
                     .test_before_acquire(false)
+                    .map_sqlx_sqlite_pool_opts(|pool| pool.before_acquire(sqlite_idle_ok))
                     .map_sqlx_sqlite_opts(move |o| {
                         o.filename(&path)
                             .in_memory(false)

@@ -155,7 +155,9 @@ enum Hop<'a> {
     },
 }
 
-/// A side of a comparison.
+/// A side of a comparison. Short-lived and built a few times per filter: the size of
+/// the column variant does not matter.
+#[expect(clippy::large_enum_variant, reason = "built a few times per filter, never stored")]
 enum Term {
     Value(Value),
     /// A column of the current row, or a scalar derived from one.
@@ -164,7 +166,24 @@ enum Term {
         storage: Storage,
         date: bool,
         multi: Option<SimpleExpr>,
+        /// When only some rows may be matched on this column (an auth record's email
+        /// in a client's filter): the condition on the row, ANDed into every
+        /// comparison that names the column, so a hidden value matches nothing.
+        visible: Option<SimpleExpr>,
     },
+}
+
+/// The rows of `collection` (aliased `table`) whose `email` this request may see and
+/// so match: `emailVisibility` set, or the caller's own record.
+pub fn email_visible(table: &str, collection: &Collection, request: &Request) -> SimpleExpr {
+    let public = col(table, "emailVisibility").eq(true);
+    match &request.auth {
+        Some((name, record)) if *name == collection.name => match record.get("id") {
+            Some(Value::String(id)) => public.or(col(table, "id").eq(id.clone())),
+            _ => public,
+        },
+        _ => public,
+    }
 }
 
 fn col(table: &str, column: &str) -> SimpleExpr {
@@ -357,7 +376,7 @@ impl<'a> Compiler<'a> {
                 let on_row = |row: &str| {
                     let (hops, field, _) = self.route(path, target)?;
                     if hops.is_empty() {
-                        let term = self.column_term(row, field, path)?;
+                        let term = self.column_term(row, target, field, path)?;
                         let other = self.term(other, collection, &self.base)?;
                         let (l, r) = if flipped {
                             (other, term)
@@ -411,6 +430,7 @@ impl<'a> Compiler<'a> {
     ) -> Result<SimpleExpr, FilterError> {
         let mut select = Query::select();
         let mut previous = from.to_owned();
+        let mut owner = base;
         let mut to_many = false;
         let mut links: Vec<SimpleExpr> = Vec::new();
         for (i, hop) in hops.iter().enumerate() {
@@ -438,6 +458,7 @@ impl<'a> Compiler<'a> {
                 }
             };
             let table = reached.name.clone();
+            owner = reached;
             if let Some(visible) = self.visible(reached, &alias, path.pos)? {
                 links.push(visible);
             }
@@ -457,7 +478,7 @@ impl<'a> Compiler<'a> {
         for link in links {
             select.and_where(link);
         }
-        let term = self.column_term(&previous, field, path)?;
+        let term = self.column_term(&previous, owner, field, path)?;
         // The other side is about the filtered record, wherever the path started.
         let other = self.term(other, base, &self.base)?;
         if !to_many
@@ -466,6 +487,7 @@ impl<'a> Compiler<'a> {
                 storage,
                 date,
                 multi: None,
+                visible: None,
             } = term
         {
             // Only to-one hops: the value is a scalar subquery, NULL when a relation is
@@ -476,6 +498,7 @@ impl<'a> Compiler<'a> {
                 storage,
                 date,
                 multi: None,
+                visible: None,
             };
             let (l, r) = if flipped {
                 (other, value)
@@ -510,8 +533,17 @@ impl<'a> Compiler<'a> {
             .to_owned()
     }
 
-    fn column_term(&self, table: &str, field: &Field, path: &Path) -> Result<Term, FilterError> {
+    /// The column `field` of `owner`, aliased `table`, as one side of a comparison.
+    fn column_term(
+        &self,
+        table: &str,
+        owner: &Collection,
+        field: &Field,
+        path: &Path,
+    ) -> Result<Term, FilterError> {
         let column = col(table, &field.name);
+        let visible = (self.guard && owner.gates_email(field))
+            .then(|| email_visible(table, owner, self.request));
         let date = matches!(
             field.kind,
             FieldKind::Date { .. } | FieldKind::Autodate { .. }
@@ -523,12 +555,14 @@ impl<'a> Compiler<'a> {
                     storage: Storage::Number,
                     date: false,
                     multi: None,
+                    visible,
                 },
                 _ => Term::Column {
                     expr: column.clone(),
                     storage: Storage::Text,
                     date: false,
                     multi: Some(column),
+                    visible,
                 },
             });
         }
@@ -541,6 +575,7 @@ impl<'a> Compiler<'a> {
             storage: kind,
             date,
             multi: None,
+            visible,
         })
     }
 
@@ -571,14 +606,14 @@ impl<'a> Compiler<'a> {
             Operand::Macro { name, .. } => Ok(Term::Value(self.macro_value(*name))),
             Operand::Path(path) => match &path.root {
                 Root::Record => {
-                    let (hops, field, _) = self.route(path, collection)?;
+                    let (hops, field, owner) = self.route(path, collection)?;
                     if !hops.is_empty() {
                         return Err(FilterError::new(
                             path.pos,
                             "comparing two relation paths is not supported",
                         ));
                     }
-                    self.column_term(table, field, path)
+                    self.column_term(table, owner, field, path)
                 }
                 Root::Auth => Ok(Term::Value(self.auth_value(path))),
                 Root::Body => Ok(Term::Value(self.body_value(path, collection))),
@@ -705,8 +740,31 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// `left op right`, with PocketBase's blank/null and multi-value semantics.
+    /// `left op right`, with PocketBase's blank/null and multi-value semantics; a
+    /// column only some rows may be matched on holds on those rows alone.
     fn compare(
+        &self,
+        left: Term,
+        op: CmpOp,
+        right: Term,
+        any: bool,
+        pos: usize,
+    ) -> Result<SimpleExpr, FilterError> {
+        let gates: Vec<SimpleExpr> = [&left, &right]
+            .into_iter()
+            .filter_map(|term| match term {
+                Term::Column {
+                    visible: Some(visible),
+                    ..
+                } => Some(visible.clone()),
+                _ => None,
+            })
+            .collect();
+        let compared = self.compare_terms(left, op, right, any, pos)?;
+        Ok(gates.into_iter().fold(compared, |acc, gate| acc.and(gate)))
+    }
+
+    fn compare_terms(
         &self,
         left: Term,
         op: CmpOp,
@@ -722,6 +780,7 @@ impl<'a> Compiler<'a> {
                     storage,
                     date,
                     multi,
+                    ..
                 },
                 Term::Value(v),
             ) => self.column_vs_value(expr, storage, date, multi, op, v, any, pos),
@@ -732,6 +791,7 @@ impl<'a> Compiler<'a> {
                     storage,
                     date,
                     multi,
+                    ..
                 },
             ) => self.column_vs_value(expr, storage, date, multi, mirror(op), v, any, pos),
             (

@@ -18,8 +18,11 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub data: BTreeMap<String, FieldError>,
-    /// Seconds for `Retry-After` (429s).
+    /// Seconds for `Retry-After` (429s, 503s).
     pub retry_after: Option<u64>,
+    /// A stable, machine-readable name for faults a client may handle on its own
+    /// (`database_unavailable`, `disk_full`, `lock_timeout`); sent as `code`.
+    pub code: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -27,7 +30,12 @@ struct Body<'a> {
     status: u16,
     message: &'a str,
     data: &'a BTreeMap<String, FieldError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
 }
+
+/// How long a client is asked to wait before retrying when the database is away.
+const DB_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -36,6 +44,7 @@ impl ApiError {
             message: message.into(),
             data: BTreeMap::new(),
             retry_after: None,
+            code: None,
         }
     }
 
@@ -63,6 +72,7 @@ impl ApiError {
             message: message.into(),
             data: errors.into_map(),
             retry_after: None,
+            code: None,
         }
     }
 
@@ -93,6 +103,46 @@ impl ApiError {
         )
     }
 
+    /// A database error as the client should see it: a fault they can wait out or
+    /// fix (503 with `Retry-After`, 507, 409, 400) named by a stable `code`; anything
+    /// else is a 500 whose cause is only logged.
+    pub fn from_db(cause: &sea_orm::DbErr) -> ApiError {
+        use crate::db::Fault;
+        let fault = crate::db::fault(cause);
+        if fault != Fault::Other {
+            tracing::warn!(error = %ErrorChain(cause), ?fault, "database fault");
+        }
+        match fault {
+            Fault::Unavailable => ApiError {
+                retry_after: Some(DB_RETRY_AFTER_SECS),
+                code: Some("database_unavailable"),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is unavailable; try again shortly.",
+                )
+            },
+            Fault::DiskFull => ApiError {
+                code: Some("disk_full"),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "The server's disk is full; nothing was saved. Try again once space is freed.",
+                )
+            },
+            Fault::LockTimeout => ApiError {
+                retry_after: Some(1),
+                code: Some("lock_timeout"),
+                ..ApiError::new(
+                    StatusCode::CONFLICT,
+                    "The data is locked by another change; try again.",
+                )
+            },
+            Fault::BadText => {
+                ApiError::bad_request("Text values cannot contain the NUL character.")
+            }
+            Fault::Other => ApiError::internal(cause),
+        }
+    }
+
     /// A 500 whose cause is logged here, once, and never shown to the client.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> ApiError {
         tracing::error!(error = %ErrorChain(cause), "internal error");
@@ -105,6 +155,7 @@ impl ApiError {
             status: self.status.as_u16(),
             message: &self.message,
             data: &self.data,
+            code: self.code,
         };
         // A struct of strings and numbers always serializes.
         serde_json::to_string(&body).unwrap_or_default()
@@ -144,7 +195,7 @@ impl From<crate::schema::SchemaError> for ApiError {
                 ApiError::validation("The collection definition is invalid.", errors)
             }
             SchemaError::Conflict => ApiError::new(StatusCode::CONFLICT, err.to_string()),
-            SchemaError::Db(ref cause) => ApiError::internal(cause),
+            SchemaError::Db(ref cause) => ApiError::from_db(cause),
         }
     }
 }
@@ -216,7 +267,7 @@ impl From<crate::records::RecordError> for ApiError {
                 ApiError::internal(&std::io::Error::other(message.clone()))
             }
             RecordError::Schema(ref cause) => ApiError::internal(cause),
-            RecordError::Db(ref cause) => ApiError::internal(cause),
+            RecordError::Db(ref cause) => ApiError::from_db(cause),
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         message,
         data: checks,
         retry_after: None,
+        code: None,
     }
     .body();
     HttpResponse::build(status)

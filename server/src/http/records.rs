@@ -136,7 +136,13 @@ pub async fn create_record(
         .records
         .create(&path, &caller.0, &request, values)
         .await?;
-    Ok(HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str))))
+    Ok(match record {
+        Some(record) => {
+            HttpResponse::Ok().json(pick_fields(record, raw.get("fields").map(String::as_str)))
+        }
+        // Created, but the view rule hides it from its creator.
+        None => HttpResponse::NoContent().finish(),
+    })
 }
 
 /// `PATCH /api/collections/{collection}/records/{id}` (JSON).
@@ -161,9 +167,13 @@ pub async fn update_record(
             if_match(&req).as_deref(),
         )
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::ETAG, tag))
-        .json(pick_fields(record, raw.get("fields").map(String::as_str))))
+    Ok(match record {
+        Some(record) => HttpResponse::Ok()
+            .insert_header((actix_web::http::header::ETAG, tag))
+            .json(pick_fields(record, raw.get("fields").map(String::as_str))),
+        // Updated, but the view rule hides it from the caller.
+        None => HttpResponse::NoContent().finish(),
+    })
 }
 
 /// `DELETE /api/collections/{collection}/records/{id}` → 204.

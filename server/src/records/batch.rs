@@ -57,6 +57,35 @@ fn route(method: &str, url: &str) -> Option<Op> {
 }
 
 impl RecordService {
+    /// A written record's batch response: 200 with the record, or 204 when the view
+    /// rule hides it from the caller (as a single create or update answers).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a WriteCtx arrives with the pipeline issue"
+    )]
+    async fn batch_response(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        collection: &crate::schema::Collection,
+        snapshot: &crate::schema::Snapshot,
+        version: i64,
+        record: &super::Record,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<(u16, Value), RecordError> {
+        Ok(
+            match self
+                .response_in(
+                    txn, collection, snapshot, version, record, identity, request,
+                )
+                .await?
+            {
+                Some(shaped) => (200, shaped),
+                None => (204, Value::Null),
+            },
+        )
+    }
+
     /// Run `requests` in order in one transaction, as `identity`. Returns each
     /// response's status and body.
     ///
@@ -125,7 +154,17 @@ impl RecordService {
                         )
                         .await
                         .map_err(fail(index))?;
-                    (200, super::read::shape(&collection, &record, identity))
+                    self.batch_response(
+                        &txn,
+                        &collection,
+                        &snapshot,
+                        version,
+                        &record,
+                        identity,
+                        request,
+                    )
+                    .await
+                    .map_err(fail(index))?
                 }
                 Resolved::Update(id) => {
                     let prepared = self
@@ -147,7 +186,17 @@ impl RecordService {
                         )
                         .await
                         .map_err(fail(index))?;
-                    (200, super::read::shape(&collection, &record, identity))
+                    self.batch_response(
+                        &txn,
+                        &collection,
+                        &snapshot,
+                        version,
+                        &record,
+                        identity,
+                        request,
+                    )
+                    .await
+                    .map_err(fail(index))?
                 }
                 Resolved::Delete(id) => {
                     identity

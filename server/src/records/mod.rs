@@ -743,7 +743,7 @@ pub fn public_view(
         if is_secret(field) || (field.hidden && !superuser) {
             continue;
         }
-        if collection.auth.is_some() && field.name == "email" && !email_visible {
+        if collection.gates_email(field) && !email_visible {
             continue;
         }
         if let Some(value) = record.get(&field.name) {

@@ -152,7 +152,13 @@ impl RecordService {
         for condition in &conditions {
             select.and_where(condition.clone());
         }
-        self.sort(&mut select, &collection, query.sort.as_deref(), scope)?;
+        self.sort(
+            &mut select,
+            &collection,
+            query.sort.as_deref(),
+            scope,
+            request,
+        )?;
         select.limit(per_page).offset(Ord::min(
             (page - 1).saturating_mul(per_page),
             i64::MAX as u64,
@@ -503,6 +509,7 @@ impl RecordService {
         collection: &Collection,
         sort: Option<&str>,
         scope: Scope,
+        request: &Request,
     ) -> Result<(), RecordError> {
         let Some(sort) = sort.filter(|s| !s.trim().is_empty()) else {
             select.order_by((col(BASE), col("id")), Order::Asc);
@@ -521,16 +528,24 @@ impl RecordService {
                 Some(name) => (name, Order::Desc),
                 None => (trimmed.strip_prefix('+').unwrap_or(trimmed), Order::Asc),
             };
-            let visible = collection.field(name).filter(|f| {
+            let Some(field) = collection.field(name).filter(|f| {
                 let secret = matches!(f.kind, crate::schema::FieldKind::Password { .. })
                     || f.name == "tokenKey";
                 !secret && (!f.hidden || scope.hidden)
-            });
-            if visible.is_none() {
+            }) else {
                 return Err(RecordError::Filter(crate::filter::FilterError::new(
                     position,
                     format!("cannot sort by `{name}`"),
                 )));
+            };
+            if !scope.hidden && collection.gates_email(field) {
+                // Emails the caller may not see sort as if blank, so their order
+                // reveals nothing.
+                let visible = crate::filter::compile::email_visible(BASE, collection, request);
+                let shown = Expr::case(visible, Expr::col((col(BASE), col(name))))
+                    .finally(Expr::val(sea_orm::Value::String(None)));
+                select.order_by_expr(shown.into(), order);
+                continue;
             }
             select.order_by((col(BASE), col(name)), order);
         }

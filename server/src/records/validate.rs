@@ -180,8 +180,25 @@ fn problem(code: &'static str, message: impl Into<String>) -> Problem {
     (code, message.into())
 }
 
+/// Whether any text in `value` (object keys included) holds a NUL character, which
+/// PostgreSQL cannot store: refused on both engines so they answer alike.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 /// One field's value, checked and converted to what is stored.
 fn check(field: &Field, value: &Value) -> Result<Value, Problem> {
+    if has_nul(value) {
+        return Err(problem(
+            "validation_invalid_nul",
+            "Must not contain the NUL character.",
+        ));
+    }
     if value.is_null() {
         return if field.nullable || !field.required {
             Ok(if field.nullable {

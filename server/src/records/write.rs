@@ -178,6 +178,45 @@ impl RecordService {
         }
     }
 
+    /// `record`, just written inside `txn`, as the response to its writer: shaped for
+    /// them if the view rule lets them see it, `None` (PocketBase answers 204) if not.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a WriteCtx arrives with the pipeline issue"
+    )]
+    pub(super) async fn response_in(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        version: i64,
+        record: &Record,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<Option<Value>, RecordError> {
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(None);
+        }
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let visible = match self
+            .passes(
+                txn,
+                collection,
+                snapshot,
+                version,
+                collection.rules.view.as_ref(),
+                id,
+                identity,
+                request,
+            )
+            .await
+        {
+            Err(RecordError::Forbidden) => false,
+            other => other?,
+        };
+        Ok(visible.then(|| super::read::shape(collection, record, identity)))
+    }
+
     /// The existing row `id` may be changed by this caller: the rule must hold (else
     /// `NotFound`, like a missing record) and `If-Match` must name its tag (else `Stale`).
     #[allow(clippy::too_many_arguments)]
@@ -372,7 +411,8 @@ impl RecordService {
         self.find_in(txn, collection, version, &id).await
     }
 
-    /// Create a record as `identity`.
+    /// Create a record as `identity`; returns it as the caller may see it (`None`
+    /// when the view rule hides it from them).
     ///
     /// Fails with `Validation` (per-field problems, a missing related record, or a
     /// failed create rule), `Forbidden` for a superusers-only collection, `Conflict`
@@ -383,7 +423,7 @@ impl RecordService {
         identity: &Identity,
         request: &Request,
         body: Map<String, Value>,
-    ) -> Result<Value, RecordError> {
+    ) -> Result<Option<Value>, RecordError> {
         let before = self.schema.snapshot();
         let planned = before
             .get(collection)
@@ -404,8 +444,19 @@ impl RecordService {
                 password_hash,
             )
             .await?;
+        let response = self
+            .response_in(
+                &txn,
+                &collection,
+                &snapshot,
+                version,
+                &record,
+                identity,
+                request,
+            )
+            .await?;
         self.commit(txn).await?;
-        Ok(super::read::shape(&collection, &record, identity))
+        Ok(response)
     }
 
     /// The checks and password work an update needs before its transaction: the plain
@@ -526,7 +577,9 @@ impl RecordService {
         self.find_in(txn, collection, version, id).await
     }
 
-    /// Update a record as `identity`; only the fields in `body` change.
+    /// Update a record as `identity`; only the fields in `body` change. Returns the
+    /// record as the caller may see it (`None` when the view rule hides it from them)
+    /// and its entity tag.
     ///
     /// Fails with `NotFound` (missing, or hidden by the update rule), `Forbidden`,
     /// `Validation`, `Stale` when `if_match` names another version, or `Conflict` on a
@@ -539,7 +592,7 @@ impl RecordService {
         request: &Request,
         body: Map<String, Value>,
         if_match: Option<&str>,
-    ) -> Result<(Value, String), RecordError> {
+    ) -> Result<(Option<Value>, String), RecordError> {
         let before = self.schema.snapshot();
         let planned = before
             .get(collection)
@@ -562,11 +615,19 @@ impl RecordService {
                 if_match,
             )
             .await?;
+        let response = self
+            .response_in(
+                &txn,
+                &collection,
+                &snapshot,
+                version,
+                &record,
+                identity,
+                request,
+            )
+            .await?;
         self.commit(txn).await?;
-        Ok((
-            super::read::shape(&collection, &record, identity),
-            super::etag(&record),
-        ))
+        Ok((response, super::etag(&record)))
     }
 
     /// Ids of `source` records whose relation `field` points at any of `ids`.

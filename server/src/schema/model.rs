@@ -240,6 +240,12 @@ impl Collection {
     pub fn field_by_id(&self, id: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.id == id)
     }
+
+    /// Whether `field` is an auth record's `email`, which only its owner, superusers
+    /// and anyone once `emailVisibility` is set may see — or match in a filter or sort.
+    pub fn gates_email(&self, field: &Field) -> bool {
+        self.auth.is_some() && field.name == "email"
+    }
 }
 
 /// A field: its identity, the flags every field has, and its type with options.

@@ -147,7 +147,6 @@ const RESERVED: &[&str] = &[
     "union",
     "unique",
     "update",
-    "user",
     "using",
     "vacuum",
     "values",
@@ -159,6 +158,21 @@ const RESERVED: &[&str] = &[
     "with",
     "without",
 ];
+
+/// Columns every table has on one engine (PostgreSQL's system columns, SQLite's rowid
+/// aliases): a field named so would fail, or mean something else, on that engine, so
+/// such names are refused on both and a schema moves between them.
+const SYSTEM_COLUMNS: &[&str] = &[
+    "ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid", "rowid", "_rowid_",
+];
+
+/// Why a field name is refused because an engine keeps a column of that name.
+pub fn system_column_problem(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    SYSTEM_COLUMNS.contains(&lower.as_str()).then(|| {
+        format!("`{name}` is a system column of PostgreSQL or SQLite; choose another name.")
+    })
+}
 
 /// Why a name is refused, as a message for the client; `None` when it is fine.
 ///
@@ -214,6 +228,14 @@ mod tests {
             assert!(name_problem(bad).is_some(), "{bad}");
         }
         assert!(is_reserved("collectionId"));
+        // PocketBase allows it, and names are always quoted.
+        assert_eq!(name_problem("user"), None);
+        for system in [
+            "ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "rowid", "OID",
+        ] {
+            assert!(system_column_problem(system).is_some(), "{system}");
+        }
+        assert_eq!(system_column_problem("title"), None);
         assert!(!is_reserved("title"));
     }
 }

@@ -19,7 +19,7 @@ use super::model::{
     AuthOptions, Collection, CollectionInput, CollectionKind, Field, FieldInput, FieldKind, Rules,
     parse_collection,
 };
-use super::names::{is_reserved, name_problem};
+use super::names::{is_reserved, name_problem, system_column_problem};
 use super::registry::{Registry, Snapshot};
 use crate::db::entities::{collections, schema_history};
 use crate::db::{Backend, Db};
@@ -1082,7 +1082,9 @@ fn check_fields(
     for (i, field) in fields.iter().enumerate() {
         let path = |key: &str| format!("fields.{i}.{key}");
         if !field.system {
-            if let Some(problem) = name_problem(&field.name) {
+            if let Some(problem) =
+                name_problem(&field.name).or_else(|| system_column_problem(&field.name))
+            {
                 errors.add(path("name"), "validation_invalid_name", problem);
             }
         } else if is_reserved(&field.name) {

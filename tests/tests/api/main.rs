@@ -15,6 +15,7 @@ mod cli;
 mod collections;
 mod db;
 mod events;
+mod faults;
 mod filter;
 mod http_basics;
 mod hygiene;

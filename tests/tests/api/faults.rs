@@ -1,0 +1,182 @@
+//! The fault suite: what Basalt does when the disk fills, the database goes away, the
+//! broker drops a connection, or the process is killed mid-write. Every fault is made
+//! for real (a small tmpfs, `pg_terminate_backend`, a TCP proxy the test controls,
+//! `kill -9`), never mocked.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use basalt_tests::faults::{Tmpfs, require_root};
+use basalt_tests::{Backend, TestApp};
+use reqwest::Method;
+use serde_json::json;
+
+/// The `id`s `query` selects from the SQLite file at `path`, read by a fresh
+/// connection after the server stopped.
+async fn sqlite_ids(path: &std::path::Path, query: &str) -> BTreeSet<String> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let conn = Database::connect(format!("sqlite:{}?mode=ro", path.display()))
+        .await
+        .expect("open the database");
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            query.to_owned(),
+        ))
+        .await
+        .expect("read ids");
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "id").unwrap())
+        .collect();
+    conn.close().await.unwrap();
+    ids
+}
+
+/// One round: fill a small disk with concurrent creates, free space, write more, stop.
+/// Every create answered 200 must be in the database afterwards, every refusal must
+/// say the disk is full (507), and reads and health must work meanwhile.
+async fn fill_free_and_count(round: usize) {
+    let disk = Tmpfs::mount("3m");
+    let ballast = disk.ballast("ballast", 768 * 1024);
+    let db_path = disk.path().join("data.db");
+    let app = TestApp::builder(Backend::Sqlite)
+        .setting("data_dir", disk.path().display().to_string())
+        .setting("database_url", format!("sqlite:{}", db_path.display()))
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({
+            "name": "notes", "createRule": "", "listRule": "", "viewRule": "",
+            "fields": [{"name": "body", "type": "text", "max": 100000}]
+        }),
+    )
+    .await;
+    let app = Arc::new(app);
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = "x".repeat(24 * 1024);
+    let mut writers = Vec::new();
+    for _ in 0..6 {
+        let (app, acknowledged, refused, body) = (
+            Arc::clone(&app),
+            Arc::clone(&acknowledged),
+            Arc::clone(&refused),
+            body.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            // Bounded: the disk holds ~100 of these; stop after enough refusals.
+            for _ in 0..200 {
+                if refused.load(std::sync::atomic::Ordering::Relaxed) >= 30 {
+                    break;
+                }
+                let (status, res) = app
+                    .call(
+                        Method::POST,
+                        "/api/collections/notes/records",
+                        None,
+                        Some(json!({"body": body})),
+                    )
+                    .await;
+                match status {
+                    200 => acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(res["id"].as_str().unwrap().to_owned()),
+                    507 => {
+                        assert_eq!(res["code"], "disk_full", "{res}");
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    other => {
+                        panic!("round {round}: a create on a full disk answered {other}: {res}")
+                    }
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(
+        refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "round {round}: the disk never filled"
+    );
+    // Full: reads and health still answer.
+    let (status, page) = app
+        .call(
+            Method::GET,
+            "/api/collections/notes/records?perPage=1",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "round {round}: list on a full disk: {page}");
+    let (status, _) = app.get_json("/api/health").await;
+    assert_eq!(status, 200, "round {round}: health on a full disk");
+
+    // Space comes back: writes succeed again, with no restart.
+    std::fs::remove_file(&ballast).unwrap();
+    for i in 0..10 {
+        let (status, res) = app
+            .call(
+                Method::POST,
+                "/api/collections/notes/records",
+                None,
+                Some(json!({"body": format!("after {i}")})),
+            )
+            .await;
+        assert_eq!(
+            status, 200,
+            "round {round}: write {i} after space was freed: {res}"
+        );
+        acknowledged
+            .lock()
+            .unwrap()
+            .push(res["id"].as_str().unwrap().to_owned());
+    }
+    let app = Arc::try_unwrap(app).ok().expect("writers are done");
+    app.stop().await;
+
+    let stored = sqlite_ids(&db_path, "SELECT id FROM notes").await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "round {round}: {} of {} acknowledged creates are missing after the stop: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    // Nothing that was refused was kept either.
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "round {round}: rows in the table vs creates answered 200"
+    );
+    let events = sqlite_ids(
+        &db_path,
+        "SELECT json_extract(payload, '$.subject') AS id FROM _outbox WHERE collection = 'notes'",
+    )
+    .await;
+    assert_eq!(
+        events, stored,
+        "round {round}: one outbox event per stored create, and none for a refused one"
+    );
+}
+
+/// Issue #12 points 0 and 8: a full disk (SQLite) never loses an acknowledged write,
+/// answers 507, keeps reads working and recovers without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_disk_full_loses_no_acknowledged_write() {
+    if !require_root("faults::sqlite_disk_full_loses_no_acknowledged_write") {
+        return;
+    }
+    // The loss was intermittent (one run in four): repeat.
+    for round in 0..4 {
+        fill_free_and_count(round).await;
+    }
+}
