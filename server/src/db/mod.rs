@@ -120,15 +120,18 @@ pub fn fault(err: &DbErr) -> Fault {
         | Sqlx::Protocol(_) => Fault::Unavailable,
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // SQLite reports its (extended) result code as a number; the primary code
-            // is the low byte. PostgreSQL reports an SQLSTATE.
-            if let Ok(number) = code.parse::<i64>() {
-                return match number & 0xff {
+            if db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // SQLite's extended result code; the primary code is its low byte.
+                return match code.parse::<i64>().unwrap_or_default() & 0xff {
                     13 => Fault::DiskFull,                 // SQLITE_FULL
                     10 | 14 | 5 | 6 => Fault::Unavailable, // IOERR, CANTOPEN, BUSY, LOCKED
                     _ => Fault::Other,
                 };
             }
+            // PostgreSQL's SQLSTATE.
             match code.as_ref() {
                 "53100" => Fault::DiskFull,
                 "55P03" => Fault::LockTimeout,

@@ -59,6 +59,11 @@ pub fn parse(text: &str) -> Result<Option<Expr>, FilterError> {
             format!("the filter is longer than {MAX_LENGTH} characters"),
         ));
     }
+    // PostgreSQL cannot compare text holding NUL (and nothing stored holds one):
+    // refused here so both engines answer alike.
+    if let Some(pos) = text.chars().position(|c| c == '\0') {
+        return Err(FilterError::new(pos, "the NUL character is not allowed"));
+    }
     let tokens = lexer::lex(text)?;
     if tokens.is_empty() {
         return Ok(None);

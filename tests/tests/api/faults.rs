@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use basalt_tests::faults::{Tmpfs, require_root};
-use basalt_tests::{Backend, TestApp};
+use basalt_tests::{Backend, TestApp, backend_tests};
 use reqwest::Method;
 use serde_json::json;
 
@@ -178,5 +178,93 @@ async fn sqlite_disk_full_loses_no_acknowledged_write() {
     // The loss was intermittent (one run in four): repeat.
     for round in 0..4 {
         fill_free_and_count(round).await;
+    }
+}
+
+backend_tests!(nul_text_and_engine_column_names_are_refused_alike);
+
+/// Issue #12 point 9: both engines answer the same way to text PostgreSQL cannot
+/// store and to field names one of them reserves.
+async fn nul_text_and_engine_column_names_are_refused_alike(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({
+            "name": "notes", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "meta", "type": "json"},
+                {"name": "tags", "type": "select", "values": ["a", "b"], "maxSelect": 2},
+                // PocketBase allows it; names are always quoted.
+                {"name": "user", "type": "text"}
+            ]
+        }),
+    )
+    .await;
+    for (body, field) in [
+        (json!({"title": "a\u{0}b"}), "title"),
+        (json!({"meta": {"k": "v\u{0}"}}), "meta"),
+        (json!({"meta": {"k\u{0}": 1}}), "meta"),
+        (json!({"user": "\u{0}"}), "user"),
+    ] {
+        let (status, err) = app
+            .call(Method::POST, "/api/collections/notes/records", None, Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["data"][field]["code"], "validation_invalid_nul", "{body}: {err}");
+    }
+    let (status, note) = app
+        .call(
+            Method::POST,
+            "/api/collections/notes/records",
+            None,
+            Some(json!({"title": "fine", "user": "ann"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{note}");
+    let (status, err) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/collections/notes/records/{}", note["id"].as_str().unwrap()),
+            None,
+            Some(json!({"title": "x\u{0}"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    // A NUL in a filter, a sign-in identity, or a record id in the URL: 400 or 404,
+    // never a 500.
+    let (status, err) = app
+        .get_json("/api/collections/notes/records?filter=title%3D'a%00b'")
+        .await;
+    assert_eq!(status, 400, "{err}");
+    let (status, err) = app
+        .call(
+            Method::POST,
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "a\u{0}@example.com", "password": "whatever-1"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    let (status, err) = app.get_json("/api/collections/notes/records/ab%00cd").await;
+    assert!(status == 404 || status == 400, "{status}: {err}");
+
+    for name in ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid", "rowid"] {
+        let (status, err) = app
+            .call(
+                Method::POST,
+                "/api/collections",
+                Some(&admin),
+                Some(json!({"name": format!("t_{name}"), "fields": [{"name": name, "type": "text"}]})),
+            )
+            .await;
+        assert_eq!(status, 400, "{name}: {err}");
+        let named = err["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .any(|(key, problem)| key.ends_with(".name") && problem["code"] == "validation_invalid_name");
+        assert!(named, "{name}: {err}");
     }
 }

@@ -27,4 +27,5 @@ mod records_read;
 mod records_write;
 mod rules;
 mod sdk;
+mod security;
 mod serve;

@@ -1,0 +1,255 @@
+//! Leaks found by attacking Basalt (issue #12): emails recovered through filters and
+//! sorts, and write responses that echo what the caller may not view.
+
+use basalt_tests::{Backend, TestApp, backend_tests};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+backend_tests!(
+    hidden_emails_cannot_be_matched_or_sorted,
+    writes_answer_only_what_the_caller_may_view,
+);
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a page: {page}"))
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    // Created in this order, so cat's id sorts before ann's while ann's email sorts first.
+    let cat = app
+        .create_auth_record("users", "cat@example.com", "cat-password")
+        .await;
+    let ann = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    let bob = app
+        .create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let bob_id = bob["id"].as_str().unwrap();
+    let (status, res) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/collections/users/records/{bob_id}"),
+            Some(&admin),
+            Some(json!({"emailVisibility": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (status, res) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/users",
+            Some(&admin),
+            Some(json!({"listRule": "", "viewRule": ""})),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    app.create_collection(
+        &admin,
+        json!({
+            "name": "posts", "listRule": "", "viewRule": "",
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1},
+                {"name": "readers", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 5}
+            ]
+        }),
+    )
+    .await;
+    for (title, author) in [("by ann", &ann), ("by bob", &bob)] {
+        let (status, res) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                Some(&admin),
+                Some(json!({"title": title, "author": author["id"], "readers": [author["id"]]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{res}");
+    }
+    let ann_token = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let list = |collection: &'static str, query: String, token: Option<String>| {
+        let app = &app;
+        async move {
+            let path = format!(
+                "/api/collections/{collection}/records?{query}",
+            );
+            let (status, page) = app.call(Method::GET, &path, token.as_deref(), None).await;
+            assert_eq!(status, 200, "{path}: {page}");
+            page
+        }
+    };
+    let filter = |f: &str| format!("filter={}", urlencode(f));
+
+    // Anonymous: a hidden email matches nothing, whatever the operator or the path.
+    for f in [
+        "email ~ 'ann'",
+        "email ~ 'a%'",
+        "email = 'ann@example.com'",
+        "email > 'a'",
+        "email:lower = 'ann@example.com'",
+    ] {
+        let page = list("users", filter(f), None).await;
+        assert!(
+            !ids(&page).contains(&ann["id"].as_str().unwrap().to_owned()),
+            "anonymous `{f}` matched ann: {page}"
+        );
+    }
+    let page = list("users", filter("email ~ 'bob'"), None).await;
+    assert_eq!(ids(&page), vec![bob_id.to_owned()], "a visible email matches");
+    // A negation does not reveal hidden rows either.
+    let page = list("users", filter("email != 'nobody@example.com'"), None).await;
+    assert_eq!(ids(&page), vec![bob_id.to_owned()], "only visible emails: {page}");
+    for f in [
+        "author.email = 'ann@example.com'",
+        "author.email ~ 'ann'",
+        "readers.email ?= 'ann@example.com'",
+        "readers.email ?~ 'ann'",
+    ] {
+        let page = list("posts", filter(f), None).await;
+        assert_eq!(ids(&page).len(), 0, "anonymous `{f}` through a relation: {page}");
+    }
+    let page = list("posts", filter("author.email = 'bob@example.com'"), None).await;
+    assert_eq!(ids(&page).len(), 1, "a visible email through a relation: {page}");
+
+    // The owner matches their own email; superusers match every email.
+    let page = list(
+        "users",
+        filter("email = 'ann@example.com'"),
+        Some(ann_token.clone()),
+    )
+    .await;
+    assert_eq!(ids(&page), vec![ann["id"].as_str().unwrap().to_owned()]);
+    let page = list("posts", filter("author.email = 'ann@example.com'"), Some(ann_token)).await;
+    assert_eq!(ids(&page).len(), 1, "ann's own email through a relation: {page}");
+    let page = list("users", filter("email ~ 'a%'"), Some(admin.clone())).await;
+    assert_eq!(ids(&page), vec![ann["id"].as_str().unwrap().to_owned()]);
+
+    // Sorting by email: hidden emails tie (and fall back to id order) both ways, so
+    // the order reveals nothing about them.
+    let hidden = [cat["id"].as_str().unwrap(), ann["id"].as_str().unwrap()];
+    for sort in ["email", "-email"] {
+        let page = list("users", format!("sort={sort}"), None).await;
+        let order: Vec<String> = ids(&page)
+            .into_iter()
+            .filter(|id| hidden.contains(&id.as_str()))
+            .collect();
+        assert_eq!(order, hidden, "anonymous sort={sort}: {page}");
+    }
+    let page = list("users", "sort=email".to_owned(), Some(admin)).await;
+    let order: Vec<String> = ids(&page)
+        .into_iter()
+        .filter(|id| hidden.contains(&id.as_str()))
+        .collect();
+    assert_eq!(order, [hidden[1], hidden[0]], "superusers sort by the real email");
+}
+
+async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let ann = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    app.create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let ann_token = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let bob_token = app
+        .sign_in("users", "bob@example.com", "bob-password")
+        .await;
+    let owner = "author = @request.auth.id";
+    app.create_collection(
+        &admin,
+        json!({
+            "name": "posts", "listRule": owner, "viewRule": owner,
+            "createRule": "@request.auth.id != ''", "updateRule": "@request.auth.id != ''",
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "secret", "type": "text"},
+                {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1}
+            ]
+        }),
+    )
+    .await;
+    let (status, post) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            Some(&ann_token),
+            Some(json!({"title": "ann's", "secret": "s3cret", "author": ann["id"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "the owner sees what she created: {post}");
+    assert_eq!(post["secret"], "s3cret");
+    let path = format!("/api/collections/posts/records/{}", post["id"].as_str().unwrap());
+
+    // Bob may update it but not view it: 204, no body.
+    let res = app
+        .client
+        .patch(app.url(&path))
+        .header("Authorization", &bob_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(res.text().await.unwrap(), "", "nothing echoed");
+    let (status, body) = app
+        .call(Method::PATCH, &path, Some(&bob_token), Some(json!({"title": "bob was here"})))
+        .await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, stored) = app.call(Method::GET, &path, Some(&admin), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["title"], "bob was here", "the update took effect");
+    let (status, mine) = app
+        .call(Method::PATCH, &path, Some(&ann_token), Some(json!({"title": "ann's again"})))
+        .await;
+    assert_eq!((status, mine["title"].clone()), (200, json!("ann's again")));
+
+    // Bob creates a post for Ann: created, but he cannot view it.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            Some(&bob_token),
+            Some(json!({"title": "gift", "secret": "for ann", "author": ann["id"]})),
+        )
+        .await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (_, all) = app
+        .call(Method::GET, "/api/collections/posts/records?filter=title='gift'", Some(&admin), None)
+        .await;
+    assert_eq!(all["totalItems"], 1, "the create took effect: {all}");
+
+    // The same through a batch.
+    let (status, results) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            Some(&bob_token),
+            Some(json!({"requests": [
+                {"method": "PATCH", "url": path, "body": {"title": "batched"}},
+                {"method": "POST", "url": "/api/collections/posts/records", "body": {"title": "b2", "author": ann["id"]}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{results}");
+    for result in results.as_array().unwrap() {
+        assert_eq!(result["status"], 204, "{results}");
+        assert_eq!(result["body"], Value::Null, "{results}");
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
