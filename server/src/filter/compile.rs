@@ -157,7 +157,10 @@ enum Hop<'a> {
 
 /// A side of a comparison. Short-lived and built a few times per filter: the size of
 /// the column variant does not matter.
-#[expect(clippy::large_enum_variant, reason = "built a few times per filter, never stored")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built a few times per filter, never stored"
+)]
 enum Term {
     Value(Value),
     /// A column of the current row, or a scalar derived from one.

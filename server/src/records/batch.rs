@@ -72,11 +72,12 @@ impl RecordService {
         record: &super::Record,
         identity: &Identity,
         request: &Request,
+        created: bool,
     ) -> Result<(u16, Value), RecordError> {
         Ok(
             match self
                 .response_in(
-                    txn, collection, snapshot, version, record, identity, request,
+                    txn, collection, snapshot, version, record, identity, request, created,
                 )
                 .await?
             {
@@ -162,6 +163,7 @@ impl RecordService {
                         &record,
                         identity,
                         request,
+                        true,
                     )
                     .await
                     .map_err(fail(index))?
@@ -194,6 +196,7 @@ impl RecordService {
                         &record,
                         identity,
                         request,
+                        false,
                     )
                     .await
                     .map_err(fail(index))?

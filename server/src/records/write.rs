@@ -179,7 +179,10 @@ impl RecordService {
     }
 
     /// `record`, just written inside `txn`, as the response to its writer: shaped for
-    /// them if the view rule lets them see it, `None` (PocketBase answers 204) if not.
+    /// them if the view rule lets them see it, `None` (answered 204) if not, so a
+    /// write never echoes what its writer may not read. A new auth record is the
+    /// exception: signing up answers with the new account (shaped, so its email shows
+    /// only if visible), as PocketBase and its SDKs' sign-up flow expect.
     #[expect(
         clippy::too_many_arguments,
         reason = "a WriteCtx arrives with the pipeline issue"
@@ -193,7 +196,11 @@ impl RecordService {
         record: &Record,
         identity: &Identity,
         request: &Request,
+        created: bool,
     ) -> Result<Option<Value>, RecordError> {
+        if created && collection.auth.is_some() {
+            return Ok(Some(super::read::shape(collection, record, identity)));
+        }
         if !identity.in_scope(&collection.name, Op::View) {
             return Ok(None);
         }
@@ -453,6 +460,7 @@ impl RecordService {
                 &record,
                 identity,
                 request,
+                true,
             )
             .await?;
         self.commit(txn).await?;
@@ -624,6 +632,7 @@ impl RecordService {
                 &record,
                 identity,
                 request,
+                false,
             )
             .await?;
         self.commit(txn).await?;

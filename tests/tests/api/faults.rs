@@ -209,10 +209,18 @@ async fn nul_text_and_engine_column_names_are_refused_alike(backend: Backend) {
         (json!({"user": "\u{0}"}), "user"),
     ] {
         let (status, err) = app
-            .call(Method::POST, "/api/collections/notes/records", None, Some(body.clone()))
+            .call(
+                Method::POST,
+                "/api/collections/notes/records",
+                None,
+                Some(body.clone()),
+            )
             .await;
         assert_eq!(status, 400, "{body}: {err}");
-        assert_eq!(err["data"][field]["code"], "validation_invalid_nul", "{body}: {err}");
+        assert_eq!(
+            err["data"][field]["code"], "validation_invalid_nul",
+            "{body}: {err}"
+        );
     }
     let (status, note) = app
         .call(
@@ -226,7 +234,10 @@ async fn nul_text_and_engine_column_names_are_refused_alike(backend: Backend) {
     let (status, err) = app
         .call(
             Method::PATCH,
-            &format!("/api/collections/notes/records/{}", note["id"].as_str().unwrap()),
+            &format!(
+                "/api/collections/notes/records/{}",
+                note["id"].as_str().unwrap()
+            ),
             None,
             Some(json!({"title": "x\u{0}"})),
         )
@@ -250,7 +261,9 @@ async fn nul_text_and_engine_column_names_are_refused_alike(backend: Backend) {
     let (status, err) = app.get_json("/api/collections/notes/records/ab%00cd").await;
     assert!(status == 404 || status == 400, "{status}: {err}");
 
-    for name in ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid", "rowid"] {
+    for name in [
+        "ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid", "rowid",
+    ] {
         let (status, err) = app
             .call(
                 Method::POST,
@@ -264,7 +277,9 @@ async fn nul_text_and_engine_column_names_are_refused_alike(backend: Backend) {
             .as_object()
             .unwrap()
             .iter()
-            .any(|(key, problem)| key.ends_with(".name") && problem["code"] == "validation_invalid_name");
+            .any(|(key, problem)| {
+                key.ends_with(".name") && problem["code"] == "validation_invalid_name"
+            });
         assert!(named, "{name}: {err}");
     }
 }

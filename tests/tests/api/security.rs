@@ -80,9 +80,7 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
     let list = |collection: &'static str, query: String, token: Option<String>| {
         let app = &app;
         async move {
-            let path = format!(
-                "/api/collections/{collection}/records?{query}",
-            );
+            let path = format!("/api/collections/{collection}/records?{query}",);
             let (status, page) = app.call(Method::GET, &path, token.as_deref(), None).await;
             assert_eq!(status, 200, "{path}: {page}");
             page
@@ -105,10 +103,18 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
         );
     }
     let page = list("users", filter("email ~ 'bob'"), None).await;
-    assert_eq!(ids(&page), vec![bob_id.to_owned()], "a visible email matches");
+    assert_eq!(
+        ids(&page),
+        vec![bob_id.to_owned()],
+        "a visible email matches"
+    );
     // A negation does not reveal hidden rows either.
     let page = list("users", filter("email != 'nobody@example.com'"), None).await;
-    assert_eq!(ids(&page), vec![bob_id.to_owned()], "only visible emails: {page}");
+    assert_eq!(
+        ids(&page),
+        vec![bob_id.to_owned()],
+        "only visible emails: {page}"
+    );
     for f in [
         "author.email = 'ann@example.com'",
         "author.email ~ 'ann'",
@@ -116,10 +122,18 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
         "readers.email ?~ 'ann'",
     ] {
         let page = list("posts", filter(f), None).await;
-        assert_eq!(ids(&page).len(), 0, "anonymous `{f}` through a relation: {page}");
+        assert_eq!(
+            ids(&page).len(),
+            0,
+            "anonymous `{f}` through a relation: {page}"
+        );
     }
     let page = list("posts", filter("author.email = 'bob@example.com'"), None).await;
-    assert_eq!(ids(&page).len(), 1, "a visible email through a relation: {page}");
+    assert_eq!(
+        ids(&page).len(),
+        1,
+        "a visible email through a relation: {page}"
+    );
 
     // The owner matches their own email; superusers match every email.
     let page = list(
@@ -129,8 +143,17 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
     )
     .await;
     assert_eq!(ids(&page), vec![ann["id"].as_str().unwrap().to_owned()]);
-    let page = list("posts", filter("author.email = 'ann@example.com'"), Some(ann_token)).await;
-    assert_eq!(ids(&page).len(), 1, "ann's own email through a relation: {page}");
+    let page = list(
+        "posts",
+        filter("author.email = 'ann@example.com'"),
+        Some(ann_token),
+    )
+    .await;
+    assert_eq!(
+        ids(&page).len(),
+        1,
+        "ann's own email through a relation: {page}"
+    );
     let page = list("users", filter("email ~ 'a%'"), Some(admin.clone())).await;
     assert_eq!(ids(&page), vec![ann["id"].as_str().unwrap().to_owned()]);
 
@@ -150,7 +173,11 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
         .into_iter()
         .filter(|id| hidden.contains(&id.as_str()))
         .collect();
-    assert_eq!(order, [hidden[1], hidden[0]], "superusers sort by the real email");
+    assert_eq!(
+        order,
+        [hidden[1], hidden[0]],
+        "superusers sort by the real email"
+    );
 }
 
 async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
@@ -191,7 +218,10 @@ async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
         .await;
     assert_eq!(status, 200, "the owner sees what she created: {post}");
     assert_eq!(post["secret"], "s3cret");
-    let path = format!("/api/collections/posts/records/{}", post["id"].as_str().unwrap());
+    let path = format!(
+        "/api/collections/posts/records/{}",
+        post["id"].as_str().unwrap()
+    );
 
     // Bob may update it but not view it: 204, no body.
     let res = app
@@ -205,14 +235,24 @@ async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
     assert_eq!(res.status().as_u16(), 204);
     assert_eq!(res.text().await.unwrap(), "", "nothing echoed");
     let (status, body) = app
-        .call(Method::PATCH, &path, Some(&bob_token), Some(json!({"title": "bob was here"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&bob_token),
+            Some(json!({"title": "bob was here"})),
+        )
         .await;
     assert_eq!((status, body), (204, Value::Null));
     let (status, stored) = app.call(Method::GET, &path, Some(&admin), None).await;
     assert_eq!(status, 200);
     assert_eq!(stored["title"], "bob was here", "the update took effect");
     let (status, mine) = app
-        .call(Method::PATCH, &path, Some(&ann_token), Some(json!({"title": "ann's again"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&ann_token),
+            Some(json!({"title": "ann's again"})),
+        )
         .await;
     assert_eq!((status, mine["title"].clone()), (200, json!("ann's again")));
 
@@ -227,7 +267,12 @@ async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
         .await;
     assert_eq!((status, body), (204, Value::Null));
     let (_, all) = app
-        .call(Method::GET, "/api/collections/posts/records?filter=title='gift'", Some(&admin), None)
+        .call(
+            Method::GET,
+            "/api/collections/posts/records?filter=title='gift'",
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(all["totalItems"], 1, "the create took effect: {all}");
 
