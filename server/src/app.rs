@@ -234,6 +234,7 @@ impl App {
         );
         let shutdown = CancellationToken::new();
         let dispatcher = tokio::spawn(events.clone().run(shutdown.child_token()));
+        tokio::spawn(events.clone().run_feed(shutdown.child_token()));
         let realtime = Arc::new(crate::realtime::Hub::new(settings.realtime));
         tokio::spawn(Arc::clone(&realtime).run(
             events.clone(),

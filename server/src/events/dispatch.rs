@@ -1,11 +1,21 @@
-//! The dispatcher: drains `_outbox` in `seq` order to the broker and marks rows sent
-//! only once delivered — on RabbitMQ, after the broker's publisher confirm. With
-//! several instances on one PostgreSQL, rows are claimed `FOR UPDATE SKIP LOCKED`, so
-//! no row is published twice in the normal case. Any failure (connection or channel
-//! lost, nack, returned message, timeout) drops the connection, leaves the rows
-//! unsent and retries with back-off: lapin does not reconnect by itself.
+//! Two loops over `_outbox`, independent of each other:
+//!
+//! - The **feed** hands every committed event, in `seq` order, to in-process
+//!   subscribers (realtime) as soon as it is committed — on any instance sharing the
+//!   database, and whether or not a broker is up.
+//! - The **dispatcher** publishes to the broker and marks rows sent only once
+//!   delivered — on RabbitMQ, after the broker's publisher confirm. With several
+//!   instances on one PostgreSQL, rows are claimed `FOR UPDATE SKIP LOCKED`, so no row
+//!   is published twice in the normal case. A message no queue is bound for comes
+//!   back from the broker confirmed-but-returned: it counts as delivered (nobody asked
+//!   for it) and in `basalt_events_unroutable_total`. Any other failure (connection or
+//!   channel lost, nack, timeout) leaves that event unsent and holds back only its own
+//!   collection — order is per collection — while the others go on; a stuck
+//!   collection's oldest event is retried in turn, one per round, after the rest, and
+//!   a round that delivers nothing backs off (lapin does not reconnect by itself).
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -19,7 +29,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -38,6 +48,17 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// In-process subscribers that fall this far behind lose the oldest events.
 const BUS_CAPACITY: usize = 4096;
+/// Rows the feed reads per query.
+const FEED_BATCH: u64 = 500;
+/// How often the feed looks for events committed by other instances (PostgreSQL);
+/// this instance's own commits wake it at once.
+const FEED_POLL_POSTGRES: Duration = Duration::from_millis(200);
+const FEED_POLL_SQLITE: Duration = Duration::from_secs(1);
+/// On PostgreSQL a `seq` can commit after a higher one: the feed looks for a skipped
+/// `seq` this long before it takes it for a rolled-back insert.
+const FEED_GAP_WAIT: Duration = Duration::from_secs(30);
+/// Most skipped `seq`s the feed keeps looking for.
+const FEED_MAX_GAPS: usize = 10_000;
 
 /// A published record event.
 #[derive(Clone, Debug)]
@@ -64,11 +85,88 @@ pub struct Events {
 struct Inner {
     db: Db,
     bus: broadcast::Sender<Arc<Event>>,
-    commits: Arc<Notify>,
+    commits: watch::Receiver<u64>,
+    /// Collections whose oldest unsent event failed to publish, in the order they get
+    /// their next try.
+    stuck: Mutex<VecDeque<String>>,
     amqp: Option<Url>,
     exchange: String,
     retention: Duration,
     metrics: EventMetrics,
+}
+
+/// How one event fared at the broker.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Delivered,
+    /// Confirmed, but no queue was bound for it.
+    Unroutable,
+    Failed(String),
+}
+
+/// What a publish round achieved.
+#[derive(Debug, PartialEq)]
+struct Settled {
+    /// `seq`s to mark sent.
+    delivered: Vec<i64>,
+    /// How many of them no queue was bound for.
+    unroutable: u64,
+    /// Collections with an event that failed.
+    failed: HashSet<String>,
+    /// The first failure.
+    failure: Option<String>,
+}
+
+/// Which events of a round count as delivered. Order is per collection: an event
+/// after a failed one of its own collection stays unsent even if the broker took it
+/// (a redelivery later keeps the order; consumers deduplicate by `message_id`).
+fn settle(events: &[Arc<Event>], outcomes: Vec<Outcome>) -> Settled {
+    let mut settled = Settled {
+        delivered: Vec::with_capacity(events.len()),
+        unroutable: 0,
+        failed: HashSet::new(),
+        failure: None,
+    };
+    for (event, outcome) in events.iter().zip(outcomes) {
+        if settled.failed.contains(&event.collection) {
+            continue;
+        }
+        match outcome {
+            Outcome::Delivered => settled.delivered.push(event.seq),
+            Outcome::Unroutable => {
+                settled.unroutable += 1;
+                settled.delivered.push(event.seq);
+            }
+            Outcome::Failed(err) => {
+                settled.failed.insert(event.collection.clone());
+                settled.failure.get_or_insert(err);
+            }
+        }
+    }
+    settled
+}
+
+/// Where the in-process feed is in the outbox.
+struct Feed {
+    /// The highest `seq` handed out.
+    last: i64,
+    /// `seq`s below `last` not seen yet (PostgreSQL), since when.
+    gaps: BTreeMap<i64, Instant>,
+}
+
+/// The event an outbox row carries.
+fn event_of(row: outbox::Model) -> Arc<Event> {
+    Arc::new(Event {
+        seq: row.seq,
+        payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
+        hidden: row
+            .hidden
+            .as_deref()
+            .and_then(|h| serde_json::from_str(h).ok()),
+        id: row.id,
+        collection: row.collection,
+        action: row.action,
+    })
 }
 
 /// An open AMQP channel with confirms on and the exchange declared.
@@ -82,7 +180,7 @@ impl Events {
     /// with requests (or shows in their statement counts).
     pub fn new(
         db: Db,
-        commits: Arc<Notify>,
+        commits: watch::Receiver<u64>,
         amqp: Option<Url>,
         exchange: String,
         retention: Duration,
@@ -94,6 +192,7 @@ impl Events {
                 db,
                 bus,
                 commits,
+                stuck: Mutex::new(VecDeque::new()),
                 amqp,
                 exchange,
                 retention,
@@ -102,14 +201,69 @@ impl Events {
         }
     }
 
-    /// Every event from now on, in order, after it was published.
+    /// Every event committed from now on, in `seq` order, whether or not it has been
+    /// published to a broker yet.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.bus.subscribe()
+    }
+
+    /// Feed in-process subscribers until `stop` is cancelled.
+    pub async fn run_feed(self, stop: CancellationToken) {
+        let inner = &self.inner;
+        let mut commits = inner.commits.clone();
+        let poll = match inner.db.backend() {
+            Backend::Postgres => FEED_POLL_POSTGRES,
+            Backend::Sqlite => FEED_POLL_SQLITE,
+        };
+        // Only events committed from now on.
+        let mut feed = loop {
+            match inner.feed_start().await {
+                Ok(feed) => break feed,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the event feed cannot read the outbox; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(BACKOFF.1) => {}
+                    }
+                }
+            }
+        };
+        let mut failing = false;
+        loop {
+            loop {
+                match inner.feed_once(&mut feed).await {
+                    Ok(read) => {
+                        failing = false;
+                        if read < FEED_BATCH as usize {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        if !failing {
+                            tracing::warn!(error = %err, "the event feed cannot read the outbox; retrying");
+                        }
+                        failing = true;
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        // The record service is gone: poll only.
+                        tokio::time::sleep(poll).await;
+                    }
+                }
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
     }
 
     /// Dispatch until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let inner = &self.inner;
+        let mut commits = inner.commits.clone();
         let mut amqp: Option<Amqp> = None;
         let mut backoff = BACKOFF.0;
         let mut failing = false;
@@ -150,7 +304,11 @@ impl Events {
             }
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = inner.commits.notified(), if !failing => {}
+                changed = commits.changed(), if !failing => {
+                    if changed.is_err() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -165,66 +323,95 @@ impl Inner {
         self.db.conn()
     }
 
-    /// Claim, publish and mark one batch; how many rows were sent.
+    /// Claim, publish and mark one batch; how many rows were delivered.
     ///
     /// PostgreSQL: the rows are claimed `FOR UPDATE SKIP LOCKED` in a transaction held
     /// through the publish, so other instances skip them. SQLite has one server per
     /// file (`App` locks it), so a plain read claims, and marking them sent is one
     /// short write: holding a transaction would make the dispatcher a writer that
     /// fails with SQLITE_BUSY whenever a request writes.
+    ///
+    /// The batch is the oldest unsent rows of every collection that is not stuck,
+    /// then the oldest row of one stuck collection (whose turn it is), published last
+    /// so that a poisonous event cannot take the channel down before the rest.
+    ///
+    /// Fails when nothing could be delivered and something failed (the broker is
+    /// probably away): the caller backs off.
     async fn drain_once(&self, amqp: &mut Option<Amqp>) -> Result<usize, String> {
         let db = |e: sea_orm::DbErr| format!("outbox: {e}");
+        let stuck: Vec<String> = self
+            .stuck
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
         let txn = match self.db.backend() {
             Backend::Postgres => Some(self.conn().begin().await.map_err(db)?),
             Backend::Sqlite => None,
         };
-        let mut query = outbox::Entity::find()
-            .filter(outbox::Column::Sent.is_null())
-            .order_by_asc(outbox::Column::Seq)
-            .limit(BATCH);
-        let rows = match &txn {
-            Some(txn) => {
-                query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-                query.all(txn).await
+        let claim = |query: sea_orm::Select<outbox::Entity>| async {
+            match &txn {
+                Some(txn) => {
+                    query
+                        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                        .all(txn)
+                        .await
+                }
+                None => query.all(self.conn()).await,
             }
-            None => query.all(self.conn()).await,
-        }
+        };
+        let mut rows = claim(
+            outbox::Entity::find()
+                .filter(outbox::Column::Sent.is_null())
+                .filter(outbox::Column::Collection.is_not_in(stuck.iter().cloned()))
+                .order_by_asc(outbox::Column::Seq)
+                .limit(BATCH),
+        )
+        .await
         .map_err(db)?;
+        let turn = stuck.first().cloned();
+        if let Some(turn) = &turn {
+            rows.extend(
+                claim(
+                    outbox::Entity::find()
+                        .filter(outbox::Column::Sent.is_null())
+                        .filter(outbox::Column::Collection.eq(turn.as_str()))
+                        .order_by_asc(outbox::Column::Seq)
+                        .limit(1),
+                )
+                .await
+                .map_err(db)?,
+            );
+        }
         if rows.is_empty() {
             if let Some(txn) = txn {
                 txn.commit().await.map_err(db)?;
             }
+            // A stuck collection with nothing left to send is stuck no more.
+            if let (Some(turn), Ok(mut stuck)) = (turn, self.stuck.lock()) {
+                stuck.retain(|c| *c != turn);
+            }
             return Ok(0);
         }
-        let events: Vec<Arc<Event>> = rows
-            .into_iter()
-            .map(|row| {
-                Arc::new(Event {
-                    seq: row.seq,
-                    payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
-                    hidden: row
-                        .hidden
-                        .as_deref()
-                        .and_then(|h| serde_json::from_str(h).ok()),
-                    id: row.id,
-                    collection: row.collection,
-                    action: row.action,
-                })
-            })
-            .collect();
-        let (sent, failure) = match &self.amqp {
-            None => (events.len(), None),
+        let events: Vec<Arc<Event>> = rows.into_iter().map(event_of).collect();
+        let outcomes = match &self.amqp {
+            None => vec![Outcome::Delivered; events.len()],
             Some(url) => self.publish(amqp, url, &events).await,
         };
-        if sent > 0 {
-            let seqs: Vec<i64> = events.iter().take(sent).map(|e| e.seq).collect();
+        let Settled {
+            delivered,
+            unroutable,
+            failed,
+            failure,
+        } = settle(&events, outcomes);
+        self.metrics.unroutable.inc_by(unroutable);
+        if !delivered.is_empty() {
             let mark = outbox::Entity::update_many()
                 .col_expr(outbox::Column::Sent, Expr::value(Utc::now()))
                 .col_expr(
                     outbox::Column::Attempts,
                     Expr::col(outbox::Column::Attempts).add(1),
                 )
-                .filter(outbox::Column::Seq.is_in(seqs));
+                .filter(outbox::Column::Seq.is_in(delivered.iter().copied()));
             match &txn {
                 Some(txn) => mark.exec(txn).await,
                 None => {
@@ -237,33 +424,101 @@ impl Inner {
         if let Some(txn) = txn {
             txn.commit().await.map_err(db)?;
         }
-        for event in events.iter().take(sent) {
-            // No subscriber is fine.
-            let _ = self.bus.send(Arc::clone(event));
+        if let Ok(mut stuck) = self.stuck.lock() {
+            if let Some(turn) = &turn {
+                // Its try is over: cleared if it went out, else to the back of the line.
+                stuck.retain(|c| c != turn);
+                if failed.contains(turn.as_str()) {
+                    stuck.push_back(turn.clone());
+                }
+            }
+            for collection in &failed {
+                if !stuck.iter().any(|c| c == collection) {
+                    stuck.push_back(collection.clone());
+                }
+            }
         }
-        self.metrics.published.inc_by(sent as u64);
+        self.metrics.published.inc_by(delivered.len() as u64);
         match failure {
-            Some(err) => Err(err),
-            None => Ok(sent),
+            Some(err) if delivered.is_empty() => Err(err),
+            Some(err) => {
+                self.metrics.publish_failures.inc();
+                tracing::warn!(error = %err, collections = ?failed, "some events could not be published; their collections wait");
+                Ok(delivered.len())
+            }
+            None => Ok(delivered.len()),
         }
     }
 
-    /// Publish `events` in order and wait for their confirms. Returns how many, from
-    /// the first, were confirmed, and the failure that stopped the rest.
+    /// Where the feed starts: after the newest event committed so far.
+    async fn feed_start(&self) -> Result<Feed, sea_orm::DbErr> {
+        let newest = outbox::Entity::find()
+            .order_by_desc(outbox::Column::Seq)
+            .one(self.conn())
+            .await?
+            .map_or(0, |row| row.seq);
+        Ok(Feed {
+            last: newest,
+            gaps: BTreeMap::new(),
+        })
+    }
+
+    /// Hand the events committed since the last call to in-process subscribers, in
+    /// `seq` order; how many rows were read.
+    async fn feed_once(&self, feed: &mut Feed) -> Result<usize, sea_orm::DbErr> {
+        let now = Instant::now();
+        feed.gaps
+            .retain(|_, since| now.duration_since(*since) < FEED_GAP_WAIT);
+        let mut newer = outbox::Column::Seq.gt(feed.last);
+        if !feed.gaps.is_empty() {
+            newer = newer.or(outbox::Column::Seq.is_in(feed.gaps.keys().copied()));
+        }
+        let rows = outbox::Entity::find()
+            .filter(newer)
+            .order_by_asc(outbox::Column::Seq)
+            .limit(FEED_BATCH)
+            .all(self.conn())
+            .await?;
+        let read = rows.len();
+        for row in rows {
+            if row.seq > feed.last {
+                // PostgreSQL hands out `seq` at insert time, so a lower one may still
+                // commit: look for the skipped ones for a while. SQLite's single
+                // writer commits in `seq` order.
+                if self.db.backend() == Backend::Postgres {
+                    let mut missing = feed.last.saturating_add(1);
+                    while missing < row.seq && feed.gaps.len() < FEED_MAX_GAPS {
+                        feed.gaps.insert(missing, now);
+                        missing += 1;
+                    }
+                }
+                feed.last = row.seq;
+            } else {
+                feed.gaps.remove(&row.seq);
+            }
+            // No subscriber is fine.
+            let _ = self.bus.send(event_of(row));
+        }
+        Ok(read)
+    }
+
+    /// Publish `events` in order and wait for their confirms: one outcome per event.
+    /// An event not attempted because an earlier failure broke the channel failed too.
     async fn publish(
         &self,
         amqp: &mut Option<Amqp>,
         url: &Url,
         events: &[Arc<Event>],
-    ) -> (usize, Option<String>) {
+    ) -> Vec<Outcome> {
+        let failed_all = |err: String| -> Vec<Outcome> { vec![Outcome::Failed(err); events.len()] };
         if amqp.is_none() {
             match self.connect(url).await {
                 Ok(open) => *amqp = Some(open),
-                Err(err) => return (0, Some(err)),
+                Err(err) => return failed_all(err),
             }
         }
         let Some(open) = amqp.as_ref() else {
-            return (0, Some("no AMQP channel".into()));
+            return failed_all("no AMQP channel".into());
         };
         let started = Instant::now();
         let work = async {
@@ -299,41 +554,43 @@ impl Inner {
             (confirms, None)
         };
         let outcome = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let (confirms, mut failure) = work.await;
-            let mut confirmed = 0;
+            let (confirms, broken) = work.await;
+            let mut outcomes = Vec::with_capacity(events.len());
             for confirm in confirms {
-                match confirm.await {
-                    Ok(Confirmation::Ack(None)) if failure.is_none() => confirmed += 1,
-                    Ok(Confirmation::Ack(Some(returned))) => {
-                        failure.get_or_insert(format!(
-                            "returned by the broker (no queue bound?): {} {}",
-                            returned.reply_code, returned.reply_text
-                        ));
-                    }
-                    Ok(Confirmation::Nack(_)) => {
-                        failure.get_or_insert("nacked by the broker".to_owned());
-                    }
+                outcomes.push(match confirm.await {
+                    Ok(Confirmation::Ack(None)) => Outcome::Delivered,
+                    Ok(Confirmation::Ack(Some(_returned))) => Outcome::Unroutable,
+                    Ok(Confirmation::Nack(_)) => Outcome::Failed("nacked by the broker".into()),
                     Ok(Confirmation::NotRequested) => {
-                        failure.get_or_insert("publisher confirms are off".to_owned());
+                        Outcome::Failed("publisher confirms are off".into())
                     }
-                    Ok(Confirmation::Ack(None)) => {}
-                    Err(err) => {
-                        failure.get_or_insert(format!("confirm: {err}"));
-                    }
-                }
+                    Err(err) => Outcome::Failed(format!("confirm: {err}")),
+                });
             }
-            (confirmed, failure)
+            let rest = broken.unwrap_or_else(|| "not published".into());
+            outcomes.resize(events.len(), Outcome::Failed(rest));
+            outcomes
         })
         .await;
-        let (confirmed, failure) =
-            outcome.unwrap_or((0, Some(format!("no confirms within {PUBLISH_TIMEOUT:?}"))));
+        let outcomes = outcome
+            .unwrap_or_else(|_| failed_all(format!("no confirms within {PUBLISH_TIMEOUT:?}")));
+        let confirmed = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Outcome::Failed(_)))
+            .count();
         if confirmed > 0 {
             let per_event = started.elapsed().as_secs_f64();
             for _ in 0..confirmed {
                 self.metrics.confirm_seconds.observe(per_event);
             }
         }
-        (confirmed, failure)
+        if confirmed < events.len() {
+            // The channel may be broken: start over on a new connection next time.
+            if let Some(open) = amqp.take() {
+                let _ = open.connection.close(200, "reconnecting".into()).await;
+            }
+        }
+        outcomes
     }
 
     async fn connect(&self, url: &Url) -> Result<Amqp, String> {
@@ -450,5 +707,55 @@ impl Events {
     /// Hand the connection trait to callers that inspect the outbox.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, collection: &str) -> Arc<Event> {
+        Arc::new(Event {
+            seq,
+            id: format!("e{seq}"),
+            collection: collection.to_owned(),
+            action: "created".to_owned(),
+            payload: Value::Null,
+            hidden: None,
+        })
+    }
+
+    #[test]
+    fn a_failure_holds_back_only_its_own_collection() {
+        let events = [
+            event(1, "a"),
+            event(2, "b"),
+            event(3, "a"),
+            event(4, "c"),
+            event(5, "b"),
+        ];
+        let settled = settle(
+            &events,
+            vec![
+                Outcome::Delivered,
+                Outcome::Failed("nacked".into()),
+                Outcome::Unroutable,
+                Outcome::Delivered,
+                // Taken by the broker, but after b's failure: kept for later, in order.
+                Outcome::Delivered,
+            ],
+        );
+        assert_eq!(settled.delivered, vec![1, 3, 4]);
+        assert_eq!(settled.unroutable, 1);
+        assert_eq!(settled.failed, HashSet::from(["b".to_owned()]));
+        assert_eq!(settled.failure.as_deref(), Some("nacked"));
+    }
+
+    #[test]
+    fn returned_messages_count_as_delivered() {
+        let events = [event(1, "a"), event(2, "a")];
+        let settled = settle(&events, vec![Outcome::Unroutable, Outcome::Delivered]);
+        assert_eq!(settled.delivered, vec![1, 2]);
+        assert!(settled.failed.is_empty() && settled.failure.is_none());
     }
 }

@@ -78,7 +78,9 @@ impl ScopeCheck for crate::identity::Identity {
 pub struct RecordService {
     db: Db,
     schema: Arc<SchemaService>,
-    committed: Arc<tokio::sync::Notify>,
+    /// Counts commits that wrote records (and so outbox rows); the event feed and
+    /// dispatcher watch it.
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn col(name: &str) -> Alias {
@@ -93,20 +95,20 @@ impl RecordService {
         RecordService {
             db,
             schema,
-            committed: Arc::new(tokio::sync::Notify::new()),
+            committed: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
-    /// Notified after every commit that wrote records (and so outbox rows): the
-    /// event dispatcher waits on it.
-    pub fn commits(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.committed)
+    /// Changes after every commit that wrote records (and so outbox rows): the event
+    /// feed and dispatcher wait on it.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Commit a write transaction and wake the event dispatcher.
     async fn commit(&self, txn: WriteTxn) -> Result<(), RecordError> {
         txn.commit().await.map_err(RecordError::Db)?;
-        self.committed.notify_one();
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 

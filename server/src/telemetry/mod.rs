@@ -72,8 +72,11 @@ pub struct EventMetrics {
         prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Events published (acknowledged by the broker, or handed to the bus).
     pub published: Counter,
-    /// Publish attempts that failed (nack, return, connection loss).
+    /// Publish attempts that failed (nack, connection loss, timeout).
     pub publish_failures: Counter,
+    /// Events the broker confirmed but could route to no queue (returned): they count
+    /// as delivered, since no one had asked for them.
+    pub unroutable: Counter,
     /// From publish to broker confirm.
     pub confirm_seconds: Histogram,
 }
@@ -85,6 +88,7 @@ impl EventMetrics {
             oldest_unsent_seconds: Default::default(),
             published: Counter::default(),
             publish_failures: Counter::default(),
+            unroutable: Counter::default(),
             confirm_seconds: latency_histogram(),
         }
     }
@@ -146,8 +150,13 @@ impl Metrics {
         );
         registry.register(
             "events_publish_failures",
-            "Publish attempts that failed: nacks, returned messages, lost connections",
+            "Publish attempts that failed: nacks, lost connections, timeouts",
             events.publish_failures.clone(),
+        );
+        registry.register(
+            "events_unroutable",
+            "Events the broker accepted but no queue was bound for (returned); counted as delivered",
+            events.unroutable.clone(),
         );
         registry.register(
             "events_confirm_duration_seconds",

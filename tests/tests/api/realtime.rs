@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 backend_tests!(
     events_reach_only_those_allowed_to_see_them,
     rules_on_hidden_fields_hold_for_every_action,
-    realtime_limits_hold
+    realtime_limits_hold,
+    realtime_does_not_wait_for_the_broker,
 );
 
 /// An SSE connection read event by event.
@@ -452,4 +453,49 @@ async fn realtime_limits_hold(backend: Backend) {
     );
     // The freed slot can be used again.
     let _again = Stream::open(&app).await;
+}
+
+/// Issue #12 point 5: realtime never waits for the broker. With RabbitMQ configured
+/// but unreachable, subscribers still hear each change as soon as it commits, while
+/// the events wait in the outbox for the broker.
+async fn realtime_does_not_wait_for_the_broker(backend: Backend) {
+    let app = TestApp::builder(backend)
+        // Nothing listens on port 1: every publish attempt fails.
+        .setting("amqp_url", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "posts", "listRule": "", "viewRule": "", "createRule": "",
+               "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    let mut stream = Stream::open(&app).await;
+    assert_eq!(
+        stream.subscribe(&app, None, &["posts".to_owned()]).await,
+        204
+    );
+    for title in ["one", "two", "three"] {
+        let (status, _) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": title})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (name, data) = stream
+            .next(SOON)
+            .await
+            .expect("an event while the broker is away");
+        assert_eq!(name, "posts");
+        assert_eq!(data["action"], "create");
+        assert_eq!(data["record"]["title"], title);
+    }
+    assert!(
+        app.state.events.backlog().await >= 3,
+        "the events still wait for the broker"
+    );
 }

@@ -301,7 +301,7 @@ async fn bad_records_are_refused_whole(backend: Backend) {
             "/api/collections",
             Some(&admin),
             Some(json!({
-                "name": "items", "createRule": "", "listRule": "",
+                "name": "items", "createRule": "", "listRule": "", "viewRule": "",
                 "fields": [
                     {"name": "name", "type": "text", "required": true, "max": 10},
                     {"name": "views", "type": "number"},
@@ -838,7 +838,7 @@ async fn forms_are_typed_by_field(backend: Backend) {
             "/api/collections",
             Some(&admin),
             Some(json!({
-                "name": "widgets", "createRule": "",
+                "name": "widgets", "createRule": "", "viewRule": "",
                 "fields": [
                     {"name": "name", "type": "text"}, {"name": "views", "type": "number"},
                     {"name": "done", "type": "bool"}, {"name": "meta", "type": "json"},
