@@ -130,6 +130,10 @@ fn error_schema() -> Value {
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                 },
             },
+            "code": {
+                "type": "string",
+                "description": "For faults a client can wait out or handle: `database_unavailable` (503, with Retry-After), `disk_full` (507), `lock_timeout` (409).",
+            },
         },
     })
 }
@@ -733,7 +737,10 @@ fn record_paths(paths: &mut Map<String, Value>, collection: &Collection, base: &
                 "tags": tag,
                 "parameters": [expand.clone(), fields.clone()],
                 "requestBody": body(&format!("{base}Create")),
-                "responses": responses(json!({"200": json_response("The new record.", record.clone())}), &[400, 401, 403, 413, 415]),
+                "responses": responses(json!({
+                    "200": json_response("The new record.", record.clone()),
+                    "204": {"description": "Created; the view rule hides it from the caller."},
+                }), &[400, 401, 403, 413, 415]),
             },
         }),
     );
@@ -760,7 +767,10 @@ fn record_paths(paths: &mut Map<String, Value>, collection: &Collection, base: &
                 "tags": tag,
                 "parameters": [expand, fields, if_match.clone()],
                 "requestBody": body(&format!("{base}Update")),
-                "responses": responses(json!({"200": json_response("The record as saved.", record)}), &[400, 401, 403, 404, 412, 413, 415]),
+                "responses": responses(json!({
+                    "200": json_response("The record as saved.", record),
+                    "204": {"description": "Saved; the view rule hides it from the caller."},
+                }), &[400, 401, 403, 404, 412, 413, 415]),
             },
             "delete": {
                 "summary": format!("Delete a {name} record"),
@@ -827,6 +837,14 @@ fn auth_flow_paths(paths: &mut Map<String, Value>, collection: &Collection, base
         None,
         json!({"200": signed_in.clone()}),
         &[401, 403, 429],
+        true,
+    );
+    post(
+        "auth-logout",
+        "Sign the caller out everywhere (every token of theirs stops working)",
+        None,
+        json!({"204": {"description": "Every earlier token of the caller is refused from now on."}}),
+        &[401, 403],
         true,
     );
     post(
@@ -927,7 +945,7 @@ fn auth_flow_paths(paths: &mut Map<String, Value>, collection: &Collection, base
     paths.insert(
         format!("/api/collections/{name}/records/{{id}}/revoke-sessions"),
         json!({"post": {
-            "summary": format!("End every session of a {name} record (superusers)"),
+            "summary": format!("End every session of a {name} record (superusers, or the record itself)"),
             "operationId": format!("revokeSessions{base}"),
             "tags": tag,
             "parameters": [path_param("id", "The record's id.")],

@@ -246,20 +246,43 @@ pub async fn impersonate(
     Ok(token_response(token, &collection, &record))
 }
 
-/// `POST /api/collections/{collection}/records/{id}/revoke-sessions` (superusers):
-/// every token of the record stops working.
+/// `POST /api/collections/{collection}/records/{id}/revoke-sessions` (superusers, or
+/// the record's owner): every token of the record stops working.
 pub async fn revoke_sessions(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_superuser()?;
     let (collection, id) = path.into_inner();
+    if !caller.is_record(&collection, &id) {
+        caller.require_superuser()?;
+    }
     let snapshot = state.schema.snapshot();
     state
         .auth
         .revoke_sessions(&snapshot, &collection, &id)
         .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/collections/{collection}/auth-logout`: sign the caller out everywhere
+/// (their token key is rotated, so every token of theirs stops working) → 204.
+pub async fn auth_logout(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let Some(id) = caller.0.id().map(str::to_owned) else {
+        return Err(super::identity::invalid_token());
+    };
+    if !caller.is_record(&path, &id) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "The token is not for a record of this collection.",
+        ));
+    }
+    let snapshot = state.schema.snapshot();
+    state.auth.revoke_sessions(&snapshot, &path, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

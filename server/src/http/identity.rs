@@ -65,6 +65,25 @@ impl Caller {
         }
     }
 
+    /// Whether the caller is signed in as record `id` of `collection` (by name or id),
+    /// through one of that record's own tokens (not an API key).
+    pub fn is_record(&self, collection: &str, id: &str) -> bool {
+        match &self.0 {
+            Identity::Record {
+                collection: own,
+                record,
+            } => {
+                (own.name == collection || own.id == collection)
+                    && record.get("id").and_then(serde_json::Value::as_str) == Some(id)
+            }
+            Identity::Superuser { record } => {
+                collection == crate::identity::SUPERUSERS
+                    && record.get("id").and_then(serde_json::Value::as_str) == Some(id)
+            }
+            Identity::Anonymous | Identity::ApiKey(_) => false,
+        }
+    }
+
     /// For the schema history: which superuser acted.
     pub fn actor(&self) -> crate::schema::Actor {
         match self.0.id() {

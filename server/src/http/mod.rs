@@ -72,13 +72,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(auth::create_key)),
     )
     .service(web::resource("/api/keys/{id}").route(web::delete().to(auth::revoke_key)));
-    let auth_routes: [(&str, actix_web::Route); 11] = [
+    let auth_routes: [(&str, actix_web::Route); 12] = [
         ("auth-with-oauth2", web::post().to(auth::auth_with_oauth2)),
         (
             "auth-with-password",
             web::post().to(auth::auth_with_password),
         ),
         ("auth-refresh", web::post().to(auth::auth_refresh)),
+        ("auth-logout", web::post().to(auth::auth_logout)),
         ("auth-methods", web::get().to(auth::auth_methods)),
         (
             "request-verification",

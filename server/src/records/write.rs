@@ -311,6 +311,49 @@ impl RecordService {
         errors.into_result().map_err(RecordError::Validation)
     }
 
+    /// A client-chosen id for a new auth record must not name a record of another
+    /// auth collection: an id names one identity, whatever the collection. On
+    /// PostgreSQL a transaction-scoped advisory lock on the id keeps two such creates
+    /// from passing the check at once (SQLite's writer is alone already).
+    async fn refuse_id_of_another_identity(
+        &self,
+        txn: &DatabaseTransaction,
+        snapshot: &Snapshot,
+        collection: &Collection,
+        version: i64,
+        id: &str,
+    ) -> Result<(), RecordError> {
+        if self.db.backend() == crate::db::Backend::Postgres {
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                [format!("basalt.identity.{id}").into()],
+            ))
+            .await
+            .map_err(RecordError::Db)?;
+        }
+        for other in snapshot.all() {
+            if other.auth.is_none() || other.id == collection.id {
+                continue;
+            }
+            let query = Query::select()
+                .expr(Expr::val(1))
+                .from(col(&other.name))
+                .and_where(Expr::col(col("id")).eq(id))
+                .limit(1)
+                .to_owned();
+            let taken = txn
+                .query_one_raw(self.statement(&query, version))
+                .await
+                .map_err(RecordError::Db)?
+                .is_some();
+            if taken {
+                return Err(RecordError::Conflict("id".to_owned()));
+            }
+        }
+        Ok(())
+    }
+
     /// Fields only superusers (and Basalt) may set on auth records.
     fn refuse_protected(
         collection: &Collection,
@@ -392,6 +435,12 @@ impl RecordService {
         }
         self.check_relations(txn, collection, snapshot, version, &values)
             .await?;
+        if let Some(Value::String(id)) = values.get("id")
+            && collection.auth.is_some()
+        {
+            self.refuse_id_of_another_identity(txn, snapshot, collection, version, id)
+                .await?;
+        }
         let id = self.insert_in(txn, collection, version, values).await?;
         let mut request = request.clone();
         request.body = body;

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 backend_tests!(
     hidden_emails_cannot_be_matched_or_sorted,
     writes_answer_only_what_the_caller_may_view,
+    an_id_names_one_identity,
+    users_end_their_own_sessions,
 );
 
 fn ids(page: &Value) -> Vec<String> {
@@ -297,4 +299,105 @@ async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Issue #12 point 3: a client-chosen id of a new auth record may not be the id of a
+/// record in another auth collection.
+async fn an_id_names_one_identity(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (_, me) = app
+        .call(Method::POST, "/api/collections/_superusers/auth-refresh", Some(&admin), None)
+        .await;
+    let superuser_id = me["record"]["id"].as_str().unwrap().to_owned();
+    app.create_collection(
+        &admin,
+        json!({"name": "members", "type": "auth", "createRule": "",
+               "fields": [{"name": "nick", "type": "text"}]}),
+    )
+    .await;
+    let (status, user) = app
+        .call(
+            Method::POST,
+            "/api/collections/users/records",
+            None,
+            Some(json!({"id": "shared-id-1", "email": "ann@example.com",
+                        "password": "ann-password", "passwordConfirm": "ann-password"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{user}");
+    for (collection, id) in [("members", "shared-id-1"), ("users", superuser_id.as_str())] {
+        let (status, err) = app
+            .call(
+                Method::POST,
+                &format!("/api/collections/{collection}/records"),
+                None,
+                Some(json!({"id": id, "email": "zed@example.com",
+                            "password": "zed-password", "passwordConfirm": "zed-password"})),
+            )
+            .await;
+        assert_eq!(status, 400, "{collection}/{id}: {err}");
+        assert!(err["data"]["id"].is_object(), "{err}");
+    }
+    // A base collection may reuse it: records there are not identities.
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "createRule": "", "viewRule": "", "fields": [{"name": "t", "type": "text"}]}),
+    )
+    .await;
+    let (status, note) = app
+        .call(
+            Method::POST,
+            "/api/collections/notes/records",
+            None,
+            Some(json!({"id": "shared-id-1"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{note}");
+}
+
+/// Issue #12 point 4: a user can sign out everywhere, and revoke their own sessions;
+/// nobody else but a superuser can revoke them.
+async fn users_end_their_own_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ann = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    app.create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let ann_id = ann["id"].as_str().unwrap();
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            app.call(Method::POST, "/api/collections/users/auth-refresh", Some(&token), None)
+                .await
+                .0
+        }
+    };
+    let phone = app.sign_in("users", "ann@example.com", "ann-password").await;
+    let laptop = app.sign_in("users", "ann@example.com", "ann-password").await;
+    let bob = app.sign_in("users", "bob@example.com", "bob-password").await;
+    assert_eq!(refresh(phone.clone()).await, 200);
+
+    let logout = "/api/collections/users/auth-logout";
+    assert_eq!(app.call(Method::POST, logout, None, None).await.0, 401);
+    assert_eq!(
+        app.call(Method::POST, "/api/collections/_superusers/auth-logout", Some(&phone), None)
+            .await
+            .0,
+        403,
+        "a users token signs nobody out of _superusers"
+    );
+    assert_eq!(app.call(Method::POST, logout, Some(&phone), None).await.0, 204);
+    assert_eq!(refresh(phone).await, 401, "signed out");
+    assert_eq!(refresh(laptop).await, 401, "signed out everywhere");
+    assert_eq!(refresh(bob.clone()).await, 200, "bob is not affected");
+
+    let revoke = format!("/api/collections/users/records/{ann_id}/revoke-sessions");
+    let fresh = app.sign_in("users", "ann@example.com", "ann-password").await;
+    assert_eq!(app.call(Method::POST, &revoke, Some(&bob), None).await.0, 403);
+    assert_eq!(app.call(Method::POST, &revoke, None, None).await.0, 401);
+    assert_eq!(refresh(fresh.clone()).await, 200, "untouched by the refused calls");
+    assert_eq!(app.call(Method::POST, &revoke, Some(&fresh), None).await.0, 204);
+    assert_eq!(refresh(fresh).await, 401);
 }
