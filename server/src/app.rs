@@ -115,8 +115,11 @@ impl Core {
             .installation_id()
             .await
             .map_err(StartError::Installation)?;
-        let schema =
-            Arc::new(SchemaService::load(db.clone(), crate::filter::resolve::check_rule).await?);
+        let schema = Arc::new(
+            SchemaService::load(db.clone(), crate::filter::resolve::check_rule)
+                .await?
+                .with_lock_timeout(settings.schema_lock_timeout),
+        );
         let created = schema.ensure_defaults().await?;
         if created > 0 {
             tracing::info!(created, "created the default collections");

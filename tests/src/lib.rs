@@ -68,12 +68,20 @@ pub struct TestAppBuilder {
     backend: Backend,
     settings: Vec<(&'static str, String)>,
     database_url: Option<String>,
+    database_port: Option<u16>,
 }
 
 impl TestAppBuilder {
     /// Set one setting as if from a command-line flag.
     pub fn setting(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.settings.push((name, value.into()));
+        self
+    }
+
+    /// Reach PostgreSQL through this loopback port (a [`faults::Proxy`]) instead of
+    /// its own; the database is still a fresh one.
+    pub fn database_port(mut self, port: u16) -> Self {
+        self.database_port = Some(port);
         self
     }
 
@@ -100,10 +108,19 @@ impl TestAppBuilder {
             (None, Some(db)) => db.url.clone(),
             (None, None) => format!("sqlite:{}", dir.path().join("data.db").display()),
         };
+        let served_url = match self.database_port {
+            Some(port) => {
+                let mut url = url::Url::parse(&database_url).expect("a PostgreSQL URL");
+                url.set_host(Some("127.0.0.1")).expect("host");
+                url.set_port(Some(port)).expect("port");
+                url.to_string()
+            }
+            None => database_url.clone(),
+        };
         let mut flags = vec![
             ("http", "127.0.0.1:0".to_owned()),
             ("data_dir", dir.path().display().to_string()),
-            ("database_url", database_url.clone()),
+            ("database_url", served_url),
             ("database_max_connections", "5".to_owned()),
             ("shutdown_timeout", "5".to_owned()),
         ];
@@ -162,6 +179,7 @@ impl TestApp {
             backend,
             settings: Vec::new(),
             database_url: None,
+            database_port: None,
         }
     }
 

@@ -101,6 +101,8 @@ keys! {
         "The durable topic exchange events are published to [default: basalt.events]";
     OUTBOX_RETENTION = "outbox_retention", "BASALT_OUTBOX_RETENTION", "--outbox-retention",
         "How long sent events stay in _outbox, e.g. 24h, 30m, 0s [default: 24h]";
+    SCHEMA_LOCK_TIMEOUT = "schema_lock_timeout", "BASALT_SCHEMA_LOCK_TIMEOUT", "--schema-lock-timeout",
+        "PostgreSQL: how long a schema change waits for a table lock before it fails with 409 [default: 3s]";
     REALTIME_MAX_SUBSCRIPTIONS = "realtime_max_subscriptions", "BASALT_REALTIME_MAX_SUBSCRIPTIONS",
         "--realtime-max-subscriptions", "Subscriptions per realtime connection [default: 1000]";
     REALTIME_MAX_CONNECTIONS_PER_IP = "realtime_max_connections_per_ip",
@@ -258,6 +260,9 @@ pub struct Settings {
     pub rate_limit: Option<Limit>,
     pub amqp_exchange: String,
     pub outbox_retention: Duration,
+    /// PostgreSQL: the `lock_timeout` of schema changes, so record writes never queue
+    /// long behind an `ALTER` that waits for a lock.
+    pub schema_lock_timeout: Duration,
     pub realtime: crate::realtime::Limits,
     /// Notes for the log once logging is up (unknown `BASALT_*` variables, say).
     pub warnings: Vec<String>,
@@ -521,6 +526,15 @@ impl Layers {
             }
         })?;
         let outbox_retention = self.parse(key::OUTBOX_RETENTION, "24h", parse_duration)?;
+        let schema_lock_timeout = self.parse(key::SCHEMA_LOCK_TIMEOUT, "3s", |s| {
+            parse_duration(s).and_then(|d| {
+                if d.is_zero() {
+                    Err("expected at least 1s".to_owned())
+                } else {
+                    Ok(d)
+                }
+            })
+        })?;
         let count = |s: &str| {
             s.parse::<usize>()
                 .ok()
@@ -557,6 +571,7 @@ impl Layers {
             rate_limit,
             amqp_exchange,
             outbox_retention,
+            schema_lock_timeout,
             realtime,
             http,
             http_addr,

@@ -258,7 +258,9 @@ impl Db {
         };
         options
             .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(15))
+            // A request waits this long for a connection before it is answered 503:
+            // long enough for a burst, short enough to tell a client the database is away.
+            .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
         let mut conn = sea_orm::Database::connect(options)
             .await

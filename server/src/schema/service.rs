@@ -214,7 +214,12 @@ pub struct SchemaService {
     db: Db,
     registry: Registry,
     rule_check: RuleCheck,
+    /// PostgreSQL: the longest a change waits for a lock (`SET LOCAL lock_timeout`).
+    lock_timeout: std::time::Duration,
 }
+
+/// The schema changes' lock timeout unless configured.
+const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 enum Change {
     Create(Collection),
@@ -237,9 +242,17 @@ impl SchemaService {
             db,
             registry: Registry::default(),
             rule_check,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         };
         service.reload().await?;
         Ok(service)
+    }
+
+    /// Make schema changes on PostgreSQL give up (409) after waiting `timeout` for a
+    /// table lock, instead of queueing every record write behind them meanwhile.
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> SchemaService {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The current schema. Take it once per request.
@@ -571,6 +584,17 @@ impl SchemaService {
                 DatabaseBackend::Postgres,
                 "SELECT pg_advisory_xact_lock($1)",
                 [SCHEMA_LOCK_KEY.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+            // An ALTER waiting for its lock makes every later statement on the table
+            // wait behind it: wait only so long, then fail (409) and let the client
+            // retry. Set after the advisory lock, which only other schema changes take.
+            let millis = u64::try_from(self.lock_timeout.as_millis()).unwrap_or(u64::MAX);
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT set_config('lock_timeout', $1, true)",
+                [format!("{millis}ms").into()],
             ))
             .await
             .map_err(db_err)?;

@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use basalt_tests::faults::{Tmpfs, require_root};
-use basalt_tests::{Backend, TestApp, backend_tests};
+use basalt_tests::{Backend, TestApp, backend_tests, eventually};
 use reqwest::Method;
 use serde_json::json;
+use std::time::Duration;
 
 /// The `id`s `query` selects from the SQLite file at `path`, read by a fresh
 /// connection after the server stopped.
@@ -282,4 +283,242 @@ async fn nul_text_and_engine_column_names_are_refused_alike(backend: Backend) {
             });
         assert!(named, "{name}: {err}");
     }
+}
+
+/// The PostgreSQL address the tests use, as host:port.
+fn postgres_addr() -> String {
+    let url = url::Url::parse(&basalt_tests::postgres::admin_url()).unwrap();
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    )
+}
+
+/// Issue #12 point 6: PostgreSQL unreachable, or its connections killed mid-use:
+/// every answer is a 200 or a 503 with `Retry-After` and a stable code — never a 500
+/// — and the server recovers without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_answers_503_and_recovers() {
+    if !basalt_tests::postgres::available_or_skip(
+        "faults::postgres_outage_answers_503_and_recovers",
+    )
+    .await
+    {
+        return;
+    }
+    let proxy = basalt_tests::faults::Proxy::start(&postgres_addr()).await;
+    let app = TestApp::builder(Backend::Postgres)
+        .database_port(proxy.port)
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "listRule": "", "viewRule": "", "createRule": "",
+               "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    let create = || async {
+        let res = app
+            .client
+            .post(app.url("/api/collections/notes/records"))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let retry_after = res.headers().get("retry-after").cloned();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        (status, retry_after, body)
+    };
+    let (status, _, body) = create().await;
+    assert_eq!(status, 200, "{body}");
+
+    // Unreachable: connections cut, new ones refused.
+    proxy.cut();
+    for what in ["create", "list"] {
+        let (status, retry_after, body) = match what {
+            "create" => create().await,
+            _ => {
+                let res = app.get("/api/collections/notes/records").await;
+                let status = res.status().as_u16();
+                let retry_after = res.headers().get("retry-after").cloned();
+                (status, retry_after, res.json().await.unwrap_or_default())
+            }
+        };
+        assert_eq!(status, 503, "{what} while PostgreSQL is away: {body}");
+        assert_eq!(body["code"], "database_unavailable", "{body}");
+        assert!(retry_after.is_some(), "{what}: Retry-After");
+    }
+    let (status, ready) = app.get_json("/api/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    let (status, _) = app.get_json("/api/health").await;
+    assert_eq!(status, 200, "liveness does not depend on the database");
+
+    // Back: the same server serves again.
+    proxy.resume().await;
+    eventually(
+        Duration::from_secs(20),
+        "creates to succeed again",
+        || async {
+            let (status, _, body) = create().await;
+            assert!(status == 200 || status == 503, "{status}: {body}");
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+
+    // Every connection killed by the server (pg_terminate_backend) mid-use.
+    let killer = sea_orm::Database::connect(basalt_tests::postgres::admin_url())
+        .await
+        .unwrap();
+    let name = url::Url::parse(&app.database_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/api/collections/notes/records");
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..25 {
+                    let res = client
+                        .post(&url)
+                        .json(&json!({"title": "y"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    let body = res.text().await.unwrap();
+                    assert!(status == 200 || status == 503, "{status}: {body}");
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        use sea_orm::ConnectionTrait;
+        killer
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                [name.clone().into()],
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    eventually(
+        Duration::from_secs(20),
+        "creates after the kills",
+        || async { (create().await.0 == 200).then_some(()) },
+    )
+    .await;
+    killer.close().await.unwrap();
+}
+
+/// Issue #12 point 7: a schema change on PostgreSQL waits for a table lock only
+/// `schema_lock_timeout`, then answers 409, so record writes do not queue behind it
+/// for as long as a read holds the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schema_changes_give_up_on_locks() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if !basalt_tests::postgres::available_or_skip(
+        "faults::postgres_schema_changes_give_up_on_locks",
+    )
+    .await
+    {
+        return;
+    }
+    let app = TestApp::builder(Backend::Postgres)
+        .setting("schema_lock_timeout", "1s")
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "listRule": "", "viewRule": "", "createRule": "",
+               "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    // A long read holds the table (ACCESS SHARE) until it ends.
+    let reader = sea_orm::Database::connect(app.database_url.clone())
+        .await
+        .unwrap();
+    let long_read = reader.begin().await.unwrap();
+    long_read
+        .execute_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT count(*) FROM notes",
+        ))
+        .await
+        .unwrap();
+    let add_field = json!({"fields": [
+        {"name": "title", "type": "text"}, {"name": "extra", "type": "text"}
+    ]});
+    let alter = {
+        let client = app.client.clone();
+        let url = app.url("/api/collections/notes");
+        let admin = admin.clone();
+        let body = add_field.clone();
+        tokio::spawn(async move {
+            let res = client
+                .patch(url)
+                .header("Authorization", admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    };
+    // A write that arrives while the ALTER waits queues behind it only until it
+    // gives up — long before the read ends.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let write = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.call(
+            Method::POST,
+            "/api/collections/notes/records",
+            None,
+            Some(json!({"title": "during"})),
+        ),
+    )
+    .await
+    .expect("a write waits for the ALTER's lock timeout, not for the long read");
+    assert_eq!(write.0, 200, "{}", write.1);
+    let (status, err) = tokio::time::timeout(Duration::from_secs(10), alter)
+        .await
+        .expect("the schema change gives up")
+        .unwrap();
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["code"], "lock_timeout", "{err}");
+    let (_, collection) = app
+        .call(Method::GET, "/api/collections/notes", Some(&admin), None)
+        .await;
+    assert!(
+        !collection.to_string().contains("\"extra\""),
+        "nothing of the failed change was kept: {collection}"
+    );
+    long_read.rollback().await.unwrap();
+    reader.close().await.unwrap();
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/notes",
+            Some(&admin),
+            Some(add_field),
+        )
+        .await;
+    assert_eq!(status, 200, "once the read is over: {body}");
 }

@@ -307,7 +307,12 @@ async fn an_id_names_one_identity(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.superuser_token().await;
     let (_, me) = app
-        .call(Method::POST, "/api/collections/_superusers/auth-refresh", Some(&admin), None)
+        .call(
+            Method::POST,
+            "/api/collections/_superusers/auth-refresh",
+            Some(&admin),
+            None,
+        )
         .await;
     let superuser_id = me["record"]["id"].as_str().unwrap().to_owned();
     app.create_collection(
@@ -369,35 +374,66 @@ async fn users_end_their_own_sessions(backend: Backend) {
     let refresh = |token: String| {
         let app = &app;
         async move {
-            app.call(Method::POST, "/api/collections/users/auth-refresh", Some(&token), None)
-                .await
-                .0
+            app.call(
+                Method::POST,
+                "/api/collections/users/auth-refresh",
+                Some(&token),
+                None,
+            )
+            .await
+            .0
         }
     };
-    let phone = app.sign_in("users", "ann@example.com", "ann-password").await;
-    let laptop = app.sign_in("users", "ann@example.com", "ann-password").await;
-    let bob = app.sign_in("users", "bob@example.com", "bob-password").await;
+    let phone = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let laptop = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    let bob = app
+        .sign_in("users", "bob@example.com", "bob-password")
+        .await;
     assert_eq!(refresh(phone.clone()).await, 200);
 
     let logout = "/api/collections/users/auth-logout";
     assert_eq!(app.call(Method::POST, logout, None, None).await.0, 401);
     assert_eq!(
-        app.call(Method::POST, "/api/collections/_superusers/auth-logout", Some(&phone), None)
-            .await
-            .0,
+        app.call(
+            Method::POST,
+            "/api/collections/_superusers/auth-logout",
+            Some(&phone),
+            None
+        )
+        .await
+        .0,
         403,
         "a users token signs nobody out of _superusers"
     );
-    assert_eq!(app.call(Method::POST, logout, Some(&phone), None).await.0, 204);
+    assert_eq!(
+        app.call(Method::POST, logout, Some(&phone), None).await.0,
+        204
+    );
     assert_eq!(refresh(phone).await, 401, "signed out");
     assert_eq!(refresh(laptop).await, 401, "signed out everywhere");
     assert_eq!(refresh(bob.clone()).await, 200, "bob is not affected");
 
     let revoke = format!("/api/collections/users/records/{ann_id}/revoke-sessions");
-    let fresh = app.sign_in("users", "ann@example.com", "ann-password").await;
-    assert_eq!(app.call(Method::POST, &revoke, Some(&bob), None).await.0, 403);
+    let fresh = app
+        .sign_in("users", "ann@example.com", "ann-password")
+        .await;
+    assert_eq!(
+        app.call(Method::POST, &revoke, Some(&bob), None).await.0,
+        403
+    );
     assert_eq!(app.call(Method::POST, &revoke, None, None).await.0, 401);
-    assert_eq!(refresh(fresh.clone()).await, 200, "untouched by the refused calls");
-    assert_eq!(app.call(Method::POST, &revoke, Some(&fresh), None).await.0, 204);
+    assert_eq!(
+        refresh(fresh.clone()).await,
+        200,
+        "untouched by the refused calls"
+    );
+    assert_eq!(
+        app.call(Method::POST, &revoke, Some(&fresh), None).await.0,
+        204
+    );
     assert_eq!(refresh(fresh).await, 401);
 }
