@@ -522,3 +522,227 @@ async fn postgres_schema_changes_give_up_on_locks() {
         .await;
     assert_eq!(status, 200, "once the read is over: {body}");
 }
+
+/// A Redis server of the test's own on a free port (the machine's shared one is never
+/// stopped), killed when dropped.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        OwnRedis { port, child }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue #12 point 10: Redis stopped and paused. Readiness names it within its
+/// timeout, and nothing else waits on it or fails: records are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_or_paused_only_shows_in_readiness() {
+    let test = "faults::redis_stopped_or_paused_only_shows_in_readiness";
+    if !basalt_tests::require_tool("redis-server", test) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = OwnRedis::start(port);
+    let app = TestApp::builder(Backend::Sqlite)
+        .setting("redis_url", format!("redis://127.0.0.1:{}", redis.port))
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "listRule": "", "viewRule": "", "createRule": "",
+               "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    let ready = |expect_up: bool| {
+        let app = &app;
+        async move {
+            eventually(Duration::from_secs(20), "readiness to follow Redis", || async {
+                let (status, body) = tokio::time::timeout(Duration::from_secs(10), app.get_json("/api/ready"))
+                    .await
+                    .expect("readiness answers within its own timeouts");
+                let up = body["data"]["redis"]["code"] == "up";
+                (up == expect_up && (status == 200) == expect_up).then_some(())
+            })
+            .await;
+        }
+    };
+    let serves = || async {
+        let (status, body) = app
+            .call(Method::POST, "/api/collections/notes/records", None, Some(json!({"title": "x"})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = app.get_json("/api/collections/notes/records").await;
+        assert_eq!(status, 200, "{body}");
+    };
+    ready(true).await;
+    serves().await;
+
+    redis.signal("STOP");
+    ready(false).await;
+    serves().await;
+    redis.signal("CONT");
+    ready(true).await;
+
+    redis.signal("KILL");
+    let _ = redis.child.wait();
+    ready(false).await;
+    serves().await;
+    redis = OwnRedis::start(port);
+    ready(true).await;
+    serves().await;
+    drop(redis);
+}
+
+backend_tests!(kill_9_mid_write_keeps_every_acknowledged_create);
+
+/// Issue #12 point 10: `kill -9` of the real binary in the middle of concurrent
+/// creates. After a restart, every create answered 200 is there with exactly one
+/// outbox event, and nothing exists half: no row without its event, no event without
+/// its row.
+async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
+    use basalt_tests::process::{self, BasaltProcess};
+    use sea_orm::{ConnectionTrait, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = match backend {
+        Backend::Postgres => Some(basalt_tests::postgres::TestDatabase::create().await),
+        Backend::Sqlite => None,
+    };
+    let database_url = match &pg {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite:{}", dir.path().join("data.db").display()),
+    };
+    let command = || {
+        let mut cmd = process::command(dir.path());
+        cmd.env("BASALT_DATABASE_URL", &database_url);
+        cmd
+    };
+    let mut upsert = command();
+    upsert.args(["superuser", "upsert", "root@example.com", "root-password"]);
+    let (status, _, logs) = process::run(upsert, Duration::from_secs(60)).await;
+    assert!(status.success(), "{logs:?}");
+    let (mut server, url) = BasaltProcess::start(command()).await;
+    let client = basalt_tests::client();
+    let token: serde_json::Value = client
+        .post(format!("{url}/api/collections/_superusers/auth-with-password"))
+        .json(&json!({"identity": "root@example.com", "password": "root-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let res = client
+        .post(format!("{url}/api/collections"))
+        .header("Authorization", &token)
+        .json(&json!({"name": "notes", "createRule": "", "viewRule": "",
+                      "fields": [{"name": "title", "type": "text"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let (client, url, acknowledged) = (client.clone(), url.clone(), Arc::clone(&acknowledged));
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let sent = client
+                        .post(format!("{url}/api/collections/notes/records"))
+                        .json(&json!({"title": format!("{w}-{i}")}))
+                        .send()
+                        .await;
+                    // Once the server is killed, requests fail: that writer is done.
+                    let Ok(res) = sent else { return };
+                    if res.status() != 200 {
+                        return;
+                    }
+                    let Ok(body) = res.json::<serde_json::Value>().await else { return };
+                    acknowledged.lock().unwrap().push(body["id"].as_str().unwrap().to_owned());
+                }
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(60), "writes under way", || async {
+        (acknowledged.lock().unwrap().len() >= 150).then_some(())
+    })
+    .await;
+    server.signal("KILL");
+    server.wait_exit(Duration::from_secs(10)).await;
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // Restart on the same data: it must come up (recovery, lock file) and serve.
+    let (again, url) = BasaltProcess::start(command()).await;
+    let (status, _) = basalt_tests::json(client.get(format!("{url}/api/health")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    drop(again);
+
+    let conn = sea_orm::Database::connect(database_url.clone()).await.unwrap();
+    let backend_kind = conn.get_database_backend();
+    let ids = |sql: &str| {
+        let conn = &conn;
+        let sql = sql.to_owned();
+        async move {
+            conn.query_all_raw(Statement::from_string(backend_kind, sql))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String>("", "id").unwrap())
+                .collect::<Vec<String>>()
+        }
+    };
+    let rows: BTreeSet<String> = ids("SELECT id FROM notes").await.into_iter().collect();
+    let subject = match backend {
+        Backend::Sqlite => "json_extract(payload, '$.subject')",
+        Backend::Postgres => "(payload::jsonb ->> 'subject')",
+    };
+    let events = ids(&format!(
+        "SELECT {subject} AS id FROM _outbox WHERE collection = 'notes'"
+    ))
+    .await;
+    let event_set: BTreeSet<String> = events.iter().cloned().collect();
+    assert_eq!(events.len(), event_set.len(), "one event per create, never two");
+    assert_eq!(rows, event_set, "no row without its event, no event without its row");
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !rows.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged creates lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    conn.close().await.unwrap();
+    drop(pg);
+}
