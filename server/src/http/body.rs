@@ -96,7 +96,23 @@ async fn multipart(
     payload: web::Payload,
     limit: usize,
 ) -> Result<Body, ApiError> {
-    let mut form = Multipart::new(req.headers(), payload.into_inner());
+    parse_multipart(req.headers(), payload.into_inner(), limit).await
+}
+
+/// A `multipart/form-data` body (its boundary in `headers`), read from `stream` up to
+/// `limit` bytes. Public for the fuzzer, which feeds it arbitrary bytes.
+///
+/// Fails with 400 for a malformed form, a file part, a non-UTF-8 text field or a bad
+/// `@jsonPayload`, and 413 over the limit.
+pub async fn parse_multipart<S>(
+    headers: &actix_web::http::header::HeaderMap,
+    stream: S,
+    limit: usize,
+) -> Result<Body, ApiError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>> + 'static,
+{
+    let mut form = Multipart::new(headers, stream);
     let mut out = Map::new();
     let mut json = Map::new();
     let mut total = 0usize;

@@ -425,71 +425,10 @@ impl SchemaService {
         delete_missing: bool,
         actor: &Actor,
     ) -> Result<usize, SchemaError> {
-        let snapshot = self.snapshot();
-        let mut errors = FieldErrors::default();
-        let mut inputs = Vec::new();
-        for (i, body) in definitions.iter().enumerate() {
-            let mut own = FieldErrors::default();
-            let input = parse_collection(body, &mut own);
-            prefix_errors(&mut errors, own, &format!("collections.{i}"));
-            inputs.push(input);
-        }
-        // Relations may point at collections created by this same import.
-        let batch: Vec<(String, String)> = inputs
-            .iter()
-            .filter_map(|i| Some((i.id.clone()?, i.name.clone()?)))
-            .chain(inputs.iter().filter_map(|i| {
-                let name = i.name.clone()?;
-                Some((name.clone(), name))
-            }))
-            .collect();
-        let mut changes = Vec::new();
-        let mut listed = HashSet::new();
-        for (i, input) in inputs.into_iter().enumerate() {
-            let existing = input
-                .id
-                .as_deref()
-                .and_then(|id| snapshot.by_id(id))
-                .or_else(|| input.name.as_deref().and_then(|n| snapshot.get(n)))
-                .cloned();
-            let mut own = FieldErrors::default();
-            let system = existing.as_ref().is_some_and(|c| c.system);
-            let mut new = resolve(
-                input,
-                existing.as_deref(),
-                &snapshot,
-                &batch,
-                &mut own,
-                system,
-            );
-            prefix_errors(&mut errors, own, &format!("collections.{i}"));
-            listed.insert(new.name.clone());
-            match existing {
-                Some(old) => {
-                    listed.insert(old.name.clone());
-                    if !same_definition(&old, &new) {
-                        changes.push(Change::Update { old, new });
-                    }
-                }
-                None => {
-                    if new.id.is_empty() {
-                        new.id = format!("pbc_{}", random_suffix());
-                    }
-                    changes.push(Change::Create(new));
-                }
-            }
-        }
-        if delete_missing {
-            for old in snapshot.all() {
-                if !old.system && !listed.contains(&old.name) {
-                    changes.push(Change::Delete(old.clone()));
-                }
-            }
-        }
-        errors.into_result().map_err(SchemaError::Validation)?;
-        let changed = changes.len();
+        let plan = plan_import(&self.snapshot(), definitions, delete_missing)?;
+        let changed = plan.changes.len();
         if changed > 0 {
-            self.apply(changes, actor).await?;
+            self.apply(plan.changes, actor).await?;
         }
         Ok(changed)
     }
@@ -526,52 +465,7 @@ impl SchemaService {
     /// Check the rules of every created or updated collection against the schema as it
     /// will be after `changes`, so a rule may name collections created alongside.
     fn check_rules(&self, changes: &[Change]) -> Result<(), SchemaError> {
-        let current = self.snapshot();
-        let mut after: Vec<Collection> = current.all().iter().map(|c| c.as_ref().clone()).collect();
-        let mut changed = Vec::new();
-        for change in changes {
-            match change {
-                Change::Create(new) | Change::Update { new, .. } => {
-                    after.retain(|c| c.id != new.id);
-                    after.push(new.clone());
-                    changed.push(new.id.clone());
-                }
-                Change::Delete(old) => after.retain(|c| c.id != old.id),
-            }
-        }
-        let provisional = Snapshot::new(current.version(), after);
-        let mut errors = FieldErrors::default();
-        // Every collection's rules, not only the changed ones: renaming or removing a
-        // field another collection's rule names must be refused here, not fail later.
-        for collection in provisional.all() {
-            let rules = [
-                ("listRule", &collection.rules.list),
-                ("viewRule", &collection.rules.view),
-                ("createRule", &collection.rules.create),
-                ("updateRule", &collection.rules.update),
-                ("deleteRule", &collection.rules.delete),
-            ];
-            let auth_rules = collection
-                .auth
-                .as_ref()
-                .map(|a| [("authRule", &a.auth_rule), ("manageRule", &a.manage_rule)]);
-            for (key, rule) in rules.into_iter().chain(auth_rules.into_iter().flatten()) {
-                if let Some(rule) = rule
-                    && let Err(message) = (self.rule_check)(rule, collection, &provisional)
-                {
-                    // The changed collection's own rules by key, as a client sent them;
-                    // another collection's by `name.key`.
-                    let own = changes.len() == 1 && changed.contains(&collection.id);
-                    let path = if own {
-                        key.to_owned()
-                    } else {
-                        format!("{}.{key}", collection.name)
-                    };
-                    errors.add(path, "validation_invalid_rule", message);
-                }
-            }
-        }
-        errors.into_result().map_err(SchemaError::Validation)
+        check_rules(&self.snapshot(), changes, self.rule_check)
     }
 
     async fn apply(&self, changes: Vec<Change>, actor: &Actor) -> Result<(), SchemaError> {
@@ -758,6 +652,190 @@ fn relating_fields(snapshot: &Snapshot, target_id: &str) -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// What an import would change, checked as [`SchemaService::import`] checks it, without
+/// touching the database. The fuzzer runs it on arbitrary input.
+pub struct ImportPlan {
+    changes: Vec<Change>,
+}
+
+impl ImportPlan {
+    /// How many collections would change.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The schema as the import would leave `current`.
+    pub fn snapshot_after(&self, current: &Snapshot) -> Snapshot {
+        after(current, &self.changes)
+    }
+
+    /// Check every rule against the schema as the import leaves it, and plan the DDL
+    /// of every change for `backend`; how many statements that makes.
+    ///
+    /// Fails with `Validation` for a rule that does not compile or a change the DDL
+    /// planner refuses.
+    pub fn check(
+        &self,
+        current: &Snapshot,
+        rule_check: RuleCheck,
+        backend: DatabaseBackend,
+    ) -> Result<usize, SchemaError> {
+        check_rules(current, &self.changes, rule_check)?;
+        let mut statements = 0;
+        for change in &self.changes {
+            let (old, new) = match change {
+                Change::Create(new) => (None, Some(new)),
+                Change::Update { old, new } => (Some(old.as_ref()), Some(new)),
+                Change::Delete(old) => (Some(old.as_ref()), None),
+            };
+            statements += super::ddl::plan(old, new, backend)
+                .map_err(|e| SchemaError::one(&e.path, "validation_invalid_schema", e.message))?
+                .len();
+        }
+        Ok(statements)
+    }
+}
+
+/// Plan an import of `definitions` over `snapshot` (see [`SchemaService::import`]).
+///
+/// Fails with `Validation` (paths prefixed `collections.N.`) for any problem.
+pub fn plan_import(
+    snapshot: &Snapshot,
+    definitions: &[Value],
+    delete_missing: bool,
+) -> Result<ImportPlan, SchemaError> {
+    let mut errors = FieldErrors::default();
+    let mut inputs = Vec::new();
+    for (i, body) in definitions.iter().enumerate() {
+        let mut own = FieldErrors::default();
+        let input = parse_collection(body, &mut own);
+        prefix_errors(&mut errors, own, &format!("collections.{i}"));
+        inputs.push(input);
+    }
+    // Relations may point at collections created by this same import.
+    let batch: Vec<(String, String)> = inputs
+        .iter()
+        .filter_map(|i| Some((i.id.clone()?, i.name.clone()?)))
+        .chain(inputs.iter().filter_map(|i| {
+            let name = i.name.clone()?;
+            Some((name.clone(), name))
+        }))
+        .collect();
+    let mut changes = Vec::new();
+    let mut listed = HashSet::new();
+    for (i, input) in inputs.into_iter().enumerate() {
+        let existing = input
+            .id
+            .as_deref()
+            .and_then(|id| snapshot.by_id(id))
+            .or_else(|| input.name.as_deref().and_then(|n| snapshot.get(n)))
+            .cloned();
+        let mut own = FieldErrors::default();
+        let system = existing.as_ref().is_some_and(|c| c.system);
+        let mut new = resolve(
+            input,
+            existing.as_deref(),
+            &snapshot,
+            &batch,
+            &mut own,
+            system,
+        );
+        prefix_errors(&mut errors, own, &format!("collections.{i}"));
+        listed.insert(new.name.clone());
+        match existing {
+            Some(old) => {
+                listed.insert(old.name.clone());
+                if !same_definition(&old, &new) {
+                    changes.push(Change::Update { old, new });
+                }
+            }
+            None => {
+                if new.id.is_empty() {
+                    new.id = format!("pbc_{}", random_suffix());
+                }
+                changes.push(Change::Create(new));
+            }
+        }
+    }
+    if delete_missing {
+        for old in snapshot.all() {
+            if !old.system && !listed.contains(&old.name) {
+                changes.push(Change::Delete(old.clone()));
+            }
+        }
+    }
+    errors.into_result().map_err(SchemaError::Validation)?;
+    Ok(ImportPlan { changes })
+}
+
+/// The schema as `changes` leave `current`.
+fn after(current: &Snapshot, changes: &[Change]) -> Snapshot {
+    let mut collections: Vec<Collection> =
+        current.all().iter().map(|c| c.as_ref().clone()).collect();
+    for change in changes {
+        match change {
+            Change::Create(new) | Change::Update { new, .. } => {
+                collections.retain(|c| c.id != new.id);
+                collections.push(new.clone());
+            }
+            Change::Delete(old) => collections.retain(|c| c.id != old.id),
+        }
+    }
+    Snapshot::new(current.version(), collections)
+}
+
+/// Every collection's rules must compile against the schema as `changes` leave it.
+fn check_rules(
+current: &Snapshot,
+changes: &[Change],
+rule_check: RuleCheck,
+) -> Result<(), SchemaError> {
+    let changed: Vec<String> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Create(new) | Change::Update { new, .. } => Some(new.id.clone()),
+            Change::Delete(_) => None,
+        })
+        .collect();
+    let provisional = after(current, changes);
+    let mut errors = FieldErrors::default();
+    // Every collection's rules, not only the changed ones: renaming or removing a
+    // field another collection's rule names must be refused here, not fail later.
+    for collection in provisional.all() {
+        let rules = [
+            ("listRule", &collection.rules.list),
+            ("viewRule", &collection.rules.view),
+            ("createRule", &collection.rules.create),
+            ("updateRule", &collection.rules.update),
+            ("deleteRule", &collection.rules.delete),
+        ];
+        let auth_rules = collection
+            .auth
+            .as_ref()
+            .map(|a| [("authRule", &a.auth_rule), ("manageRule", &a.manage_rule)]);
+        for (key, rule) in rules.into_iter().chain(auth_rules.into_iter().flatten()) {
+            if let Some(rule) = rule
+                && let Err(message) = rule_check(rule, collection, &provisional)
+            {
+                // The changed collection's own rules by key, as a client sent them;
+                // another collection's by `name.key`.
+                let own = changes.len() == 1 && changed.contains(&collection.id);
+                let path = if own {
+                    key.to_owned()
+                } else {
+                    format!("{}.{key}", collection.name)
+                };
+                errors.add(path, "validation_invalid_rule", message);
+            }
+        }
+    }
+    errors.into_result().map_err(SchemaError::Validation)
 }
 
 fn prefix_errors(into: &mut FieldErrors, errors: FieldErrors, prefix: &str) {

@@ -14,6 +14,7 @@ backend_tests!(
     rules_on_hidden_fields_hold_for_every_action,
     realtime_limits_hold,
     realtime_does_not_wait_for_the_broker,
+    realtime_filters_cannot_probe_hidden_emails,
 );
 
 /// An SSE connection read event by event.
@@ -497,5 +498,56 @@ async fn realtime_does_not_wait_for_the_broker(backend: Backend) {
     assert!(
         app.state.events.backlog().await >= 3,
         "the events still wait for the broker"
+    );
+}
+
+/// Issue #12 point 1: a realtime subscription's filter on an auth collection's email
+/// matches only emails the subscriber may see, like a list filter.
+async fn realtime_filters_cannot_probe_hidden_emails(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let ann = app
+        .create_auth_record("users", "ann@example.com", "ann-password")
+        .await;
+    let bob = app
+        .create_auth_record("users", "bob@example.com", "bob-password")
+        .await;
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/users",
+            Some(&admin),
+            Some(json!({"listRule": "", "viewRule": ""})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bob_path = format!("/api/collections/users/records/{}", bob["id"].as_str().unwrap());
+    let ann_path = format!("/api/collections/users/records/{}", ann["id"].as_str().unwrap());
+    let (status, _) = app
+        .call(Method::PATCH, &bob_path, Some(&admin), Some(json!({"emailVisibility": true})))
+        .await;
+    assert_eq!(status, 200);
+    let mut hidden = Stream::open(&app).await;
+    let topic = |email: &str| {
+        format!(
+            "users/*{}",
+            options(json!({"filter": format!("email = '{email}'")}))
+        )
+    };
+    assert_eq!(hidden.subscribe(&app, None, &[topic("ann@example.com")]).await, 204);
+    let mut visible = Stream::open(&app).await;
+    assert_eq!(visible.subscribe(&app, None, &[topic("bob@example.com")]).await, 204);
+    for path in [&ann_path, &bob_path] {
+        let (status, _) = app
+            .call(Method::PATCH, path, Some(&admin), Some(json!({"name": "changed"})))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (name, data) = visible.next(SOON).await.expect("bob's change");
+    assert!(name.starts_with("users/*"), "{name}");
+    assert_eq!(data["record"]["id"], bob["id"]);
+    assert!(
+        hidden.next(QUIET).await.is_none(),
+        "a filter on a hidden email matched"
     );
 }
