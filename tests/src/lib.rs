@@ -270,6 +270,13 @@ impl TestApp {
         serde_json::Value::Object(record)
     }
 
+    /// A `users` record with this email and password, signed in: (record, token).
+    pub async fn user(&self, email: &str, password: &str) -> (serde_json::Value, String) {
+        let record = self.create_auth_record("users", email, password).await;
+        let token = self.sign_in("users", email, password).await;
+        (record, token)
+    }
+
     /// Sign in over HTTP; returns the token (panics on failure).
     pub async fn sign_in(&self, collection: &str, identity: &str, password: &str) -> String {
         let (status, body) = self

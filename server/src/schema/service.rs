@@ -741,7 +741,7 @@ pub fn plan_import(
         let mut new = resolve(
             input,
             existing.as_deref(),
-            &snapshot,
+            snapshot,
             &batch,
             &mut own,
             system,
@@ -792,9 +792,9 @@ fn after(current: &Snapshot, changes: &[Change]) -> Snapshot {
 
 /// Every collection's rules must compile against the schema as `changes` leave it.
 fn check_rules(
-current: &Snapshot,
-changes: &[Change],
-rule_check: RuleCheck,
+    current: &Snapshot,
+    changes: &[Change],
+    rule_check: RuleCheck,
 ) -> Result<(), SchemaError> {
     let changed: Vec<String> = changes
         .iter()

@@ -863,9 +863,11 @@ async fn rabbitmq_cut_mid_confirm_loses_no_event(backend: Backend) {
         .collect();
     // Cut while events are in flight, five times, then leave it up.
     for _ in 0..5 {
-        eventually(Duration::from_secs(20), "events being published", || async {
-            (app.state.metrics.events.published.get() > 0).then_some(())
-        })
+        eventually(
+            Duration::from_secs(20),
+            "events being published",
+            || async { (app.state.metrics.events.published.get() > 0).then_some(()) },
+        )
         .await;
         tokio::time::sleep(Duration::from_millis(60)).await;
         proxy.cut();
@@ -882,15 +884,19 @@ async fn rabbitmq_cut_mid_confirm_loses_no_event(backend: Backend) {
         .map(|r| r.id)
         .collect();
     assert_eq!(expected.len(), WRITERS * EACH);
-    eventually(Duration::from_secs(60), "every event on the queue", || async {
-        let seen = seen.lock().unwrap();
-        let got: HashSet<&String> = seen
-            .iter()
-            .map(|m| &m.0)
-            .filter(|id| expected.contains(*id))
-            .collect();
-        (got.len() == expected.len()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "every event on the queue",
+        || async {
+            let seen = seen.lock().unwrap();
+            let got: HashSet<&String> = seen
+                .iter()
+                .map(|m| &m.0)
+                .filter(|id| expected.contains(*id))
+                .collect();
+            (got.len() == expected.len()).then_some(())
+        },
+    )
     .await;
     eventually(Duration::from_secs(20), "an empty backlog", || async {
         (app.state.events.backlog().await == 0).then_some(())
@@ -904,7 +910,9 @@ async fn rabbitmq_cut_mid_confirm_loses_no_event(backend: Backend) {
         let mut firsts: Vec<usize> = Vec::new();
         let mut met = HashSet::new();
         for message in &seen {
-            let title = message.3["data"]["record"]["title"].as_str().unwrap_or_default();
+            let title = message.3["data"]["record"]["title"]
+                .as_str()
+                .unwrap_or_default();
             if let Some(n) = title.strip_prefix(&prefix)
                 && met.insert(title.to_owned())
             {

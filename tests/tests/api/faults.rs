@@ -533,7 +533,16 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start redis-server");
@@ -585,19 +594,29 @@ async fn redis_stopped_or_paused_only_shows_in_readiness() {
     let ready = |expect_up: bool| {
         let app = &app;
         async move {
-            eventually(Duration::from_secs(20), "readiness to follow Redis", || async {
-                let (status, body) = tokio::time::timeout(Duration::from_secs(10), app.get_json("/api/ready"))
-                    .await
-                    .expect("readiness answers within its own timeouts");
-                let up = body["data"]["redis"]["code"] == "up";
-                (up == expect_up && (status == 200) == expect_up).then_some(())
-            })
+            eventually(
+                Duration::from_secs(20),
+                "readiness to follow Redis",
+                || async {
+                    let (status, body) =
+                        tokio::time::timeout(Duration::from_secs(10), app.get_json("/api/ready"))
+                            .await
+                            .expect("readiness answers within its own timeouts");
+                    let up = body["data"]["redis"]["code"] == "up";
+                    (up == expect_up && (status == 200) == expect_up).then_some(())
+                },
+            )
             .await;
         }
     };
     let serves = || async {
         let (status, body) = app
-            .call(Method::POST, "/api/collections/notes/records", None, Some(json!({"title": "x"})))
+            .call(
+                Method::POST,
+                "/api/collections/notes/records",
+                None,
+                Some(json!({"title": "x"})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         let (status, body) = app.get_json("/api/collections/notes/records").await;
@@ -652,7 +671,9 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
     let (mut server, url) = BasaltProcess::start(command()).await;
     let client = basalt_tests::client();
     let token: serde_json::Value = client
-        .post(format!("{url}/api/collections/_superusers/auth-with-password"))
+        .post(format!(
+            "{url}/api/collections/_superusers/auth-with-password"
+        ))
         .json(&json!({"identity": "root@example.com", "password": "root-password"}))
         .send()
         .await
@@ -674,7 +695,8 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let writers: Vec<_> = (0..6)
         .map(|w| {
-            let (client, url, acknowledged) = (client.clone(), url.clone(), Arc::clone(&acknowledged));
+            let (client, url, acknowledged) =
+                (client.clone(), url.clone(), Arc::clone(&acknowledged));
             tokio::spawn(async move {
                 for i in 0..500 {
                     let sent = client
@@ -687,8 +709,13 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
                     if res.status() != 200 {
                         return;
                     }
-                    let Ok(body) = res.json::<serde_json::Value>().await else { return };
-                    acknowledged.lock().unwrap().push(body["id"].as_str().unwrap().to_owned());
+                    let Ok(body) = res.json::<serde_json::Value>().await else {
+                        return;
+                    };
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(body["id"].as_str().unwrap().to_owned());
                 }
             })
         })
@@ -706,11 +733,20 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
 
     // Restart on the same data: it must come up (recovery, lock file) and serve.
     let (again, url) = BasaltProcess::start(command()).await;
-    let (status, _) = basalt_tests::json(client.get(format!("{url}/api/health")).send().await.unwrap()).await;
+    let (status, _) = basalt_tests::json(
+        client
+            .get(format!("{url}/api/health"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     drop(again);
 
-    let conn = sea_orm::Database::connect(database_url.clone()).await.unwrap();
+    let conn = sea_orm::Database::connect(database_url.clone())
+        .await
+        .unwrap();
     let backend_kind = conn.get_database_backend();
     let ids = |sql: &str| {
         let conn = &conn;
@@ -734,9 +770,19 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
     ))
     .await;
     let event_set: BTreeSet<String> = events.iter().cloned().collect();
-    assert_eq!(events.len(), event_set.len(), "one event per create, never two");
-    assert_eq!(rows, event_set, "no row without its event, no event without its row");
-    let lost: Vec<&String> = acknowledged.iter().filter(|id| !rows.contains(*id)).collect();
+    assert_eq!(
+        events.len(),
+        event_set.len(),
+        "one event per create, never two"
+    );
+    assert_eq!(
+        rows, event_set,
+        "no row without its event, no event without its row"
+    );
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !rows.contains(*id))
+        .collect();
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged creates lost: {lost:?}",

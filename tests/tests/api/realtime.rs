@@ -521,10 +521,21 @@ async fn realtime_filters_cannot_probe_hidden_emails(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let bob_path = format!("/api/collections/users/records/{}", bob["id"].as_str().unwrap());
-    let ann_path = format!("/api/collections/users/records/{}", ann["id"].as_str().unwrap());
+    let bob_path = format!(
+        "/api/collections/users/records/{}",
+        bob["id"].as_str().unwrap()
+    );
+    let ann_path = format!(
+        "/api/collections/users/records/{}",
+        ann["id"].as_str().unwrap()
+    );
     let (status, _) = app
-        .call(Method::PATCH, &bob_path, Some(&admin), Some(json!({"emailVisibility": true})))
+        .call(
+            Method::PATCH,
+            &bob_path,
+            Some(&admin),
+            Some(json!({"emailVisibility": true})),
+        )
         .await;
     assert_eq!(status, 200);
     let mut hidden = Stream::open(&app).await;
@@ -534,12 +545,27 @@ async fn realtime_filters_cannot_probe_hidden_emails(backend: Backend) {
             options(json!({"filter": format!("email = '{email}'")}))
         )
     };
-    assert_eq!(hidden.subscribe(&app, None, &[topic("ann@example.com")]).await, 204);
+    assert_eq!(
+        hidden
+            .subscribe(&app, None, &[topic("ann@example.com")])
+            .await,
+        204
+    );
     let mut visible = Stream::open(&app).await;
-    assert_eq!(visible.subscribe(&app, None, &[topic("bob@example.com")]).await, 204);
+    assert_eq!(
+        visible
+            .subscribe(&app, None, &[topic("bob@example.com")])
+            .await,
+        204
+    );
     for path in [&ann_path, &bob_path] {
         let (status, _) = app
-            .call(Method::PATCH, path, Some(&admin), Some(json!({"name": "changed"})))
+            .call(
+                Method::PATCH,
+                path,
+                Some(&admin),
+                Some(json!({"name": "changed"})),
+            )
             .await;
         assert_eq!(status, 200);
     }

@@ -185,17 +185,8 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
 async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.superuser_token().await;
-    let ann = app
-        .create_auth_record("users", "ann@example.com", "ann-password")
-        .await;
-    app.create_auth_record("users", "bob@example.com", "bob-password")
-        .await;
-    let ann_token = app
-        .sign_in("users", "ann@example.com", "ann-password")
-        .await;
-    let bob_token = app
-        .sign_in("users", "bob@example.com", "bob-password")
-        .await;
+    let (ann, ann_token) = app.user("ann@example.com", "ann-password").await;
+    let (_, bob_token) = app.user("bob@example.com", "bob-password").await;
     let owner = "author = @request.auth.id";
     app.create_collection(
         &admin,
@@ -365,11 +356,8 @@ async fn an_id_names_one_identity(backend: Backend) {
 /// nobody else but a superuser can revoke them.
 async fn users_end_their_own_sessions(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let ann = app
-        .create_auth_record("users", "ann@example.com", "ann-password")
-        .await;
-    app.create_auth_record("users", "bob@example.com", "bob-password")
-        .await;
+    let (ann, phone) = app.user("ann@example.com", "ann-password").await;
+    let (_, bob) = app.user("bob@example.com", "bob-password").await;
     let ann_id = ann["id"].as_str().unwrap();
     let refresh = |token: String| {
         let app = &app;
@@ -384,14 +372,8 @@ async fn users_end_their_own_sessions(backend: Backend) {
             .0
         }
     };
-    let phone = app
-        .sign_in("users", "ann@example.com", "ann-password")
-        .await;
     let laptop = app
         .sign_in("users", "ann@example.com", "ann-password")
-        .await;
-    let bob = app
-        .sign_in("users", "bob@example.com", "bob-password")
         .await;
     assert_eq!(refresh(phone.clone()).await, 200);
 
