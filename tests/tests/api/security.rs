@@ -53,7 +53,7 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{res}");
-    app.create_collection(
+    let posts = app.create_collection(
         &admin,
         json!({
             "name": "posts", "listRule": "", "viewRule": "",
@@ -170,7 +170,7 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
             .collect();
         assert_eq!(order, hidden, "anonymous sort={sort}: {page}");
     }
-    let page = list("users", "sort=email".to_owned(), Some(admin)).await;
+    let page = list("users", "sort=email".to_owned(), Some(admin.clone())).await;
     let order: Vec<String> = ids(&page)
         .into_iter()
         .filter(|id| hidden.contains(&id.as_str()))
@@ -180,6 +180,43 @@ async fn hidden_emails_cannot_be_matched_or_sorted(backend: Backend) {
         [hidden[1], hidden[0]],
         "superusers sort by the real email"
     );
+
+    // Through a back-relation: members (another auth collection) point at posts.
+    app.create_collection(
+        &admin,
+        json!({"name": "members", "type": "auth", "createRule": "", "listRule": "", "viewRule": "",
+               "fields": [{"name": "post", "type": "relation", "collectionId": posts["id"], "maxSelect": 1}]}),
+    )
+    .await;
+    let (_, by_bob) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records?filter=title%3D'by%20bob'",
+            None,
+            None,
+        )
+        .await;
+    let (status, mia) = app
+        .call(
+            Method::POST,
+            "/api/collections/members/records",
+            None,
+            Some(
+                json!({"email": "mia@example.com", "password": "mia-password",
+                        "passwordConfirm": "mia-password", "post": by_bob["items"][0]["id"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{mia}");
+    let back = filter("members_via_post.email ?= 'mia@example.com'");
+    let page = list("posts", back.clone(), None).await;
+    assert_eq!(
+        ids(&page).len(),
+        0,
+        "a hidden email through a back-relation: {page}"
+    );
+    let page = list("posts", back, Some(admin.clone())).await;
+    assert_eq!(ids(&page).len(), 1, "superusers match it: {page}");
 }
 
 async fn writes_answer_only_what_the_caller_may_view(backend: Backend) {
