@@ -30,7 +30,11 @@ pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(terminal)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk, a closed pipe) is
+        // dropped. Left on, tracing reports the failure with `eprintln!`, which panics
+        // on that same stderr: a full disk under the log took the server down.
+        .log_internal_errors(false);
     let installed = if json {
         builder
             .json()

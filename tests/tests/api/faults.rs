@@ -792,3 +792,82 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
     conn.close().await.unwrap();
     drop(pg);
 }
+
+/// Issue #12 point 8: a full disk under the log never takes the server down. The real
+/// binary logs (JSON, every request at info) to a file on a tmpfs that is full from
+/// the start; it starts, serves reads and writes (its data on another disk), and
+/// stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_log_changes_nothing() {
+    if !require_root("faults::a_full_disk_under_the_log_changes_nothing") {
+        return;
+    }
+    let logs = Tmpfs::mount("64k");
+    // Fill it to the last byte.
+    let (mut size, mut n) = (16 * 1024, 0);
+    while size > 0 {
+        n += 1;
+        if std::fs::write(logs.path().join(format!("fill{n}")), vec![0u8; size]).is_err() {
+            size /= 2;
+        }
+    }
+    let log_file = std::fs::File::create(logs.path().join("basalt.log"))
+        .or_else(|_| std::fs::File::open("/dev/full"))
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = basalt_tests::process::command(data.path());
+    cmd.env("BASALT_HTTP", format!("127.0.0.1:{port}"))
+        .env("BASALT_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file);
+    let mut child = cmd.spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = basalt_tests::client();
+    eventually(Duration::from_secs(30), "the server to answer", || async {
+        client
+            .get(format!("{url}/api/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
+    for _ in 0..50 {
+        let res = client
+            .get(format!("{url}/api/collections/users/records"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "a list, logged and answered");
+        let res = client
+            .post(format!("{url}/api/collections/users/auth-with-password"))
+            .json(&json!({"identity": "nobody@example.com", "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
+        // A warning is logged for each; the rate limit soon answers instead.
+        assert!(
+            matches!(res.status().as_u16(), 400 | 429),
+            "{}",
+            res.status()
+        );
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = eventually(Duration::from_secs(20), "a clean stop", || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exit.success(), "{exit}");
+}
