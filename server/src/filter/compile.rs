@@ -169,10 +169,11 @@ enum Term {
         storage: Storage,
         date: bool,
         multi: Option<SimpleExpr>,
-        /// When only some rows may be matched on this column (an auth record's email
-        /// in a client's filter): the condition on the row, ANDed into every
-        /// comparison that names the column, so a hidden value matches nothing.
-        visible: Option<SimpleExpr>,
+        /// When only some rows may be matched on this column: a condition on the row
+        /// ANDed into every comparison that names the column. An auth record's email
+        /// in a client's filter holds only where it is visible; `:each` holds only on
+        /// a non-empty value ("every element" needs at least one, as in PocketBase).
+        only_if: Option<SimpleExpr>,
     },
 }
 
@@ -490,7 +491,7 @@ impl<'a> Compiler<'a> {
                 storage,
                 date,
                 multi: None,
-                visible: None,
+                only_if: None,
             } = term
         {
             // Only to-one hops: the value is a scalar subquery, NULL when a relation is
@@ -501,7 +502,7 @@ impl<'a> Compiler<'a> {
                 storage,
                 date,
                 multi: None,
-                visible: None,
+                only_if: None,
             };
             let (l, r) = if flipped {
                 (other, value)
@@ -545,7 +546,7 @@ impl<'a> Compiler<'a> {
         path: &Path,
     ) -> Result<Term, FilterError> {
         let column = col(table, &field.name);
-        let visible = (self.guard && owner.gates_email(field))
+        let only_if = (self.guard && owner.gates_email(field))
             .then(|| email_visible(table, owner, self.request));
         let date = matches!(
             field.kind,
@@ -558,14 +559,27 @@ impl<'a> Compiler<'a> {
                     storage: Storage::Number,
                     date: false,
                     multi: None,
-                    visible,
+                    only_if,
                 },
+                Some(Modifier::Each) => {
+                    let nonempty = self.array_length(column.clone()).gt(0);
+                    Term::Column {
+                        expr: column.clone(),
+                        storage: Storage::Text,
+                        date: false,
+                        multi: Some(column),
+                        only_if: Some(match only_if {
+                            Some(condition) => condition.and(nonempty),
+                            None => nonempty,
+                        }),
+                    }
+                }
                 _ => Term::Column {
                     expr: column.clone(),
                     storage: Storage::Text,
                     date: false,
                     multi: Some(column),
-                    visible,
+                    only_if,
                 },
             });
         }
@@ -578,7 +592,7 @@ impl<'a> Compiler<'a> {
             storage: kind,
             date,
             multi: None,
-            visible,
+            only_if,
         })
     }
 
@@ -757,9 +771,9 @@ impl<'a> Compiler<'a> {
             .into_iter()
             .filter_map(|term| match term {
                 Term::Column {
-                    visible: Some(visible),
+                    only_if: Some(condition),
                     ..
-                } => Some(visible.clone()),
+                } => Some(condition.clone()),
                 _ => None,
             })
             .collect();

@@ -135,6 +135,9 @@ async fn filters_select_the_right_records(backend: Backend) {
         ("tags != 'a'", &["p2", "p3"]),
         ("tags:length = 2", &["p1"]),
         ("tags:length > 0 && tags:each = 'b'", &["p2"]),
+        // `:each` needs at least one element: an empty value matches nothing.
+        ("tags:each = 'b'", &["p2"]),
+        ("tags:each != 'a'", &["p2"]),
         ("tags = ''", &["p3"]),
         ("author.name = 'Ann'", &["p1"]),
         ("author.name != 'Ann'", &["p2", "p3"]),
