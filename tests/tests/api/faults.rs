@@ -38,8 +38,11 @@ async fn sqlite_ids(path: &std::path::Path, query: &str) -> BTreeSet<String> {
 /// Every create answered 200 must be in the database afterwards, every refusal must
 /// say the disk is full (507), and reads and health must work meanwhile.
 async fn fill_free_and_count(round: usize) {
-    let disk = Tmpfs::mount("3m");
-    let ballast = disk.ballast("ballast", 768 * 1024);
+    // The ballast is freed later. It must be larger than what fills the disk: the
+    // dispatcher, stalled meanwhile, first rewrites every waiting outbox row (SQLite
+    // rewrites a whole row, payload included, to mark it sent).
+    let disk = Tmpfs::mount("4m");
+    let ballast = disk.ballast("ballast", 2560 * 1024);
     let db_path = disk.path().join("data.db");
     let app = TestApp::builder(Backend::Sqlite)
         .setting("data_dir", disk.path().display().to_string())
@@ -117,8 +120,13 @@ async fn fill_free_and_count(round: usize) {
     let (status, _) = app.get_json("/api/health").await;
     assert_eq!(status, 200, "round {round}: health on a full disk");
 
-    // Space comes back: writes succeed again, with no restart.
+    // Space comes back: the stalled outbox drains and writes succeed again, with no
+    // restart.
     std::fs::remove_file(&ballast).unwrap();
+    eventually(Duration::from_secs(30), "the outbox to drain", || async {
+        (app.state.events.backlog().await == 0).then_some(())
+    })
+    .await;
     for i in 0..10 {
         let (status, res) = app
             .call(
