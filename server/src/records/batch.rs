@@ -38,6 +38,21 @@ enum Resolved {
     Delete(String),
 }
 
+/// A written record's batch response: 200 with the record, or 204 when the view rule
+/// hides it from the caller (as a single create or update answers).
+fn written(
+    collection: &crate::schema::Collection,
+    record: &super::Record,
+    identity: &Identity,
+    visible: bool,
+) -> (u16, Value) {
+    if visible {
+        (200, super::read::shape(collection, record, identity))
+    } else {
+        (204, Value::Null)
+    }
+}
+
 /// `METHOD /api/collections/{c}/records[/{id}]` as an operation.
 fn route(method: &str, url: &str) -> Option<Op> {
     let path = url.split(['?', '#']).next().unwrap_or_default();
@@ -57,36 +72,6 @@ fn route(method: &str, url: &str) -> Option<Op> {
 }
 
 impl RecordService {
-    /// A written record's batch response: 200 with the record, or 204 when the view
-    /// rule hides it from the caller (as a single create or update answers).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a WriteCtx arrives with the pipeline issue"
-    )]
-    async fn batch_response(
-        &self,
-        txn: &sea_orm::DatabaseTransaction,
-        collection: &crate::schema::Collection,
-        snapshot: &crate::schema::Snapshot,
-        version: i64,
-        record: &super::Record,
-        identity: &Identity,
-        request: &Request,
-        created: bool,
-    ) -> Result<(u16, Value), RecordError> {
-        Ok(
-            match self
-                .response_in(
-                    txn, collection, snapshot, version, record, identity, request, created,
-                )
-                .await?
-            {
-                Some(shaped) => (200, shaped),
-                None => (204, Value::Null),
-            },
-        )
-    }
-
     /// Run `requests` in order in one transaction, as `identity`. Returns each
     /// response's status and body.
     ///
@@ -142,7 +127,7 @@ impl RecordService {
                         .prepare_create(&collection, identity, &body)
                         .await
                         .map_err(fail(index))?;
-                    let record = self
+                    let (record, visible) = self
                         .create_in(
                             &txn,
                             version,
@@ -155,25 +140,14 @@ impl RecordService {
                         )
                         .await
                         .map_err(fail(index))?;
-                    self.batch_response(
-                        &txn,
-                        &collection,
-                        &snapshot,
-                        version,
-                        &record,
-                        identity,
-                        request,
-                        true,
-                    )
-                    .await
-                    .map_err(fail(index))?
+                    written(&collection, &record, identity, visible)
                 }
                 Resolved::Update(id) => {
                     let prepared = self
                         .prepare_update(&collection, &id, identity, &body)
                         .await
                         .map_err(fail(index))?;
-                    let record = self
+                    let (record, visible) = self
                         .update_in_txn(
                             &txn,
                             version,
@@ -188,18 +162,7 @@ impl RecordService {
                         )
                         .await
                         .map_err(fail(index))?;
-                    self.batch_response(
-                        &txn,
-                        &collection,
-                        &snapshot,
-                        version,
-                        &record,
-                        identity,
-                        request,
-                        false,
-                    )
-                    .await
-                    .map_err(fail(index))?
+                    written(&collection, &record, identity, visible)
                 }
                 Resolved::Delete(id) => {
                     identity

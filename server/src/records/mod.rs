@@ -273,6 +273,54 @@ impl RecordService {
         self.decode(collection, &row)
     }
 
+    /// Read row `id` back inside `txn` and, in the same statement, evaluate each of
+    /// `checks` on it (a rule condition on [`BASE`](crate::filter::compile::BASE);
+    /// `None` always holds). One round trip where a write used to take one per check.
+    ///
+    /// Fails with `NotFound` when the row is gone, or when the query fails.
+    pub(crate) async fn read_back<const N: usize>(
+        &self,
+        txn: &DatabaseTransaction,
+        collection: &Collection,
+        version: i64,
+        id: &str,
+        checks: [Option<SimpleExpr>; N],
+    ) -> Result<(Record, [bool; N]), RecordError> {
+        use crate::filter::compile::BASE;
+        let mut query = Query::select();
+        for field in &collection.fields {
+            query.column((col(BASE), col(&field.name)));
+        }
+        query
+            .from_as(col(&collection.name), col(BASE))
+            .and_where(Expr::col((col(BASE), col("id"))).eq(id));
+        for (i, check) in checks.iter().enumerate() {
+            if let Some(condition) = check {
+                query.expr_as(
+                    Expr::case(condition.clone(), 1i64).finally(0i64),
+                    col(&format!("__check{i}")),
+                );
+            }
+        }
+        let row = txn
+            .query_one_raw(self.statement(&query, version))
+            .await
+            .map_err(RecordError::Db)?
+            .ok_or(RecordError::NotFound)?;
+        let mut held = [true; N];
+        for (i, check) in checks.iter().enumerate() {
+            if check.is_some()
+                && let Some(slot) = held.get_mut(i)
+            {
+                let value: i64 = row
+                    .try_get("", &format!("__check{i}"))
+                    .map_err(RecordError::Db)?;
+                *slot = value == 1;
+            }
+        }
+        Ok((self.decode(collection, &row)?, held))
+    }
+
     /// Insert a record with the given values; the id (UUIDv7 unless given), autodates
     /// and every unset field's default are filled in. Emails are stored in lower case.
     /// No rule or validation is applied: callers are Basalt's own code.

@@ -6,7 +6,7 @@
 //! Update and delete rules are evaluated on the existing row; a record they hide is a
 //! 404, like one that does not exist.
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value};
 
@@ -178,50 +178,36 @@ impl RecordService {
         }
     }
 
-    /// `record`, just written inside `txn`, as the response to its writer: shaped for
-    /// them if the view rule lets them see it, `None` (answered 204) if not, so a
-    /// write never echoes what its writer may not read. A new auth record is the
+    /// The condition under which the writer may view the record it just wrote, for
+    /// [`RecordService::read_back`]: `None` when always, `Some(false)` when never (a
+    /// superusers-only view rule, an API key without `view`). A write never echoes what
+    /// its writer may not read: such a write is answered 204. A new auth record is the
     /// exception: signing up answers with the new account (shaped, so its email shows
     /// only if visible), as PocketBase and its SDKs' sign-up flow expect.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a WriteCtx arrives with the pipeline issue"
-    )]
-    pub(super) async fn response_in(
+    fn view_check(
         &self,
-        txn: &DatabaseTransaction,
         collection: &Collection,
         snapshot: &Snapshot,
-        version: i64,
-        record: &Record,
         identity: &Identity,
         request: &Request,
         created: bool,
-    ) -> Result<Option<Value>, RecordError> {
+    ) -> Result<Option<SimpleExpr>, RecordError> {
         if created && collection.auth.is_some() {
-            return Ok(Some(super::read::shape(collection, record, identity)));
-        }
-        if !identity.in_scope(&collection.name, Op::View) {
             return Ok(None);
         }
-        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
-        let visible = match self
-            .passes(
-                txn,
-                collection,
-                snapshot,
-                version,
-                collection.rules.view.as_ref(),
-                id,
-                identity,
-                request,
-            )
-            .await
-        {
-            Err(RecordError::Forbidden) => false,
-            other => other?,
-        };
-        Ok(visible.then(|| super::read::shape(collection, record, identity)))
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(Some(Expr::val(false)));
+        }
+        match self.rule_condition(
+            collection.rules.view.as_ref(),
+            identity,
+            collection,
+            snapshot,
+            request,
+        ) {
+            Err(RecordError::Forbidden) => Ok(Some(Expr::val(false))),
+            other => other,
+        }
     }
 
     /// The existing row `id` may be changed by this caller: the rule must hold (else
@@ -412,7 +398,8 @@ impl RecordService {
         }
     }
 
-    /// Create inside `txn`; returns the stored record.
+    /// Create inside `txn`; returns the stored record and whether its creator may view
+    /// it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn create_in(
         &self,
@@ -424,7 +411,7 @@ impl RecordService {
         request: &Request,
         body: Map<String, Value>,
         password_hash: Option<String>,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<(Record, bool), RecordError> {
         let mut values =
             validate(collection, &body, Mode::Create).map_err(RecordError::Validation)?;
         if collection.auth.is_some() {
@@ -444,17 +431,18 @@ impl RecordService {
         let id = self.insert_in(txn, collection, version, values).await?;
         let mut request = request.clone();
         request.body = body;
-        let allowed = self
-            .passes(
-                txn,
-                collection,
-                snapshot,
-                version,
-                collection.rules.create.as_ref(),
-                &id,
-                identity,
-                &request,
-            )
+        // One statement reads the row back and evaluates the create rule and the view
+        // rule on it.
+        let create = self.rule_condition(
+            collection.rules.create.as_ref(),
+            identity,
+            collection,
+            snapshot,
+            &request,
+        )?;
+        let view = self.view_check(collection, snapshot, identity, &request, true)?;
+        let (record, [allowed, visible]) = self
+            .read_back(txn, collection, version, &id, [create, view])
             .await?;
         if !allowed {
             // The caller drops the transaction, which rolls the insert back.
@@ -464,7 +452,7 @@ impl RecordService {
                 "The create rule does not allow this record.",
             ));
         }
-        self.find_in(txn, collection, version, &id).await
+        Ok((record, visible))
     }
 
     /// Create a record as `identity`; returns it as the caller may see it (`None`
@@ -488,7 +476,7 @@ impl RecordService {
         let password_hash = self.prepare_create(&planned, identity, &body).await?;
         let (collection, version, txn) = self.begin_current(collection).await?;
         let snapshot = self.schema.snapshot();
-        let record = self
+        let (record, visible) = self
             .create_in(
                 &txn,
                 version,
@@ -500,20 +488,8 @@ impl RecordService {
                 password_hash,
             )
             .await?;
-        let response = self
-            .response_in(
-                &txn,
-                &collection,
-                &snapshot,
-                version,
-                &record,
-                identity,
-                request,
-                true,
-            )
-            .await?;
         self.commit(txn).await?;
-        Ok(response)
+        Ok(visible.then(|| super::read::shape(&collection, &record, identity)))
     }
 
     /// The checks and password work an update needs before its transaction: the plain
@@ -575,7 +551,8 @@ impl RecordService {
         })
     }
 
-    /// Update inside `txn`; returns the stored record.
+    /// Update inside `txn`; returns the stored record and whether the caller may view
+    /// it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn update_in_txn(
         &self,
@@ -589,7 +566,7 @@ impl RecordService {
         body: Map<String, Value>,
         prepared: PreparedUpdate,
         if_match: Option<&str>,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<(Record, bool), RecordError> {
         // Locked: modifiers read and write the row, and must not interleave.
         let existing = self
             .find_in_locking(txn, collection, version, id, true)
@@ -631,7 +608,9 @@ impl RecordService {
             .await?;
         self.update_in(txn, collection, version, id, values, &increments)
             .await?;
-        self.find_in(txn, collection, version, id).await
+        let view = self.view_check(collection, snapshot, identity, &request, false)?;
+        let (record, [visible]) = self.read_back(txn, collection, version, id, [view]).await?;
+        Ok((record, visible))
     }
 
     /// Update a record as `identity`; only the fields in `body` change. Returns the
@@ -658,7 +637,7 @@ impl RecordService {
         let prepared = self.prepare_update(&planned, id, identity, &body).await?;
         let (collection, version, txn) = self.begin_current(collection).await?;
         let snapshot = self.schema.snapshot();
-        let record = self
+        let (record, visible) = self
             .update_in_txn(
                 &txn,
                 version,
@@ -672,20 +651,12 @@ impl RecordService {
                 if_match,
             )
             .await?;
-        let response = self
-            .response_in(
-                &txn,
-                &collection,
-                &snapshot,
-                version,
-                &record,
-                identity,
-                request,
-                false,
-            )
-            .await?;
         self.commit(txn).await?;
-        Ok((response, super::etag(&record)))
+        let tag = super::etag(&record);
+        Ok((
+            visible.then(|| super::read::shape(&collection, &record, identity)),
+            tag,
+        ))
     }
 
     /// Ids of `source` records whose relation `field` points at any of `ids`.
