@@ -491,8 +491,33 @@ async fn postgres_schema_changes_give_up_on_locks() {
         })
     };
     // A write that arrives while the ALTER waits queues behind it only until it
-    // gives up — long before the read ends.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // gives up — long before the read ends. Wait until the ALTER is waiting.
+    let database = url::Url::parse(&app.database_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "the ALTER to wait for its lock",
+        || {
+            let (reader, database) = (&reader, database.clone());
+            async move {
+                let row = reader
+                .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT count(*) AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                     WHERE NOT l.granted AND d.datname = $1",
+                    [database.into()],
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+                (row.try_get::<i64>("", "n").unwrap() > 0).then_some(())
+            }
+        },
+    )
+    .await;
     let write = tokio::time::timeout(
         Duration::from_secs(10),
         app.call(
