@@ -105,11 +105,27 @@ impl Core {
     /// Fails when the data dir cannot be created, the database cannot be opened or
     /// migrated, or the schema or auth secret cannot be loaded.
     pub async fn open(settings: &Settings) -> Result<Core, StartError> {
+        Core::open_with_hooks(settings, Arc::new(crate::records::NoHooks)).await
+    }
+
+    /// [`Core::open`], with these hooks on every record write.
+    ///
+    /// Fails like [`Core::open`].
+    pub async fn open_with_hooks(
+        settings: &Settings,
+        hooks: Arc<dyn crate::records::Hooks>,
+    ) -> Result<Core, StartError> {
         std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
             path: settings.data_dir.display().to_string(),
             source,
         })?;
-        let db = Db::connect(&settings.database, settings.database_max_connections).await?;
+        let db = Db::connect_with(
+            &settings.database,
+            settings.database_max_connections,
+            settings.sqlite_synchronous,
+        )
+        .await?
+        .with_record_engine(&settings.database)?;
         let applied = db.migrate().await?;
         let installation_id = db
             .installation_id()
@@ -124,7 +140,7 @@ impl Core {
         if created > 0 {
             tracing::info!(created, "created the default collections");
         }
-        let records = RecordService::new(db.clone(), schema.clone());
+        let records = RecordService::new(db.clone(), schema.clone()).with_hooks(hooks);
         let mailer = crate::mail::Mailer::new(settings, db.clone()).map_err(StartError::Mail)?;
         let auth = AuthService::new(
             &db,
@@ -198,6 +214,17 @@ impl App {
     /// Fails when the data dir cannot be created, the database cannot be opened or
     /// migrated, a URL is rejected by its client, or the address cannot be bound.
     pub async fn build(settings: Settings) -> Result<App, StartError> {
+        App::build_with_hooks(settings, Arc::new(crate::records::NoHooks)).await
+    }
+
+    /// [`App::build`], with these hooks on every record write (WASM functions plug
+    /// in here; tests pass their own).
+    ///
+    /// Fails like [`App::build`].
+    pub async fn build_with_hooks(
+        settings: Settings,
+        hooks: Arc<dyn crate::records::Hooks>,
+    ) -> Result<App, StartError> {
         let started = Instant::now();
         // Bind first: a port in use is reported before any other work is done.
         let listener =
@@ -217,7 +244,7 @@ impl App {
             schema,
             records,
             auth,
-        } = Core::open(&settings).await?;
+        } = Core::open_with_hooks(&settings, hooks).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
         let metrics = Metrics::new();
@@ -225,7 +252,7 @@ impl App {
         // database exists only on its one pool, so it shares that.
         let events_db = match &settings.database {
             crate::config::DatabaseUrl::Sqlite { path: None } => db.clone(),
-            url => Db::connect(url, 2).await?,
+            url => Db::connect_with(url, 2, settings.sqlite_synchronous).await?,
         };
         let events = crate::events::Events::new(
             events_db,

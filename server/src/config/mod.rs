@@ -103,6 +103,8 @@ keys! {
         "How long sent events stay in _outbox, e.g. 24h, 30m, 0s [default: 24h]";
     SCHEMA_LOCK_TIMEOUT = "schema_lock_timeout", "BASALT_SCHEMA_LOCK_TIMEOUT", "--schema-lock-timeout",
         "PostgreSQL: how long a schema change waits for a table lock before it fails with 409 [default: 3s]";
+    SQLITE_SYNCHRONOUS = "sqlite_synchronous", "BASALT_SQLITE_SYNCHRONOUS", "--sqlite-synchronous",
+        "SQLite: normal (a commit survives a crash of Basalt; the last ones may be lost on power loss) or full (synced at every commit) [default: normal]";
     REALTIME_MAX_SUBSCRIPTIONS = "realtime_max_subscriptions", "BASALT_REALTIME_MAX_SUBSCRIPTIONS",
         "--realtime-max-subscriptions", "Subscriptions per realtime connection [default: 1000]";
     REALTIME_MAX_CONNECTIONS_PER_IP = "realtime_max_connections_per_ip",
@@ -263,6 +265,8 @@ pub struct Settings {
     /// PostgreSQL: the `lock_timeout` of schema changes, so record writes never queue
     /// long behind an `ALTER` that waits for a lock.
     pub schema_lock_timeout: Duration,
+    /// SQLite: how commits are synced to disk (WAL mode).
+    pub sqlite_synchronous: crate::db::lite::Synchronous,
     pub realtime: crate::realtime::Limits,
     /// Notes for the log once logging is up (unknown `BASALT_*` variables, say).
     pub warnings: Vec<String>,
@@ -535,6 +539,7 @@ impl Layers {
                 }
             })
         })?;
+        let sqlite_synchronous = self.parse(key::SQLITE_SYNCHRONOUS, "normal", str::parse)?;
         let count = |s: &str| {
             s.parse::<usize>()
                 .ok()
@@ -572,6 +577,7 @@ impl Layers {
             amqp_exchange,
             outbox_retention,
             schema_lock_timeout,
+            sqlite_synchronous,
             realtime,
             http,
             http_addr,

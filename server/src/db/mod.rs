@@ -4,6 +4,8 @@
 //! [`entities`]. Imports only `config`.
 
 pub mod entities;
+pub mod exec;
+pub mod lite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +125,7 @@ pub fn fault(err: &DbErr) -> Fault {
             if db
                 .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
                 .is_some()
+                || db.try_downcast_ref::<lite::LiteError>().is_some()
             {
                 // SQLite's extended result code; the primary code is its low byte.
                 return match code.parse::<i64>().unwrap_or_default() & 0xff {
@@ -158,6 +161,10 @@ pub struct Db {
     write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Every statement run through this pool, transactions included.
     statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The SQLite record engine (a file database, once opened); see [`lite`].
+    lite: Option<Arc<lite::Lite>>,
+    /// SQLite: how commits sync, for the record engine's connections too.
+    synchronous: lite::Synchronous,
 }
 
 /// A write transaction (see [`Db::begin_write`]); on SQLite it holds the writers'
@@ -209,6 +216,17 @@ impl Db {
     ///
     /// Fails when the folder cannot be created or the server cannot be reached.
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Db, DbError> {
+        Db::connect_with(url, max_connections, lite::Synchronous::default()).await
+    }
+
+    /// [`Db::connect`], with SQLite's `synchronous` setting.
+    ///
+    /// Fails like [`Db::connect`].
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        synchronous: lite::Synchronous,
+    ) -> Result<Db, DbError> {
         let (mut options, backend) = match url {
             DatabaseUrl::Sqlite { path: Some(path) } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -233,7 +251,10 @@ impl Db {
                             .in_memory(false)
                             .create_if_missing(true)
                             .journal_mode(SqliteJournalMode::Wal)
-                            .synchronous(SqliteSynchronous::Normal)
+                            .synchronous(match synchronous {
+                                lite::Synchronous::Normal => SqliteSynchronous::Normal,
+                                lite::Synchronous::Full => SqliteSynchronous::Full,
+                            })
                             .busy_timeout(SQLITE_BUSY_TIMEOUT)
                             .foreign_keys(true)
                     });
@@ -278,7 +299,41 @@ impl Db {
             write_turn: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             backend,
             statements,
+            lite: None,
+            synchronous,
         })
+    }
+
+    /// Open the SQLite record engine ([`lite`]) on this database's file and start its
+    /// writer thread; PostgreSQL and in-memory SQLite keep to the pool. Call once, on
+    /// the pool the record service uses.
+    ///
+    /// Fails when the file cannot be opened or the writer cannot start.
+    pub fn with_record_engine(mut self, url: &DatabaseUrl) -> Result<Db, DbError> {
+        if let (DatabaseUrl::Sqlite { path: Some(path) }, Some(turn)) = (url, &self.write_turn) {
+            let engine = lite::Lite::open(
+                path,
+                self.synchronous,
+                SQLITE_BUSY_TIMEOUT,
+                Arc::clone(turn),
+                Arc::clone(&self.statements),
+            )?;
+            self.lite = Some(Arc::new(engine));
+        }
+        Ok(self)
+    }
+
+    /// The SQLite record engine, when open.
+    pub fn lite(&self) -> Option<&lite::Lite> {
+        self.lite.as_deref()
+    }
+
+    /// Where record reads run: the engine's readers, or the pool.
+    pub fn reads(&self) -> exec::Exec<'_> {
+        match &self.lite {
+            Some(lite) => lite.readers.exec(),
+            None => exec::Exec::Pool(&self.conn),
+        }
     }
 
     /// How many statements have run through this pool so far. Tests use the

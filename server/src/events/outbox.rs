@@ -52,6 +52,46 @@ pub fn cloud_event(
     })
 }
 
+/// The statement that inserts the event for a change, to run inside the change's
+/// transaction. `hidden` holds the record's hidden field values, kept beside the
+/// event for in-process subscribers and never published.
+///
+/// Fails only if the statement cannot be built.
+pub fn insert(
+    collection: &str,
+    action: Action,
+    id: &str,
+    record: &Value,
+    previous: Option<&Value>,
+    hidden: Option<&Value>,
+) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+    use sea_orm::sea_query::Query;
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let event = cloud_event(&event_id, collection, action, id, record, previous);
+    Ok(Query::insert()
+        .into_table(outbox::Entity)
+        .columns([
+            outbox::Column::Id,
+            outbox::Column::Collection,
+            outbox::Column::Action,
+            outbox::Column::Payload,
+            outbox::Column::Hidden,
+            outbox::Column::Created,
+            outbox::Column::Attempts,
+        ])
+        .values([
+            event_id.into(),
+            collection.into(),
+            action.as_str().into(),
+            event.to_string().into(),
+            hidden.map(Value::to_string).into(),
+            Utc::now().into(),
+            0i32.into(),
+        ])
+        .map_err(|e| DbErr::Custom(e.to_string()))?
+        .to_owned())
+}
+
 /// Insert the event for a change inside the change's transaction `txn`. `hidden`
 /// holds the record's hidden field values, kept beside the event for in-process
 /// subscribers and never published.

@@ -250,6 +250,8 @@ impl From<crate::records::RecordError> for ApiError {
             RecordError::Filter(e) => {
                 ApiError::bad_request(format!("Invalid filter or sort: {e}."))
             }
+            RecordError::Rejected(message, errors) => ApiError::validation(message, errors),
+            RecordError::Invalid(message) => ApiError::bad_request(format!("{message}.")),
             RecordError::Conflict(field) if field == "email" => {
                 ApiError::bad_request("Failed to save the record.").with_field(
                     field,

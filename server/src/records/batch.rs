@@ -1,10 +1,13 @@
 //! `POST /api/batch`: several creates, updates, upserts and deletes in one transaction.
 //! Either every request takes effect or none does; a failure names its index.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::ScopeCheck;
-use super::{RecordError, RecordService};
+use super::{RecordError, RecordService, WriteCtx};
+use crate::schema::Collection;
 use crate::filter::compile::Request;
 use crate::identity::Identity;
 
@@ -32,6 +35,34 @@ enum Op {
     Delete(String, String),
 }
 
+/// A batch request that failed, by index; a failure of the batch as a whole (the
+/// transaction, the commit) is the first request's.
+struct Failure {
+    index: usize,
+    error: RecordError,
+}
+
+impl From<RecordError> for Failure {
+    fn from(error: RecordError) -> Self {
+        Failure { index: 0, error }
+    }
+}
+
+impl From<sea_orm::DbErr> for Failure {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Failure {
+            index: 0,
+            error: RecordError::Db(err),
+        }
+    }
+}
+
+/// What one request of a batch did.
+enum Done {
+    Written(Arc<Collection>, super::Record, bool),
+    Deleted,
+}
+
 enum Resolved {
     Create,
     Update(String),
@@ -40,8 +71,8 @@ enum Resolved {
 
 /// A written record's batch response: 200 with the record, or 204 when the view rule
 /// hides it from the caller (as a single create or update answers).
-fn written(
-    collection: &crate::schema::Collection,
+fn written_response(
+    collection: &Collection,
     record: &super::Record,
     identity: &Identity,
     visible: bool,
@@ -87,108 +118,107 @@ impl RecordService {
             return Err(BatchError::TooMany { max });
         }
         let fail = |index: usize| move |error: RecordError| BatchError::Failed { index, error };
-        let (snapshot, version, txn) = self.begin_checked().await.map_err(fail(0))?;
-        let mut responses = Vec::with_capacity(requests.len());
+        let mut ops = Vec::with_capacity(requests.len());
         for (index, item) in requests.into_iter().enumerate() {
             let op = route(&item.method, &item.url).ok_or_else(|| {
-                fail(index)(RecordError::Filter(crate::filter::FilterError::new(
-                    0,
-                    format!("`{} {}` is not a record request", item.method, item.url),
+                fail(index)(RecordError::Invalid(format!(
+                    "`{} {}` is not a record request",
+                    item.method, item.url
                 )))
             })?;
-            let name = match &op {
-                Op::Create(c) | Op::Upsert(c) | Op::Update(c, _) | Op::Delete(c, _) => c.clone(),
-            };
-            let collection = snapshot
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| fail(index)(RecordError::NotFound))?;
-            let body = item.body;
-            // An upsert updates the record its body names, or creates it.
-            let resolved = match op {
-                Op::Create(_) => Resolved::Create,
-                Op::Update(_, id) => Resolved::Update(id),
-                Op::Delete(_, id) => Resolved::Delete(id),
-                Op::Upsert(_) => {
-                    let id = body.get("id").and_then(Value::as_str).map(str::to_owned);
-                    let exists = match &id {
-                        Some(id) => self.find_in(&txn, &collection, version, id).await.is_ok(),
-                        None => false,
-                    };
-                    match id {
-                        Some(id) if exists => Resolved::Update(id),
-                        _ => Resolved::Create,
-                    }
-                }
-            };
-            let response = match resolved {
-                Resolved::Create => {
-                    let hash = self
-                        .prepare_create(&collection, identity, &body)
-                        .await
-                        .map_err(fail(index))?;
-                    let (record, visible) = self
-                        .create_in(
-                            &txn,
-                            version,
-                            &snapshot,
-                            &collection,
-                            identity,
-                            request,
-                            body,
-                            hash,
-                        )
-                        .await
-                        .map_err(fail(index))?;
-                    written(&collection, &record, identity, visible)
-                }
-                Resolved::Update(id) => {
-                    let prepared = self
-                        .prepare_update(&collection, &id, identity, &body)
-                        .await
-                        .map_err(fail(index))?;
-                    let (record, visible) = self
-                        .update_in_txn(
-                            &txn,
-                            version,
-                            &snapshot,
-                            &collection,
-                            &id,
-                            identity,
-                            request,
-                            body,
-                            prepared,
-                            None,
-                        )
-                        .await
-                        .map_err(fail(index))?;
-                    written(&collection, &record, identity, visible)
-                }
-                Resolved::Delete(id) => {
-                    identity
-                        .require_scope(&collection.name, crate::identity::Op::Delete)
-                        .map_err(fail(index))?;
-                    if !identity.is_superuser() && collection.rules.delete.is_none() {
-                        return Err(fail(index)(RecordError::Forbidden));
-                    }
-                    self.delete_in_txn(
-                        &txn,
-                        version,
-                        &snapshot,
-                        &collection,
-                        &id,
-                        identity,
-                        request,
-                        None,
-                    )
-                    .await
-                    .map_err(fail(index))?;
-                    (204, Value::Null)
-                }
-            };
-            responses.push(response);
+            ops.push((op, item.body));
         }
-        self.commit(txn).await.map_err(fail(0))?;
+        let shaper = identity.clone();
+        let written = self
+            .run_write(identity.clone(), request.clone(), move |ctx| {
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(ops.len());
+                    for (index, (op, body)) in ops.into_iter().enumerate() {
+                        let response = ctx
+                            .service
+                            .batch_one(ctx, op, body)
+                            .await
+                            .map_err(|error| Failure { index, error })?;
+                        out.push(response);
+                    }
+                    Ok(out)
+                })
+            })
+            .await
+            .map_err(|failure: Failure| BatchError::Failed {
+                index: failure.index,
+                error: failure.error,
+            })?;
+        let responses = written
+            .into_iter()
+            .map(|done| match done {
+                Done::Written(collection, record, visible) => {
+                    written_response(&collection, &record, &shaper, visible)
+                }
+                Done::Deleted => (204, Value::Null),
+            })
+            .collect();
         Ok(responses)
+    }
+
+    /// One request of a batch, inside the batch's write.
+    async fn batch_one(
+        &self,
+        ctx: &WriteCtx<'_>,
+        op: Op,
+        body: Map<String, Value>,
+    ) -> Result<Done, RecordError> {
+        let name = match &op {
+            Op::Create(c) | Op::Upsert(c) | Op::Update(c, _) | Op::Delete(c, _) => c.clone(),
+        };
+        let collection = ctx
+            .snapshot
+            .get(&name)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        // An upsert updates the record its body names, or creates it.
+        let resolved = match op {
+            Op::Create(_) => Resolved::Create,
+            Op::Update(_, id) => Resolved::Update(id),
+            Op::Delete(_, id) => Resolved::Delete(id),
+            Op::Upsert(_) => {
+                let id = body.get("id").and_then(Value::as_str).map(str::to_owned);
+                let exists = match &id {
+                    Some(id) => self.find_in(ctx, &collection, id).await.is_ok(),
+                    None => false,
+                };
+                match id {
+                    Some(id) if exists => Resolved::Update(id),
+                    _ => Resolved::Create,
+                }
+            }
+        };
+        match resolved {
+            Resolved::Create => {
+                let hash = self
+                    .prepare_create(&collection, &ctx.identity, &body)
+                    .await?;
+                let (record, visible) = self.create_in(ctx, &collection, body, hash).await?;
+                Ok(Done::Written(collection, record, visible))
+            }
+            Resolved::Update(id) => {
+                let prepared = self
+                    .prepare_update(&collection, &id, &ctx.identity, &body)
+                    .await?;
+                let (record, visible) = self
+                    .update_in_txn(ctx, &collection, &id, body, prepared, None)
+                    .await?;
+                Ok(Done::Written(collection, record, visible))
+            }
+            Resolved::Delete(id) => {
+                ctx.identity
+                    .require_scope(&collection.name, crate::identity::Op::Delete)?;
+                if !ctx.identity.is_superuser() && collection.rules.delete.is_none() {
+                    return Err(RecordError::Forbidden);
+                }
+                self.delete_in_txn(ctx, &collection, &id, None).await?;
+                Ok(Done::Deleted)
+            }
+        }
     }
 }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::{Map, Value};
 
@@ -253,8 +252,8 @@ impl RecordService {
         }
         let rows = self
             .db
-            .conn()
-            .query_all_raw(self.statement(&select, snapshot.version()))
+            .reads()
+            .all(self.statement(&select, snapshot.version()))
             .await
             .map_err(RecordError::Db)?;
         let records = rows

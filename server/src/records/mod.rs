@@ -5,6 +5,7 @@
 //! and `db`.
 
 pub mod batch;
+pub mod ctx;
 pub mod expand;
 pub mod read;
 pub mod validate;
@@ -13,15 +14,21 @@ mod write;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures_util::future::BoxFuture;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, SimpleExpr};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statement};
+use sea_orm::{DbErr, Statement};
 use serde_json::{Map, Value};
 
+pub use ctx::{Committed, HookOp, Hooks, NoHooks, Pending, Rejection, WriteCtx};
+
+use crate::db::exec::{Exec, Row};
 use crate::db::{Backend, Db, WriteTxn};
 use crate::events::outbox::Action;
+use crate::filter::compile::Request;
+use crate::identity::Identity;
 use crate::schema::ddl::{Storage, storage};
-use crate::schema::service::{format_time, read_version};
-use crate::schema::{Collection, Field, FieldKind, SchemaError, SchemaService};
+use crate::schema::service::{format_time, read_version, read_version_on};
+use crate::schema::{Collection, Field, FieldKind, SchemaError, SchemaService, Snapshot};
 
 /// A record: field name → value, as the API shows it before hiding anything.
 pub type Record = Map<String, Value>;
@@ -47,9 +54,16 @@ pub enum RecordError {
     OutOfScope(String, &'static str),
     #[error("the record is invalid")]
     Validation(crate::validation::FieldErrors),
+    /// A before-hook refused the write, with its message and field errors.
+    #[error("rejected: {0}")]
+    Rejected(String, crate::validation::FieldErrors),
     /// `If-Match` names another version of the record.
     #[error("the record has changed since it was read")]
     Stale,
+    /// A request that is not what the endpoint takes (a batch item that is not a
+    /// record request, say).
+    #[error("{0}")]
+    Invalid(String),
     /// A stored rule no longer compiles (the schema changed under it).
     #[error("the collection's rule cannot be evaluated: {0}")]
     BrokenRule(String),
@@ -81,6 +95,13 @@ pub struct RecordService {
     /// Counts commits that wrote records (and so outbox rows); the event feed and
     /// dispatcher watch it.
     committed: Arc<tokio::sync::watch::Sender<u64>>,
+    hooks: Arc<dyn Hooks>,
+}
+
+impl From<DbErr> for RecordError {
+    fn from(err: DbErr) -> Self {
+        RecordError::Db(err)
+    }
 }
 
 fn col(name: &str) -> Alias {
@@ -96,7 +117,14 @@ impl RecordService {
             db,
             schema,
             committed: Arc::new(tokio::sync::watch::Sender::new(0)),
+            hooks: Arc::new(NoHooks),
         }
+    }
+
+    /// The same service with these hooks on every write.
+    pub fn with_hooks(mut self, hooks: Arc<dyn Hooks>) -> RecordService {
+        self.hooks = hooks;
+        self
     }
 
     /// Changes after every commit that wrote records (and so outbox rows): the event
@@ -105,41 +133,127 @@ impl RecordService {
         self.committed.subscribe()
     }
 
-    /// Commit a write transaction and wake the event dispatcher.
-    async fn commit(&self, txn: WriteTxn) -> Result<(), RecordError> {
-        txn.commit().await.map_err(RecordError::Db)?;
-        self.committed.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(())
-    }
-
     /// A statement for this engine, tagged with the schema version it was built
     /// against. The tag changes the statement's text when the schema changes, so no
     /// prepared statement of an older table shape is ever reused.
     fn statement<S: sea_orm::StatementBuilder>(&self, query: &S, version: i64) -> Statement {
         let mut statement = self.db.database_backend().build(query);
-        statement.sql.push_str(&format!(" /* schema v{version} */"));
+        statement.sql.push_str(" /* schema v");
+        statement.sql.push_str(&version.to_string());
+        statement.sql.push_str(" */");
         statement
     }
 
-    /// Start a write transaction on a snapshot that is current: the schema version is
-    /// share-locked (PostgreSQL) or exclusive (SQLite) for the whole transaction, and
-    /// a snapshot found behind is reloaded first.
-    async fn begin_current(
-        &self,
-        collection: &str,
-    ) -> Result<(Arc<Collection>, i64, WriteTxn), RecordError> {
-        let (snapshot, version, txn) = self.begin_checked().await?;
-        let collection = snapshot
-            .get(collection)
-            .cloned()
-            .ok_or(RecordError::NotFound)?;
-        Ok((collection, version, txn))
+    /// The current snapshot, which must be of schema `version` (read inside the
+    /// write's transaction): reloaded when it is behind.
+    async fn snapshot_at(&self, version: i64) -> Result<Arc<Snapshot>, RecordError> {
+        for _ in 0..SCHEMA_RETRIES {
+            let snapshot = self.schema.snapshot();
+            if snapshot.version() == version {
+                return Ok(snapshot);
+            }
+            self.schema.reload().await.map_err(RecordError::Schema)?;
+        }
+        Err(RecordError::SchemaChanging)
     }
 
-    /// A write transaction on the current snapshot, whatever the collections.
-    async fn begin_checked(
+    /// Run `work` as one write: in a [`WriteCtx`] on a current schema snapshot, in one
+    /// transaction — on SQLite a savepoint of the writer's next group commit, on
+    /// PostgreSQL its own transaction with the schema version share-locked. Returns
+    /// `work`'s result once committed, then runs the after-commit chain.
+    ///
+    /// Fails with `work`'s error (nothing of it is kept), `SchemaChanging`, or the
+    /// database's error when the transaction cannot start or commit.
+    pub(crate) async fn run_write<T, E, F>(
         &self,
-    ) -> Result<(Arc<crate::schema::Snapshot>, i64, WriteTxn), RecordError> {
+        identity: Identity,
+        request: Request,
+        work: F,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<RecordError> + From<DbErr> + Send + 'static,
+        F: for<'c> FnOnce(&'c WriteCtx<'c>) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        let (value, changes) = match self.db.lite() {
+            Some(lite) => {
+                let service = self.clone();
+                lite.writer
+                    .write(move |exec, batch| {
+                        Box::pin(async move {
+                            let cached = batch.schema_version.lock().ok().and_then(|v| *v);
+                            let version = match cached {
+                                Some(version) => version,
+                                None => {
+                                    let version = read_version_on(
+                                        exec,
+                                        service.db.database_backend(),
+                                        true,
+                                    )
+                                    .await
+                                    .map_err(E::from)?;
+                                    if let Ok(mut slot) = batch.schema_version.lock() {
+                                        *slot = Some(version);
+                                    }
+                                    version
+                                }
+                            };
+                            let snapshot =
+                                service.snapshot_at(version).await.map_err(E::from)?;
+                            let ctx = WriteCtx::new(exec, snapshot, version, identity, request, &service);
+                            let value = work(&ctx).await?;
+                            Ok::<_, E>((value, ctx.take_changes()))
+                        })
+                    })
+                    .await?
+            }
+            None => {
+                let (snapshot, version, txn) = self.begin_checked().await.map_err(E::from)?;
+                let ctx = WriteCtx::new(Exec::Txn(&txn), snapshot, version, identity, request, self);
+                let value = work(&ctx).await?;
+                let changes = ctx.take_changes();
+                drop(ctx);
+                txn.commit().await.map_err(E::from)?;
+                (value, changes)
+            }
+        };
+        self.after_commit(&changes);
+        Ok(value)
+    }
+
+    /// [`RecordService::run_write`] for work that fails with a [`RecordError`].
+    ///
+    /// Fails like `run_write`.
+    pub(crate) async fn in_write<T, F>(
+        &self,
+        identity: Identity,
+        request: Request,
+        work: F,
+    ) -> Result<T, RecordError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c WriteCtx<'c>) -> BoxFuture<'c, Result<T, RecordError>>
+            + Send
+            + 'static,
+    {
+        self.run_write::<T, RecordError, F>(identity, request, work)
+            .await
+    }
+
+    /// The after-commit chain: wake the event feed and dispatcher, then the hooks.
+    fn after_commit(&self, changes: &[Committed]) {
+        if changes.is_empty() {
+            return;
+        }
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
+        self.hooks.after_commit(changes);
+    }
+
+    /// A write transaction on the current snapshot (PostgreSQL, and SQLite without
+    /// the record engine): the schema version is share-locked (PostgreSQL) or
+    /// exclusive (SQLite) for the whole transaction, and a snapshot found behind is
+    /// reloaded first.
+    async fn begin_checked(&self) -> Result<(Arc<Snapshot>, i64, WriteTxn), RecordError> {
         for _ in 0..SCHEMA_RETRIES {
             let snapshot = self.schema.snapshot();
             let txn = self.db.begin_write().await.map_err(RecordError::Db)?;
@@ -159,7 +273,7 @@ impl RecordService {
         &self,
         collection: &str,
         build: impl Fn(&Collection) -> Result<Option<SelectStatement>, RecordError>,
-    ) -> Result<Option<(Arc<Collection>, QueryResult)>, RecordError> {
+    ) -> Result<Option<(Arc<Collection>, Row)>, RecordError> {
         let mut retried = false;
         loop {
             let snapshot = self.schema.snapshot();
@@ -171,7 +285,7 @@ impl RecordService {
                 return Ok(None);
             };
             let statement = self.statement(&query, snapshot.version());
-            match self.db.conn().query_one_raw(statement).await {
+            match self.db.reads().one(statement).await {
                 Ok(row) => return Ok(row.map(|row| (collection, row))),
                 Err(err) if !retried => {
                     let current = read_version(self.db.conn(), false)
@@ -238,22 +352,19 @@ impl RecordService {
 
     async fn find_in(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         id: &str,
     ) -> Result<Record, RecordError> {
-        self.find_in_locking(txn, collection, version, id, false)
-            .await
+        self.find_in_locking(ctx, collection, id, false).await
     }
 
-    /// Read one row inside `txn`; with `lock`, PostgreSQL locks it until the
+    /// Read one row inside the write; with `lock`, PostgreSQL locks it until the
     /// transaction ends (SQLite's write transactions are exclusive already).
     async fn find_in_locking(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         id: &str,
         lock: bool,
     ) -> Result<Record, RecordError> {
@@ -265,24 +376,24 @@ impl RecordService {
         if lock && self.db.backend() == Backend::Postgres {
             query.lock_exclusive();
         }
-        let row = txn
-            .query_one_raw(self.statement(&query, version))
+        let row = ctx
+            .exec
+            .one(self.statement(&query, ctx.version))
             .await
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
         self.decode(collection, &row)
     }
 
-    /// Read row `id` back inside `txn` and, in the same statement, evaluate each of
-    /// `checks` on it (a rule condition on [`BASE`](crate::filter::compile::BASE);
+    /// Read row `id` back inside the write and, in the same statement, evaluate each
+    /// of `checks` on it (a rule condition on [`BASE`](crate::filter::compile::BASE);
     /// `None` always holds). One round trip where a write used to take one per check.
     ///
     /// Fails with `NotFound` when the row is gone, or when the query fails.
     pub(crate) async fn read_back<const N: usize>(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         id: &str,
         checks: [Option<SimpleExpr>; N],
     ) -> Result<(Record, [bool; N]), RecordError> {
@@ -302,8 +413,9 @@ impl RecordService {
                 );
             }
         }
-        let row = txn
-            .query_one_raw(self.statement(&query, version))
+        let row = ctx
+            .exec
+            .one(self.statement(&query, ctx.version))
             .await
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
@@ -312,18 +424,39 @@ impl RecordService {
             if check.is_some()
                 && let Some(slot) = held.get_mut(i)
             {
-                let value: i64 = row
-                    .try_get("", &format!("__check{i}"))
-                    .map_err(RecordError::Db)?;
+                let value: i64 = row.get(&format!("__check{i}")).map_err(RecordError::Db)?;
                 *slot = value == 1;
             }
         }
         Ok((self.decode(collection, &row)?, held))
     }
 
+    /// Run a system write (Basalt's own: auth flows, no rules, no hooks) on
+    /// `collection` as one write.
+    async fn system_write<T, F>(&self, collection: &str, work: F) -> Result<T, RecordError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c WriteCtx<'c>, Arc<Collection>) -> BoxFuture<'c, Result<T, RecordError>>
+            + Send
+            + 'static,
+    {
+        let name = collection.to_owned();
+        self.in_write(Identity::Anonymous, Request::new("POST"), move |ctx| {
+            Box::pin(async move {
+                let collection = ctx
+                    .snapshot
+                    .get(&name)
+                    .cloned()
+                    .ok_or(RecordError::NotFound)?;
+                work(ctx, collection).await
+            })
+        })
+        .await
+    }
+
     /// Insert a record with the given values; the id (UUIDv7 unless given), autodates
     /// and every unset field's default are filled in. Emails are stored in lower case.
-    /// No rule or validation is applied: callers are Basalt's own code.
+    /// No rule, validation or hook is applied: callers are Basalt's own code.
     ///
     /// Fails with `NotFound` for an unknown collection, `Conflict` on a unique index, or
     /// when the statement fails.
@@ -332,38 +465,24 @@ impl RecordService {
         collection: &str,
         values: Record,
     ) -> Result<Record, RecordError> {
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        let id = self.insert_in(&txn, &collection, version, values).await?;
-        let record = self.find_in(&txn, &collection, version, &id).await?;
-        self.commit(txn).await?;
-        Ok(record)
+        self.system_write(collection, move |ctx, collection| {
+            Box::pin(async move {
+                let id = ctx.service.insert_in(ctx, &collection, values).await?;
+                ctx.service.find_in(ctx, &collection, &id).await
+            })
+        })
+        .await
     }
 
-    /// Insert inside `txn`: the id (UUIDv7 unless given) and autodates are filled in;
-    /// returns the id.
+    /// Insert inside the write: the id (UUIDv7 unless given) and autodates are filled
+    /// in; returns the id.
     async fn insert_in(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         mut values: Record,
     ) -> Result<String, RecordError> {
-        let now = format_time(Utc::now());
-        let has_id = values
-            .get("id")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
-        if !has_id {
-            values.insert("id".into(), Value::String(uuid::Uuid::now_v7().to_string()));
-        }
-        for field in &collection.fields {
-            if let FieldKind::Autodate {
-                on_create: true, ..
-            } = field.kind
-            {
-                values.insert(field.name.clone(), Value::String(now.clone()));
-            }
-        }
+        fill_new(collection, &mut values);
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
         for field in &collection.fields {
@@ -379,13 +498,14 @@ impl RecordService {
             .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
             .returning(Self::returning(collection))
             .to_owned();
-        let row = txn
-            .query_one_raw(self.statement(&insert, version))
+        let row = ctx
+            .exec
+            .one(self.statement(&insert, ctx.version))
             .await
             .map_err(|e| conflict_or_db(e, collection))?
             .ok_or_else(|| RecordError::Db(DbErr::Custom("INSERT returned no row".into())))?;
         let record = self.decode(collection, &row)?;
-        self.record_event(txn, collection, Action::Created, &record, None)
+        self.record_event(ctx, collection, Action::Created, &record, None)
             .await?;
         Ok(values
             .get("id")
@@ -403,9 +523,10 @@ impl RecordService {
     /// the record as any subscriber may see it — no hidden fields, password hashes
     /// or token keys — plus, beside the event and for in-process subscribers only,
     /// the hidden fields' values (realtime's view rules and superusers need them).
+    /// The change is also noted for the after-commit chain.
     async fn record_event(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
         action: Action,
         record: &Record,
@@ -419,8 +540,7 @@ impl RecordService {
             .filter(|f| f.hidden && !is_secret(f))
             .filter_map(|f| Some((f.name.clone(), record.get(&f.name)?.clone())))
             .collect();
-        crate::events::outbox::write(
-            txn,
+        let insert = crate::events::outbox::insert(
             &collection.name,
             action,
             id,
@@ -430,11 +550,29 @@ impl RecordService {
                 .then_some(Value::Object(hidden))
                 .as_ref(),
         )
-        .await
-        .map_err(RecordError::Db)
+        .map_err(RecordError::Db)?;
+        ctx.exec
+            .execute(self.db.database_backend().build(&insert))
+            .await
+            .map_err(RecordError::Db)?;
+        ctx.note(Committed {
+            collection: collection.name.clone(),
+            collection_id: collection.id.clone(),
+            id: id.to_owned(),
+            action,
+            token_key: match action {
+                Action::Deleted => None,
+                _ => record
+                    .get("tokenKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            },
+        });
+        Ok(())
     }
 
-    /// Set the given fields of one record (and its on-update autodates).
+    /// Set the given fields of one record (and its on-update autodates). No rule,
+    /// validation or hook is applied: callers are Basalt's own code.
     ///
     /// Fails with `NotFound`, `Conflict` on a unique index, or when the statement fails.
     pub async fn update_system(
@@ -443,28 +581,31 @@ impl RecordService {
         id: &str,
         values: Record,
     ) -> Result<Record, RecordError> {
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        self.update_in(&txn, &collection, version, id, values, &[])
-            .await?;
-        let record = self.find_in(&txn, &collection, version, id).await?;
-        self.commit(txn).await?;
-        Ok(record)
+        let id = id.to_owned();
+        self.system_write(collection, move |ctx, collection| {
+            Box::pin(async move {
+                ctx.service
+                    .update_in(ctx, &collection, &id, values, &[])
+                    .await?;
+                ctx.service.find_in(ctx, &collection, &id).await
+            })
+        })
+        .await
     }
 
-    /// Update inside `txn`: the given fields, number `increments` as `n = n + d` in
-    /// SQL, and the on-update autodates.
+    /// Update inside the write: the given fields, number `increments` as `n = n + d`
+    /// in SQL, and the on-update autodates.
     ///
     /// Fails with `NotFound` when no row has this id.
     async fn update_in(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         id: &str,
         values: Record,
         increments: &[(String, f64)],
     ) -> Result<(), RecordError> {
-        let previous = self.find_in(txn, collection, version, id).await?;
+        let previous = self.find_in(ctx, collection, id).await?;
         let now = format_time(Utc::now());
         let mut update = Query::update();
         update.table(col(&collection.name));
@@ -483,25 +624,25 @@ impl RecordService {
         update
             .and_where(Expr::col(col("id")).eq(id))
             .returning(Self::returning(collection));
-        let row = txn
-            .query_one_raw(self.statement(&update, version))
+        let row = ctx
+            .exec
+            .one(self.statement(&update, ctx.version))
             .await
             .map_err(|e| conflict_or_db(e, collection))?
             .ok_or(RecordError::NotFound)?;
         let record = self.decode(collection, &row)?;
-        self.record_event(txn, collection, Action::Updated, &record, Some(&previous))
+        self.record_event(ctx, collection, Action::Updated, &record, Some(&previous))
             .await
     }
 
-    /// Delete `ids` of `collection` inside `txn`, with an outbox event per deleted
+    /// Delete `ids` of `collection` inside the write, with an outbox event per deleted
     /// record; returns how many there were.
     ///
     /// Fails when the statement or an event fails.
     async fn delete_in(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         ids: Vec<String>,
     ) -> Result<usize, RecordError> {
         let delete = Query::delete()
@@ -509,28 +650,31 @@ impl RecordService {
             .and_where(Expr::col(col("id")).is_in(ids))
             .returning(Self::returning(collection))
             .to_owned();
-        let rows = txn
-            .query_all_raw(self.statement(&delete, version))
+        let rows = ctx
+            .exec
+            .all(self.statement(&delete, ctx.version))
             .await
             .map_err(RecordError::Db)?;
         for row in &rows {
             let record = self.decode(collection, row)?;
-            self.record_event(txn, collection, Action::Deleted, &record, None)
+            self.record_event(ctx, collection, Action::Deleted, &record, None)
                 .await?;
         }
         Ok(rows.len())
     }
 
-    /// Delete one record; `false` when there was none.
+    /// Delete one record; `false` when there was none. No rule or hook is applied.
     ///
     /// Fails with `NotFound` for an unknown collection, or when the statement fails.
     pub async fn delete_system(&self, collection: &str, id: &str) -> Result<bool, RecordError> {
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        let deleted = self
-            .delete_in(&txn, &collection, version, vec![id.to_owned()])
-            .await?;
-        self.commit(txn).await?;
-        Ok(deleted > 0)
+        let id = id.to_owned();
+        self.system_write(collection, move |ctx, collection| {
+            Box::pin(async move {
+                let deleted = ctx.service.delete_in(ctx, &collection, vec![id]).await?;
+                Ok(deleted > 0)
+            })
+        })
+        .await
     }
 
     /// The ids of the records of `collection` that match `filter`, sorted. The list
@@ -570,12 +714,12 @@ impl RecordService {
         }
         let rows = self
             .db
-            .conn()
-            .query_all_raw(self.statement(&query, snapshot.version()))
+            .reads()
+            .all(self.statement(&query, snapshot.version()))
             .await
             .map_err(RecordError::Db)?;
         rows.iter()
-            .map(|row| row.try_get::<String>("", "id").map_err(RecordError::Db))
+            .map(|row| row.get::<String>("id").map_err(RecordError::Db))
             .collect()
     }
 
@@ -594,7 +738,7 @@ impl RecordService {
             })
             .await?;
         let n: i64 = match row {
-            Some((_, row)) => row.try_get("", "n").map_err(RecordError::Db)?,
+            Some((_, row)) => row.get("n").map_err(RecordError::Db)?,
             None => 0,
         };
         Ok(u64::try_from(n).unwrap_or_default())
@@ -624,25 +768,25 @@ impl RecordService {
     }
 
     /// A row back into JSON, by field type.
-    fn decode(&self, collection: &Collection, row: &QueryResult) -> Result<Record, RecordError> {
+    fn decode(&self, collection: &Collection, row: &Row) -> Result<Record, RecordError> {
         let mut record = Record::new();
         for field in &collection.fields {
             let name = field.name.as_str();
             let value = match storage(&field.kind) {
                 Storage::Text => row
-                    .try_get::<Option<String>>("", name)
+                    .get::<Option<String>>(name)
                     .map(|v| v.map_or(Value::Null, Value::String)),
                 Storage::Number => row
-                    .try_get::<Option<f64>>("", name)
+                    .get::<Option<f64>>(name)
                     .map(|v| v.map_or(Value::Null, crate::schema::model::number)),
                 Storage::Bool => row
-                    .try_get::<Option<bool>>("", name)
+                    .get::<Option<bool>>(name)
                     .map(|v| v.map_or(Value::Null, Value::Bool)),
-                Storage::Json => match self.db.backend() {
-                    Backend::Postgres => row
+                Storage::Json => match (self.db.backend(), row) {
+                    (Backend::Postgres, Row::Sea(row)) => row
                         .try_get::<Option<Value>>("", name)
                         .map(|v| v.unwrap_or(Value::Null)),
-                    Backend::Sqlite => row.try_get::<Option<String>>("", name).map(|v| {
+                    _ => row.get::<Option<String>>(name).map(|v| {
                         v.and_then(|text| serde_json::from_str(&text).ok())
                             .unwrap_or(Value::Null)
                     }),
@@ -652,6 +796,27 @@ impl RecordService {
             record.insert(name.to_owned(), value);
         }
         Ok(record)
+    }
+}
+
+/// A new record's id (UUIDv7 unless given) and on-create autodates.
+fn fill_new(collection: &Collection, values: &mut Record) {
+    let has_id = values
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if !has_id {
+        values.insert("id".into(), Value::String(uuid::Uuid::now_v7().to_string()));
+    }
+    let mut now = None;
+    for field in &collection.fields {
+        if let FieldKind::Autodate {
+            on_create: true, ..
+        } = field.kind
+        {
+            let now = now.get_or_insert_with(|| format_time(Utc::now()));
+            values.insert(field.name.clone(), Value::String(now.clone()));
+        }
     }
 }
 

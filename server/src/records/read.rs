@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, SimpleExpr};
 use serde_json::Value;
 
@@ -165,8 +164,8 @@ impl RecordService {
         ));
         let rows = self
             .db
-            .conn()
-            .query_all_raw(self.statement(&select, snapshot.version()))
+            .reads()
+            .all(self.statement(&select, snapshot.version()))
             .await
             .map_err(RecordError::Db)?;
         let records = rows
@@ -189,13 +188,13 @@ impl RecordService {
                 count.and_where(condition);
             }
             let row = self
-                .db
-                .conn()
-                .query_one_raw(self.statement(&count, snapshot.version()))
+            .db
+            .reads()
+            .one(self.statement(&count, snapshot.version()))
                 .await
                 .map_err(RecordError::Db)?;
             let total: i64 = match row {
-                Some(row) => row.try_get("", "n").map_err(RecordError::Db)?,
+                Some(row) => row.get("n").map_err(RecordError::Db)?,
                 None => 0,
             };
             let pages = (total + per_page as i64 - 1) / per_page as i64;
@@ -263,8 +262,8 @@ impl RecordService {
         }
         let row = self
             .db
-            .conn()
-            .query_one_raw(self.statement(&select, snapshot.version()))
+            .reads()
+            .one(self.statement(&select, snapshot.version()))
             .await
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
@@ -358,8 +357,8 @@ impl RecordService {
         }
         let found = self
             .db
-            .conn()
-            .query_one_raw(self.statement(&select, snapshot.version()))
+            .reads()
+            .one(self.statement(&select, snapshot.version()))
             .await
             .map_err(RecordError::Db)?;
         if found.is_none() {
@@ -424,9 +423,9 @@ impl RecordService {
                 select.and_where(condition);
             }
             let found = self
-                .db
-                .conn()
-                .query_one_raw(self.statement(&select, snapshot.version()))
+            .db
+            .reads()
+            .one(self.statement(&select, snapshot.version()))
                 .await
                 .map_err(RecordError::Db)?;
             if found.is_none() {
@@ -466,7 +465,7 @@ impl RecordService {
             Ok(None) => Ok(true),
             Ok(Some(condition)) => {
                 self.row_matches(
-                    self.db.conn(),
+                    &self.db.reads(),
                     &collection,
                     snapshot.version(),
                     id,
@@ -483,7 +482,7 @@ impl RecordService {
     /// Fails when the query fails.
     pub(super) async fn row_matches(
         &self,
-        conn: &impl ConnectionTrait,
+        exec: &crate::db::exec::Exec<'_>,
         collection: &Collection,
         version: i64,
         id: &str,
@@ -495,8 +494,8 @@ impl RecordService {
             .and_where(Expr::col((col(BASE), col("id"))).eq(id))
             .and_where(condition)
             .to_owned();
-        let row = conn
-            .query_one_raw(self.statement(&query, version))
+        let row = exec
+            .one(self.statement(&query, version))
             .await
             .map_err(RecordError::Db)?;
         Ok(row.is_some())

@@ -6,16 +6,17 @@
 //! Update and delete rules are evaluated on the existing row; a record they hide is a
 //! 404, like one that does not exist.
 
+use std::sync::Arc;
+
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value};
 
 use super::ScopeCheck;
 use super::validate::{Mode, validate};
-use super::{Record, RecordError, RecordService};
+use super::{HookOp, Pending, Record, RecordError, RecordService, WriteCtx};
 use crate::filter::compile::{BASE, Request};
 use crate::identity::{Identity, Op};
-use crate::schema::{Collection, FieldKind, Snapshot};
+use crate::schema::{Collection, FieldKind};
 use crate::validation::FieldErrors;
 
 fn col(name: &str) -> Alias {
@@ -154,25 +155,22 @@ fn one_error(field: &str, code: &str, message: &str) -> RecordError {
 }
 
 impl RecordService {
-    /// Whether the row `id` passes `rule` for this caller, inside `txn`.
+    /// Whether the row `id` passes `rule` for this write's caller, with `request` as
+    /// the rule's `@request`.
     ///
     /// Fails with `Forbidden` for a `null` rule (superusers only).
-    #[allow(clippy::too_many_arguments)]
     async fn passes(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        snapshot: &Snapshot,
-        version: i64,
         rule: Option<&String>,
         id: &str,
-        identity: &Identity,
         request: &Request,
     ) -> Result<bool, RecordError> {
-        match self.rule_condition(rule, identity, collection, snapshot, request)? {
+        match self.rule_condition(rule, &ctx.identity, collection, &ctx.snapshot, request)? {
             None => Ok(true),
             Some(condition) => {
-                self.row_matches(txn, collection, version, id, condition)
+                self.row_matches(&ctx.exec, collection, ctx.version, id, condition)
                     .await
             }
         }
@@ -186,23 +184,22 @@ impl RecordService {
     /// only if visible), as PocketBase and its SDKs' sign-up flow expect.
     fn view_check(
         &self,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        snapshot: &Snapshot,
-        identity: &Identity,
         request: &Request,
         created: bool,
     ) -> Result<Option<SimpleExpr>, RecordError> {
         if created && collection.auth.is_some() {
             return Ok(None);
         }
-        if !identity.in_scope(&collection.name, Op::View) {
+        if !ctx.identity.in_scope(&collection.name, Op::View) {
             return Ok(Some(Expr::val(false)));
         }
         match self.rule_condition(
             collection.rules.view.as_ref(),
-            identity,
+            &ctx.identity,
             collection,
-            snapshot,
+            &ctx.snapshot,
             request,
         ) {
             Err(RecordError::Forbidden) => Ok(Some(Expr::val(false))),
@@ -212,26 +209,18 @@ impl RecordService {
 
     /// The existing row `id` may be changed by this caller: the rule must hold (else
     /// `NotFound`, like a missing record) and `If-Match` must name its tag (else `Stale`).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "one call site per operation")]
     async fn guard_existing(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        snapshot: &Snapshot,
-        version: i64,
         rule: Option<&String>,
         id: &str,
-        identity: &Identity,
         request: &Request,
         tag: &str,
         if_match: Option<&str>,
     ) -> Result<(), RecordError> {
-        if !self
-            .passes(
-                txn, collection, snapshot, version, rule, id, identity, request,
-            )
-            .await?
-        {
+        if !self.passes(ctx, collection, rule, id, request).await? {
             return Err(RecordError::NotFound);
         }
         if !super::if_match_allows(if_match, tag) {
@@ -243,10 +232,8 @@ impl RecordService {
     /// Every relation id in `values` must name an existing record of its target.
     async fn check_relations(
         &self,
-        txn: &DatabaseTransaction,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        snapshot: &Snapshot,
-        version: i64,
         values: &Record,
     ) -> Result<(), RecordError> {
         let mut errors = FieldErrors::default();
@@ -265,7 +252,7 @@ impl RecordService {
             if ids.is_empty() {
                 continue;
             }
-            let Some(target) = snapshot.by_id(collection_id) else {
+            let Some(target) = ctx.snapshot.by_id(collection_id) else {
                 errors.add(
                     field.name.clone(),
                     "validation_missing_rel_records",
@@ -278,12 +265,13 @@ impl RecordService {
                 .from(col(&target.name))
                 .and_where(Expr::col(col("id")).is_in(ids.clone()))
                 .to_owned();
-            let found: i64 = match txn
-                .query_one_raw(self.statement(&query, version))
+            let found: i64 = match ctx
+                .exec
+                .one(self.statement(&query, ctx.version))
                 .await
                 .map_err(RecordError::Db)?
             {
-                Some(row) => row.try_get("", "n").map_err(RecordError::Db)?,
+                Some(row) => row.get("n").map_err(RecordError::Db)?,
                 None => 0,
             };
             if found != ids.len() as i64 {
@@ -303,22 +291,21 @@ impl RecordService {
     /// from passing the check at once (SQLite's writer is alone already).
     async fn refuse_id_of_another_identity(
         &self,
-        txn: &DatabaseTransaction,
-        snapshot: &Snapshot,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        version: i64,
         id: &str,
     ) -> Result<(), RecordError> {
         if self.db.backend() == crate::db::Backend::Postgres {
-            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-                sea_orm::DatabaseBackend::Postgres,
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                [format!("basalt.identity.{id}").into()],
-            ))
-            .await
-            .map_err(RecordError::Db)?;
+            ctx.exec
+                .execute(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    [format!("basalt.identity.{id}").into()],
+                ))
+                .await
+                .map_err(RecordError::Db)?;
         }
-        for other in snapshot.all() {
+        for other in ctx.snapshot.all() {
             if other.auth.is_none() || other.id == collection.id {
                 continue;
             }
@@ -328,8 +315,9 @@ impl RecordService {
                 .and_where(Expr::col(col("id")).eq(id))
                 .limit(1)
                 .to_owned();
-            let taken = txn
-                .query_one_raw(self.statement(&query, version))
+            let taken = ctx
+                .exec
+                .one(self.statement(&query, ctx.version))
                 .await
                 .map_err(RecordError::Db)?
                 .is_some();
@@ -370,6 +358,56 @@ impl RecordService {
         errors.into_result().map_err(RecordError::Validation)
     }
 
+    /// Run the before-hooks on a pending write; a hook that changed the values has
+    /// them validated again.
+    ///
+    /// Fails with `Rejected` when a hook refuses, or `Validation` for values a hook
+    /// made invalid.
+    async fn before_hooks(
+        &self,
+        ctx: &WriteCtx<'_>,
+        op: HookOp,
+        collection: &Collection,
+        id: &str,
+        values: &mut Record,
+        existing: Option<&Record>,
+    ) -> Result<(), RecordError> {
+        if !self.hooks.active() {
+            return Ok(());
+        }
+        let before = (op != HookOp::Delete).then(|| values.clone());
+        self.hooks
+            .before(
+                ctx,
+                Pending {
+                    op,
+                    collection,
+                    id,
+                    values,
+                    existing,
+                },
+            )
+            .await
+            .map_err(|r| RecordError::Rejected(r.message, r.errors))?;
+        if let Some(before) = before
+            && before != *values
+        {
+            let mode = if op == HookOp::Create {
+                Mode::Create
+            } else {
+                Mode::Update
+            };
+            let mut checked = validate(collection, values, mode).map_err(RecordError::Validation)?;
+            // Values Basalt set itself (a password hash, a token key) stay as set.
+            for (name, value) in values.iter() {
+                checked.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+            *values = checked;
+            self.check_relations(ctx, collection, values).await?;
+        }
+        Ok(())
+    }
+
     /// The checks and password work a create needs before its transaction.
     pub(super) async fn prepare_create(
         &self,
@@ -398,17 +436,13 @@ impl RecordService {
         }
     }
 
-    /// Create inside `txn`; returns the stored record and whether its creator may view
-    /// it.
-    #[allow(clippy::too_many_arguments)]
+
+    /// Create inside the write; returns the stored record and whether its creator may
+    /// view it.
     pub(crate) async fn create_in(
         &self,
-        txn: &DatabaseTransaction,
-        version: i64,
-        snapshot: &Snapshot,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
-        identity: &Identity,
-        request: &Request,
         body: Map<String, Value>,
         password_hash: Option<String>,
     ) -> Result<(Record, bool), RecordError> {
@@ -420,32 +454,37 @@ impl RecordService {
                 values.insert("password".into(), Value::String(hash));
             }
         }
-        self.check_relations(txn, collection, snapshot, version, &values)
+        self.check_relations(ctx, collection, &values).await?;
+        super::fill_new(collection, &mut values);
+        let id = values
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        self.before_hooks(ctx, HookOp::Create, collection, &id, &mut values, None)
             .await?;
-        if let Some(Value::String(id)) = values.get("id")
-            && collection.auth.is_some()
-        {
-            self.refuse_id_of_another_identity(txn, snapshot, collection, version, id)
+        if collection.auth.is_some() && body.get("id").is_some_and(|v| v.as_str() == Some(&id)) {
+            self.refuse_id_of_another_identity(ctx, collection, &id)
                 .await?;
         }
-        let id = self.insert_in(txn, collection, version, values).await?;
-        let mut request = request.clone();
+        let id = self.insert_in(ctx, collection, values).await?;
+        let mut request = ctx.request.clone();
         request.body = body;
         // One statement reads the row back and evaluates the create rule and the view
         // rule on it.
         let create = self.rule_condition(
             collection.rules.create.as_ref(),
-            identity,
+            &ctx.identity,
             collection,
-            snapshot,
+            &ctx.snapshot,
             &request,
         )?;
-        let view = self.view_check(collection, snapshot, identity, &request, true)?;
+        let view = self.view_check(ctx, collection, &request, true)?;
         let (record, [allowed, visible]) = self
-            .read_back(txn, collection, version, &id, [create, view])
+            .read_back(ctx, collection, &id, [create, view])
             .await?;
         if !allowed {
-            // The caller drops the transaction, which rolls the insert back.
+            // The write fails, which rolls the insert back.
             return Err(one_error(
                 "",
                 "validation_create_rule",
@@ -460,7 +499,7 @@ impl RecordService {
     ///
     /// Fails with `Validation` (per-field problems, a missing related record, or a
     /// failed create rule), `Forbidden` for a superusers-only collection, `Conflict`
-    /// on a unique index.
+    /// on a unique index, `Rejected` by a hook.
     pub async fn create(
         &self,
         collection: &str,
@@ -468,27 +507,30 @@ impl RecordService {
         request: &Request,
         body: Map<String, Value>,
     ) -> Result<Option<Value>, RecordError> {
-        let before = self.schema.snapshot();
-        let planned = before
+        let planned = self
+            .schema
+            .snapshot()
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let password_hash = self.prepare_create(&planned, identity, &body).await?;
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        let snapshot = self.schema.snapshot();
-        let (record, visible) = self
-            .create_in(
-                &txn,
-                version,
-                &snapshot,
-                &collection,
-                identity,
-                request,
-                body,
-                password_hash,
-            )
+        let name = planned.name.clone();
+        let (collection, record, visible) = self
+            .in_write(identity.clone(), request.clone(), move |ctx| {
+                Box::pin(async move {
+                    let collection = ctx
+                        .snapshot
+                        .get(&name)
+                        .cloned()
+                        .ok_or(RecordError::NotFound)?;
+                    let (record, visible) = ctx
+                        .service
+                        .create_in(ctx, &collection, body, password_hash)
+                        .await?;
+                    Ok((collection, record, visible))
+                })
+            })
             .await?;
-        self.commit(txn).await?;
         Ok(visible.then(|| super::read::shape(&collection, &record, identity)))
     }
 
@@ -551,38 +593,29 @@ impl RecordService {
         })
     }
 
-    /// Update inside `txn`; returns the stored record and whether the caller may view
-    /// it.
-    #[allow(clippy::too_many_arguments)]
+
+    /// Update inside the write; returns the stored record and whether the caller may
+    /// view it.
     pub(super) async fn update_in_txn(
         &self,
-        txn: &DatabaseTransaction,
-        version: i64,
-        snapshot: &Snapshot,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
         id: &str,
-        identity: &Identity,
-        request: &Request,
         body: Map<String, Value>,
         prepared: PreparedUpdate,
         if_match: Option<&str>,
     ) -> Result<(Record, bool), RecordError> {
         // Locked: modifiers read and write the row, and must not interleave.
-        let existing = self
-            .find_in_locking(txn, collection, version, id, true)
-            .await?;
-        let mut request = request.clone();
+        let existing = self.find_in_locking(ctx, collection, id, true).await?;
+        let mut request = ctx.request.clone();
         request.body = body;
         request.existing = Some(existing.clone());
         let tag = super::etag(&existing);
         self.guard_existing(
-            txn,
+            ctx,
             collection,
-            snapshot,
-            version,
             collection.rules.update.as_ref(),
             id,
-            identity,
             &request,
             &tag,
             if_match,
@@ -604,12 +637,20 @@ impl RecordService {
             // A new password signs every earlier session out.
             values.insert("tokenKey".into(), Value::String(super::random_key()));
         }
-        self.check_relations(txn, collection, snapshot, version, &values)
+        self.check_relations(ctx, collection, &values).await?;
+        self.before_hooks(
+            ctx,
+            HookOp::Update,
+            collection,
+            id,
+            &mut values,
+            Some(&existing),
+        )
+        .await?;
+        self.update_in(ctx, collection, id, values, &increments)
             .await?;
-        self.update_in(txn, collection, version, id, values, &increments)
-            .await?;
-        let view = self.view_check(collection, snapshot, identity, &request, false)?;
-        let (record, [visible]) = self.read_back(txn, collection, version, id, [view]).await?;
+        let view = self.view_check(ctx, collection, &request, false)?;
+        let (record, [visible]) = self.read_back(ctx, collection, id, [view]).await?;
         Ok((record, visible))
     }
 
@@ -618,8 +659,8 @@ impl RecordService {
     /// and its entity tag.
     ///
     /// Fails with `NotFound` (missing, or hidden by the update rule), `Forbidden`,
-    /// `Validation`, `Stale` when `if_match` names another version, or `Conflict` on a
-    /// unique index.
+    /// `Validation`, `Stale` when `if_match` names another version, `Conflict` on a
+    /// unique index, or `Rejected` by a hook.
     pub async fn update(
         &self,
         collection: &str,
@@ -629,29 +670,39 @@ impl RecordService {
         body: Map<String, Value>,
         if_match: Option<&str>,
     ) -> Result<(Option<Value>, String), RecordError> {
-        let before = self.schema.snapshot();
-        let planned = before
+        let planned = self
+            .schema
+            .snapshot()
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let prepared = self.prepare_update(&planned, id, identity, &body).await?;
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        let snapshot = self.schema.snapshot();
-        let (record, visible) = self
-            .update_in_txn(
-                &txn,
-                version,
-                &snapshot,
-                &collection,
-                id,
-                identity,
-                request,
-                body,
-                prepared,
-                if_match,
-            )
+        let name = planned.name.clone();
+        let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
+        let (collection, record, visible) = self
+            .in_write(identity.clone(), request.clone(), move |ctx| {
+                Box::pin(async move {
+                    let collection = ctx
+                        .snapshot
+                        .get(&name)
+                        .cloned()
+                        .ok_or(RecordError::NotFound)?;
+                    let (record, visible) = ctx
+                        .service
+                        .update_in_txn(
+                            ctx,
+                            &collection,
+                            &id,
+                            body,
+                            prepared,
+                            if_match.as_deref(),
+                        )
+                        .await?;
+                    Ok((collection, record, visible))
+                })
+            })
             .await?;
-        self.commit(txn).await?;
         let tag = super::etag(&record);
         Ok((
             visible.then(|| super::read::shape(&collection, &record, identity)),
@@ -662,8 +713,7 @@ impl RecordService {
     /// Ids of `source` records whose relation `field` points at any of `ids`.
     async fn referencing(
         &self,
-        txn: &DatabaseTransaction,
-        version: i64,
+        ctx: &WriteCtx<'_>,
         source: &Collection,
         field: &crate::schema::Field,
         ids: &[String],
@@ -684,24 +734,23 @@ impl RecordService {
         } else {
             query.and_where(column.is_in(ids.to_vec()));
         }
-        let rows = txn
-            .query_all_raw(self.statement(&query, version))
+        let rows = ctx
+            .exec
+            .all(self.statement(&query, ctx.version))
             .await
             .map_err(RecordError::Db)?;
         rows.iter()
-            .map(|row| row.try_get::<String>("", "id").map_err(RecordError::Db))
+            .map(|row| row.get::<String>("id").map_err(RecordError::Db))
             .collect()
     }
 
     /// Delete `ids` of `collection` and deal with every relation pointing at them:
     /// `cascadeDelete` relations delete their records too (recursively), others lose
-    /// the reference; a required reference without cascade refuses the delete.
-    #[allow(clippy::too_many_arguments)]
+    /// the reference; a required reference without cascade refuses the delete. Every
+    /// record deleted, cascaded ones included, passes the before-delete hooks.
     fn delete_cascading<'s>(
         &'s self,
-        txn: &'s DatabaseTransaction,
-        snapshot: &'s Snapshot,
-        version: i64,
+        ctx: &'s WriteCtx<'s>,
         collection: &'s Collection,
         ids: Vec<String>,
         seen: &'s mut std::collections::HashSet<(String, String)>,
@@ -724,6 +773,14 @@ impl RecordService {
                     "Deleting this record would cascade too deep.",
                 ));
             }
+            if self.hooks.active() {
+                for id in &ids {
+                    let mut record = self.find_in(ctx, collection, id).await?;
+                    self.before_hooks(ctx, HookOp::Delete, collection, id, &mut record, None)
+                        .await?;
+                }
+            }
+            let snapshot = Arc::clone(&ctx.snapshot);
             for source in snapshot.all() {
                 for field in &source.fields {
                     let FieldKind::Relation {
@@ -737,21 +794,13 @@ impl RecordService {
                     if *collection_id != collection.id {
                         continue;
                     }
-                    let referencing = self.referencing(txn, version, source, field, &ids).await?;
+                    let referencing = self.referencing(ctx, source, field, &ids).await?;
                     if referencing.is_empty() {
                         continue;
                     }
                     if *cascade_delete {
-                        self.delete_cascading(
-                            txn,
-                            snapshot,
-                            version,
-                            source,
-                            referencing,
-                            seen,
-                            depth + 1,
-                        )
-                        .await?;
+                        self.delete_cascading(ctx, source, referencing, seen, depth + 1)
+                            .await?;
                         continue;
                     }
                     if field.required {
@@ -767,7 +816,7 @@ impl RecordService {
                     for reference in referencing {
                         let mut values = Map::new();
                         if field.kind.is_multi() {
-                            let record = self.find_in(txn, source, version, &reference).await?;
+                            let record = self.find_in(ctx, source, &reference).await?;
                             let kept: Vec<Value> = record
                                 .get(&field.name)
                                 .and_then(Value::as_array)
@@ -785,63 +834,48 @@ impl RecordService {
                         } else {
                             values.insert(field.name.clone(), Value::String(String::new()));
                         }
-                        self.update_in(txn, source, version, &reference, values, &[])
+                        self.update_in(ctx, source, &reference, values, &[])
                             .await?;
                     }
                 }
             }
-            self.delete_in(txn, collection, version, ids).await?;
+            self.delete_in(ctx, collection, ids).await?;
             Ok(())
         })
     }
 
-    /// Delete inside `txn`, with everything relations demand.
-    #[allow(clippy::too_many_arguments)]
+    /// Delete inside the write, with everything relations demand.
     pub(super) async fn delete_in_txn(
         &self,
-        txn: &DatabaseTransaction,
-        version: i64,
-        snapshot: &Snapshot,
+        ctx: &WriteCtx<'_>,
         collection: &Collection,
         id: &str,
-        identity: &Identity,
-        request: &Request,
         if_match: Option<&str>,
     ) -> Result<(), RecordError> {
-        let existing = self.find_in(txn, collection, version, id).await?;
+        let existing = self.find_in(ctx, collection, id).await?;
         let tag = super::etag(&existing);
-        let mut request = request.clone();
+        let mut request = ctx.request.clone();
         request.existing = Some(existing);
         self.guard_existing(
-            txn,
+            ctx,
             collection,
-            snapshot,
-            version,
             collection.rules.delete.as_ref(),
             id,
-            identity,
             &request,
             &tag,
             if_match,
         )
         .await?;
         let mut seen = std::collections::HashSet::new();
-        self.delete_cascading(
-            txn,
-            snapshot,
-            version,
-            collection,
-            vec![id.to_owned()],
-            &mut seen,
-            0,
-        )
-        .await
+        self.delete_cascading(ctx, collection, vec![id.to_owned()], &mut seen, 0)
+            .await
     }
 
     /// Delete a record as `identity`.
     ///
     /// Fails with `NotFound` (missing, or hidden by the delete rule), `Forbidden`,
-    /// `Stale`, or `Validation` when a required reference blocks it.
+    /// `Stale`, `Validation` when a required reference blocks it, or `Rejected` by a
+    /// hook.
     pub async fn delete(
         &self,
         collection: &str,
@@ -850,8 +884,9 @@ impl RecordService {
         request: &Request,
         if_match: Option<&str>,
     ) -> Result<(), RecordError> {
-        let before = self.schema.snapshot();
-        let planned = before
+        let planned = self
+            .schema
+            .snapshot()
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
@@ -859,19 +894,21 @@ impl RecordService {
         if !identity.is_superuser() && planned.rules.delete.is_none() {
             return Err(RecordError::Forbidden);
         }
-        let (collection, version, txn) = self.begin_current(collection).await?;
-        let snapshot = self.schema.snapshot();
-        self.delete_in_txn(
-            &txn,
-            version,
-            &snapshot,
-            &collection,
-            id,
-            identity,
-            request,
-            if_match,
-        )
-        .await?;
-        self.commit(txn).await
+        let name = planned.name.clone();
+        let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
+        self.in_write(identity.clone(), request.clone(), move |ctx| {
+            Box::pin(async move {
+                let collection = ctx
+                    .snapshot
+                    .get(&name)
+                    .cloned()
+                    .ok_or(RecordError::NotFound)?;
+                ctx.service
+                    .delete_in_txn(ctx, &collection, &id, if_match.as_deref())
+                    .await
+            })
+        })
+        .await
     }
 }

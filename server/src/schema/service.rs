@@ -55,6 +55,34 @@ pub async fn read_version(conn: &impl ConnectionTrait, lock: bool) -> Result<i64
         .map_err(|_| DbErr::Type(format!("_settings.{VERSION_KEY} is not a number")))
 }
 
+/// [`read_version`] through the record pipeline's executor (inside a write, on
+/// PostgreSQL share-locking the version until the transaction ends).
+///
+/// Fails when the query fails or the stored version is not a number.
+pub async fn read_version_on(
+    exec: crate::db::exec::Exec<'_>,
+    backend: DatabaseBackend,
+    lock: bool,
+) -> Result<i64, DbErr> {
+    use crate::db::entities::settings;
+    let mut query = Query::select();
+    query
+        .column(settings::Column::Value)
+        .from(settings::Entity)
+        .and_where(Expr::col(settings::Column::Key).eq(VERSION_KEY));
+    if lock && backend == DatabaseBackend::Postgres {
+        query.lock_shared();
+    }
+    let row = exec
+        .one(backend.build(&query))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(VERSION_KEY.to_owned()))?;
+    let text: String = row.get("value")?;
+    text.trim()
+        .parse()
+        .map_err(|_| DbErr::Type(format!("_settings.{VERSION_KEY} is not a number")))
+}
+
 /// Outcomes of a schema change a caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {

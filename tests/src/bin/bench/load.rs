@@ -1,6 +1,7 @@
 //! The load generator: a fixed number of keep-alive HTTP/1.1 connections, each with
 //! one request in flight at a time (as `wrk -c N`), every latency recorded in an HDR
-//! histogram. Requests that start during warm-up are sent but not counted.
+//! histogram. Requests that start during warm-up are sent but not counted. The
+//! server's CPU time is read at the start and the end of the measured phase.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,11 +55,20 @@ pub struct Measured {
     pub latency: Histogram<u64>,
     /// The first error seen, to show why.
     pub first_error: Option<String>,
+    /// CPU time the server process used during the measured phase.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Measured {
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU per request answered in the measured phase, in microseconds.
+    pub fn cpu_micros_per_request(&self) -> Option<f64> {
+        let answered = self.requests + self.errors;
+        let cpu = self.server_cpu?;
+        (answered > 0).then(|| cpu.as_secs_f64() * 1e6 / answered as f64)
     }
 }
 
@@ -123,9 +133,11 @@ async fn send(
 }
 
 /// Hold `connections` requests in flight against `addr` for `warmup` + `duration`,
-/// counting only what starts after the warm-up.
+/// counting only what starts after the warm-up, and read the CPU time of process
+/// `server_pid` as the measured phase starts and ends.
 pub async fn run(
     addr: SocketAddr,
+    server_pid: Option<u32>,
     token: Option<String>,
     connections: usize,
     warmup: Duration,
@@ -135,6 +147,15 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    // A thread of its own, so a busy runtime does not delay the readings.
+    let cpu = server_pid.map(|pid| {
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+            let before = crate::server::cpu_time(pid)?;
+            std::thread::sleep(end.saturating_duration_since(Instant::now()));
+            crate::server::cpu_time(pid)?.checked_sub(before)
+        })
+    });
     let mut tasks = Vec::with_capacity(connections);
     for index in 0..connections {
         let plan = Arc::clone(&plan);
@@ -183,6 +204,7 @@ pub async fn run(
         elapsed: duration,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         first_error: None,
+        server_cpu: None,
     };
     for task in tasks {
         let (requests, errors, latency, first_error) = task.await??;
@@ -192,6 +214,9 @@ pub async fn run(
         if measured.first_error.is_none() {
             measured.first_error = first_error;
         }
+    }
+    if let Some(cpu) = cpu {
+        measured.server_cpu = cpu.await?;
     }
     Ok(measured)
 }

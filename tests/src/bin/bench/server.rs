@@ -1,6 +1,7 @@
 //! The processes under load: the release `basalt` binary on a fresh SQLite data dir or
-//! a fresh PostgreSQL database, and the ceiling (a bare actix-web handler), each on
-//! loopback, each watched for its peak RSS.
+//! a fresh PostgreSQL database, the peer (PocketBase on a fresh data dir) and the
+//! ceiling (a bare actix-web handler), each on loopback, each watched for its peak RSS
+//! and its CPU time.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -92,6 +93,11 @@ impl Served {
         status_kib(self.pid(), "VmHWM:").map(|k| k * 1024)
     }
 
+    /// CPU time the process (all its threads) has used so far; see [`cpu_time`].
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(self.pid())
+    }
+
     /// SIGTERM, then wait for a graceful exit (SIGKILL after 10 s).
     pub fn stop(mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
@@ -124,6 +130,40 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU time process `pid` (all its threads) has used so far: fields
+/// 14 and 15 of `/proc/PID/stat`, in clock ticks. Only that process: PostgreSQL's
+/// backends, which do a PostgreSQL-backed server's SQL work, are not in it.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count fields
+    // after its closing one, where field 3 (state) comes first.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = clock_ticks();
+    let total = utime + stime;
+    Some(
+        Duration::from_secs(total / ticks)
+            + Duration::from_nanos((total % ticks) * 1_000_000_000 / ticks),
+    )
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100, Linux's usual value, if that fails).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t: &u64| t > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// Wait until `GET path` answers 200.
@@ -194,37 +234,85 @@ pub async fn start_basalt(
             String::from_utf8_lossy(&upsert.stderr)
         );
     }
-    let mut child = basalt_command(bin, dir.path(), &database_url, addr)
+    let child = basalt_command(bin, dir.path(), &database_url, addr)
         .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .context("start basalt serve")?;
-    wait_ready(addr, "/api/health", &mut child).await?;
-    Ok(Served {
+    // Dropped on an error: the process is killed before its storage goes.
+    let mut served = Served {
         addr,
         child,
         _dir: Some(dir),
         _pg: pg,
-    })
+    };
+    wait_ready(addr, "/api/health", &mut served.child).await?;
+    Ok(served)
+}
+
+/// Start PocketBase (`bin`, see [`crate::peer`]) on a fresh data dir with a superuser
+/// `email`/`password`. Its request logs and batch settings are set afterwards through
+/// its API ([`crate::peer::configure_pocketbase`]).
+///
+/// Fails when the superuser cannot be made or the server does not come up.
+pub async fn start_pocketbase(bin: &Path, email: &str, password: &str) -> anyhow::Result<Served> {
+    let dir = tempfile::tempdir()?;
+    // `pb_data` inside the temp dir: PocketBase puts `pb_migrations` and `pb_hooks`
+    // beside its data dir, so everything it writes goes when the temp dir does.
+    let data = dir.path().join("pb_data");
+    let addr = free_port()?;
+    let upsert = Command::new(bin)
+        .current_dir(dir.path())
+        .args(["superuser", "upsert", email, password, "--dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .context("run pocketbase superuser upsert")?;
+    if !upsert.status.success() {
+        bail!(
+            "pocketbase superuser upsert failed: {}{}",
+            String::from_utf8_lossy(&upsert.stdout),
+            String::from_utf8_lossy(&upsert.stderr)
+        );
+    }
+    let mut child = Command::new(bin)
+        .current_dir(dir.path())
+        .args(["serve", "--http", &addr.to_string(), "--dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start pocketbase serve")?;
+    // Dropped on an error: the process is killed, then the temp dir removed.
+    let mut served = Served {
+        addr,
+        child,
+        _dir: Some(dir),
+        _pg: None,
+    };
+    wait_ready(addr, "/api/health", &mut served.child).await?;
+    Ok(served)
 }
 
 /// Start this program again as the ceiling server (see [`serve_ceiling`]).
 pub async fn start_ceiling() -> anyhow::Result<Served> {
     let addr = free_port()?;
-    let mut child = Command::new(std::env::current_exe()?)
+    let child = Command::new(std::env::current_exe()?)
         .args(["--serve-ceiling", &addr.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
         .context("start the ceiling server")?;
-    wait_ready(addr, "/ceiling", &mut child).await?;
-    Ok(Served {
+    let mut served = Served {
         addr,
         child,
         _dir: None,
         _pg: None,
-    })
+    };
+    wait_ready(addr, "/ceiling", &mut served.child).await?;
+    Ok(served)
 }
 
 /// The ceiling: actix-web, as Basalt configures it (default workers, keep-alive), with

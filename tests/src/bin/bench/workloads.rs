@@ -1,6 +1,7 @@
-//! The data the workloads need, seeded through Basalt's own API, and the workloads:
-//! each is a name, a description and a [`Plan`] of requests. A new workload (GraphQL,
-//! realtime fan-out, functions, events) is one more entry in [`all`].
+//! The data the workloads need, seeded through the PocketBase web API that Basalt
+//! speaks (so the same code seeds the PocketBase peer), and the workloads: each is a
+//! name, a description and a [`Plan`] of requests. A new workload (GraphQL, realtime
+//! fan-out, functions, events) is one more entry in [`all`].
 
 use std::sync::Arc;
 
@@ -65,6 +66,11 @@ fn id_of(value: &Value) -> anyhow::Result<String> {
 
 /// Collections `articles` (public) and `notes` (owner rules, `category` indexed), ten
 /// users, 100 articles and `rows` notes spread over the users, through the API.
+///
+/// The `created`/`updated` autodate fields are listed: Basalt adds them to every
+/// collection, PocketBase (since 0.23) only when asked, and both servers should
+/// write the same columns. PocketBase needs batch requests switched on first
+/// ([`crate::peer::configure_pocketbase`]).
 pub async fn seed(
     base: &str,
     admin_email: &str,
@@ -72,6 +78,8 @@ pub async fn seed(
     rows: usize,
 ) -> anyhow::Result<Seeded> {
     use reqwest::Method as M;
+    let autodate = |name: &str, on_update: bool| json!({"name": name, "type": "autodate", "onCreate": true, "onUpdate": on_update});
+    let (created, updated) = (autodate("created", false), autodate("updated", true));
     let client = basalt_tests::client();
     let auth = call(
         &client,
@@ -96,7 +104,12 @@ pub async fn seed(
         "/api/collections",
         json!({
             "name": "articles", "listRule": "", "viewRule": "",
-            "fields": [{"name": "title", "type": "text"}, {"name": "body", "type": "text"}],
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "body", "type": "text"},
+                created,
+                updated,
+            ],
         }),
     )
     .await?;
@@ -115,6 +128,8 @@ pub async fn seed(
                 {"name": "category", "type": "number"},
                 {"name": "n", "type": "number"},
                 {"name": "owner", "type": "relation", "collectionId": "_pb_users_auth_", "required": true},
+                created,
+                updated,
             ],
             "indexes": [
                 "CREATE INDEX idx_notes_category ON notes (category)",
