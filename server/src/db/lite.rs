@@ -496,9 +496,8 @@ async fn write_loop(
             continue;
         };
         if let Err(err) = conn.run("BEGIN IMMEDIATE") {
-            let text = err.to_string();
             for job in jobs {
-                (job.fail)(DbErr::Custom(text.clone()));
+                (job.fail)(copy(&err));
             }
             conn = fresh_if_stuck(conn, &opener);
             continue;
@@ -525,14 +524,25 @@ async fn write_loop(
         if committed.is_err() {
             let _ = conn.run("ROLLBACK");
         }
-        let text = committed.as_ref().err().map(ToString::to_string);
         for done in answers {
-            done(match &text {
-                None => Ok(()),
-                Some(text) => Err(DbErr::Custom(text.clone())),
-            });
+            done(committed.as_ref().map_err(copy).copied());
         }
         conn = fresh_if_stuck(conn, &opener);
+    }
+}
+
+/// The same error again, for each request of a batch that failed as a whole; errors
+/// from SQLite keep their code (a full disk stays a full disk).
+fn copy(err: &DbErr) -> DbErr {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            DbErr::Query(RuntimeErr::SqlxError(Arc::clone(sqlx)))
+        }
+        DbErr::ConnectionAcquire(_) => {
+            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)
+        }
+        other => DbErr::Custom(other.to_string()),
     }
 }
 

@@ -93,11 +93,6 @@ impl Served {
         status_kib(self.pid(), "VmHWM:").map(|k| k * 1024)
     }
 
-    /// CPU time the process (all its threads) has used so far; see [`cpu_time`].
-    pub fn cpu_time(&self) -> Option<Duration> {
-        cpu_time(self.pid())
-    }
-
     /// SIGTERM, then wait for a graceful exit (SIGKILL after 10 s).
     pub fn stop(mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
@@ -276,7 +271,7 @@ pub async fn start_pocketbase(bin: &Path, email: &str, password: &str) -> anyhow
             String::from_utf8_lossy(&upsert.stderr)
         );
     }
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .current_dir(dir.path())
         .args(["serve", "--http", &addr.to_string(), "--dir"])
         .arg(&data)
