@@ -19,6 +19,7 @@
 )]
 
 pub mod faults;
+pub mod hooks;
 pub mod postgres;
 pub mod process;
 mod services;
@@ -69,9 +70,16 @@ pub struct TestAppBuilder {
     settings: Vec<(&'static str, String)>,
     database_url: Option<String>,
     database_port: Option<u16>,
+    hooks: Option<std::sync::Arc<dyn basalt_server::records::Hooks>>,
 }
 
 impl TestAppBuilder {
+    /// Run these hooks on every record write (see [`hooks::TestHooks`]).
+    pub fn hooks(mut self, hooks: std::sync::Arc<dyn basalt_server::records::Hooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
     /// Set one setting as if from a command-line flag.
     pub fn setting(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.settings.push((name, value.into()));
@@ -131,7 +139,10 @@ impl TestAppBuilder {
             .resolve()
             .expect("test settings are valid");
         basalt_server::install_crypto_provider();
-        let app = App::build(settings).await?;
+        let app = match self.hooks {
+            Some(hooks) => App::build_with_hooks(settings, hooks).await?,
+            None => App::build(settings).await?,
+        };
         let addr = app.addr();
         let state = app.state().clone();
         let shutdown = app.shutdown_token();
@@ -180,6 +191,7 @@ impl TestApp {
             settings: Vec::new(),
             database_url: None,
             database_port: None,
+            hooks: None,
         }
     }
 

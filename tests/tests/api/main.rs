@@ -18,6 +18,7 @@ mod events;
 mod faults;
 mod filter;
 mod http_basics;
+mod hooks;
 mod hygiene;
 mod oauth2;
 mod openapi;
