@@ -213,7 +213,7 @@ impl AuthService {
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let allowed = self
             .records
-            .satisfies(&collection.id, id, options.auth_rule.as_deref())
+            .satisfies(&collection.id, id, crate::filter::rules::RuleOp::Auth)
             .await
             .map_err(AuthError::Record)?;
         if !allowed {
@@ -522,7 +522,7 @@ impl AuthService {
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let allowed = self
             .records
-            .satisfies(&collection.id, id, options.auth_rule.as_deref())
+            .satisfies(&collection.id, id, crate::filter::rules::RuleOp::Auth)
             .await
             .map_err(AuthError::Record)?;
         if !allowed {
@@ -1085,7 +1085,7 @@ impl AuthService {
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let allowed = self
             .records
-            .satisfies(&collection.id, id, options.auth_rule.as_deref())
+            .satisfies(&collection.id, id, crate::filter::rules::RuleOp::Auth)
             .await
             .map_err(AuthError::Record)?;
         if !allowed {

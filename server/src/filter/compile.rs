@@ -236,7 +236,13 @@ impl<'a> Compiler<'a> {
         if !self.guard {
             return Ok(None);
         }
-        let Some(rule) = &target.rules.view else {
+        let rule = match super::rules::rule(self.snapshot, target, super::rules::RuleOp::View) {
+            super::rules::Rule::Locked => None,
+            super::rules::Rule::Public => return Ok(None),
+            super::rules::Rule::Broken(message) => Some(Err(FilterError::new(0, message))),
+            super::rules::Rule::Expr(expr) => Some(Ok(expr)),
+        };
+        let Some(rule) = rule else {
             return Err(FilterError::new(
                 pos,
                 format!(
@@ -254,9 +260,7 @@ impl<'a> Compiler<'a> {
                 ),
             )
         };
-        let Some(rule) = super::parse(rule).map_err(broken)? else {
-            return Ok(None);
-        };
+        let rule = rule.map_err(broken)?;
         let nested = Compiler {
             snapshot: self.snapshot,
             request: self.request,

@@ -9,6 +9,7 @@ pub mod compile;
 mod lexer;
 mod parser;
 pub mod resolve;
+pub mod rules;
 
 use std::fmt;
 

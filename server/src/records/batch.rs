@@ -213,9 +213,12 @@ impl RecordService {
             Resolved::Delete(id) => {
                 ctx.identity
                     .require_scope(&collection.name, crate::identity::Op::Delete)?;
-                if !ctx.identity.is_superuser() && collection.rules.delete.is_none() {
-                    return Err(RecordError::Forbidden);
-                }
+                Self::require_rule(
+                    &ctx.identity,
+                    &collection,
+                    &ctx.snapshot,
+                    crate::filter::rules::RuleOp::Delete,
+                )?;
                 self.delete_in_txn(ctx, &collection, &id, None).await?;
                 Ok(Done::Deleted)
             }

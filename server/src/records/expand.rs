@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use crate::filter::rules::RuleOp;
 use serde_json::{Map, Value};
 
 use super::read::shape;
@@ -236,7 +237,7 @@ impl RecordService {
             return Ok((target, Vec::new(), links));
         }
         match self.rule_condition(
-            target.rules.view.as_ref(),
+            RuleOp::View,
             identity,
             target,
             snapshot,

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::ScopeCheck;
 use super::{RecordError, RecordService, public_view};
 use crate::filter::compile::{BASE, Request, compile};
+use crate::filter::rules::{self, Rule, RuleOp};
 use crate::filter::resolve::Scope;
 use crate::identity::{Identity, Op};
 use crate::schema::{Collection, Snapshot};
@@ -58,12 +59,16 @@ pub fn request_auth(identity: &Identity) -> Option<(String, super::Record)> {
 }
 
 impl RecordService {
-    /// The condition a rule puts on a non-superuser: `None` when there is none (`""`).
+    /// The one answer to "may this identity do `op` on `collection`, and under what
+    /// condition": `None` when unconditionally (a superuser, a `""` rule), a condition
+    /// on [`BASE`] otherwise. The rule comes compiled with the snapshot
+    /// ([`crate::filter::rules`]); only the binding of `@request` happens here.
     ///
-    /// Fails with `Forbidden` for a superusers-only (`null`) rule.
-    pub(super) fn rule_condition(
+    /// Fails with `Forbidden` for a superusers-only (`null`) rule, `BrokenRule` for a
+    /// stored rule that no longer compiles.
+    pub(crate) fn rule_condition(
         &self,
-        rule: Option<&String>,
+        op: RuleOp,
         identity: &Identity,
         collection: &Collection,
         snapshot: &Snapshot,
@@ -72,11 +77,11 @@ impl RecordService {
         if identity.is_superuser() {
             return Ok(None);
         }
-        let Some(rule) = rule else {
-            return Err(RecordError::Forbidden);
-        };
-        let Some(expr) = crate::filter::parse(rule).map_err(RecordError::Filter)? else {
-            return Ok(None);
+        let expr = match rules::rule(snapshot, collection, op) {
+            Rule::Locked => return Err(RecordError::Forbidden),
+            Rule::Public => return Ok(None),
+            Rule::Broken(message) => return Err(RecordError::BrokenRule(message)),
+            Rule::Expr(expr) => expr,
         };
         // Rules were checked when saved; one that fails now is a server-side problem.
         compile(
@@ -89,6 +94,21 @@ impl RecordService {
         )
         .map(Some)
         .map_err(|e| RecordError::BrokenRule(e.to_string()))
+    }
+
+    /// Fails with `Forbidden` when `op` on `collection` is for superusers only and
+    /// `identity` is not one: checked before any work.
+    pub(crate) fn require_rule(
+        identity: &Identity,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        op: RuleOp,
+    ) -> Result<(), RecordError> {
+        if !identity.is_superuser() && matches!(rules::rule(snapshot, collection, op), Rule::Locked)
+        {
+            return Err(RecordError::Forbidden);
+        }
+        Ok(())
     }
 
     fn select_fields(collection: &Collection) -> SelectStatement {
@@ -122,7 +142,7 @@ impl RecordService {
         };
         let mut conditions = Vec::new();
         if let Some(rule) = self.rule_condition(
-            collection.rules.list.as_ref(),
+            RuleOp::List,
             identity,
             &collection,
             &snapshot,
@@ -252,7 +272,7 @@ impl RecordService {
             select.and_where(condition);
         }
         if let Some(rule) = self.rule_condition(
-            collection.rules.view.as_ref(),
+            RuleOp::View,
             identity,
             &collection,
             &snapshot,
@@ -336,7 +356,7 @@ impl RecordService {
             return Ok(None);
         }
         let rule = match self.rule_condition(
-            collection.rules.view.as_ref(),
+            RuleOp::View,
             identity,
             &collection,
             &snapshot,
@@ -400,7 +420,7 @@ impl RecordService {
             return Ok(None);
         }
         let rule = match self.rule_condition(
-            collection.rules.view.as_ref(),
+            RuleOp::View,
             identity,
             &collection,
             &snapshot,
@@ -444,17 +464,16 @@ impl RecordService {
         &self,
         collection: &str,
         id: &str,
-        rule: Option<&str>,
+        op: RuleOp,
     ) -> Result<bool, RecordError> {
         let snapshot = self.schema.snapshot();
         let collection = snapshot
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        let rule = rule.map(str::to_owned);
         let request = Request::new("POST");
         match self.rule_condition(
-            rule.as_ref(),
+            op,
             &Identity::Anonymous,
             &collection,
             &snapshot,

@@ -15,6 +15,7 @@ use super::ScopeCheck;
 use super::validate::{Mode, validate};
 use super::{HookOp, Pending, Record, RecordError, RecordService, WriteCtx};
 use crate::filter::compile::{BASE, Request};
+use crate::filter::rules::RuleOp;
 use crate::identity::{Identity, Op};
 use crate::schema::{Collection, FieldKind};
 use crate::validation::FieldErrors;
@@ -163,11 +164,11 @@ impl RecordService {
         &self,
         ctx: &WriteCtx<'_>,
         collection: &Collection,
-        rule: Option<&String>,
+        op: RuleOp,
         id: &str,
         request: &Request,
     ) -> Result<bool, RecordError> {
-        match self.rule_condition(rule, &ctx.identity, collection, &ctx.snapshot, request)? {
+        match self.rule_condition(op, &ctx.identity, collection, &ctx.snapshot, request)? {
             None => Ok(true),
             Some(condition) => {
                 self.row_matches(&ctx.exec, collection, ctx.version, id, condition)
@@ -196,7 +197,7 @@ impl RecordService {
             return Ok(Some(Expr::val(false)));
         }
         match self.rule_condition(
-            collection.rules.view.as_ref(),
+            RuleOp::View,
             &ctx.identity,
             collection,
             &ctx.snapshot,
@@ -214,13 +215,13 @@ impl RecordService {
         &self,
         ctx: &WriteCtx<'_>,
         collection: &Collection,
-        rule: Option<&String>,
+        op: RuleOp,
         id: &str,
         request: &Request,
         tag: &str,
         if_match: Option<&str>,
     ) -> Result<(), RecordError> {
-        if !self.passes(ctx, collection, rule, id, request).await? {
+        if !self.passes(ctx, collection, op, id, request).await? {
             return Err(RecordError::NotFound);
         }
         if !super::if_match_allows(if_match, tag) {
@@ -416,9 +417,7 @@ impl RecordService {
         body: &Map<String, Value>,
     ) -> Result<Option<String>, RecordError> {
         identity.require_scope(&planned.name, Op::Create)?;
-        if !identity.is_superuser() && planned.rules.create.is_none() {
-            return Err(RecordError::Forbidden);
-        }
+        Self::require_rule(identity, planned, &self.schema.snapshot(), RuleOp::Create)?;
         Self::refuse_protected(planned, body, identity, Mode::Create)?;
         // Hash before the transaction: argon2 must not hold SQLite's write lock.
         match (
@@ -473,7 +472,7 @@ impl RecordService {
         // One statement reads the row back and evaluates the create rule and the view
         // rule on it.
         let create = self.rule_condition(
-            collection.rules.create.as_ref(),
+            RuleOp::Create,
             &ctx.identity,
             collection,
             &ctx.snapshot,
@@ -544,9 +543,7 @@ impl RecordService {
         body: &Map<String, Value>,
     ) -> Result<PreparedUpdate, RecordError> {
         identity.require_scope(&planned.name, Op::Update)?;
-        if !identity.is_superuser() && planned.rules.update.is_none() {
-            return Err(RecordError::Forbidden);
-        }
+        Self::require_rule(identity, planned, &self.schema.snapshot(), RuleOp::Update)?;
         Self::refuse_protected(planned, body, identity, Mode::Update)?;
         let (plain, modifiers) = split_modifiers(planned, body)?;
         let new_password = match (
@@ -614,7 +611,7 @@ impl RecordService {
         self.guard_existing(
             ctx,
             collection,
-            collection.rules.update.as_ref(),
+            RuleOp::Update,
             id,
             &request,
             &tag,
@@ -859,7 +856,7 @@ impl RecordService {
         self.guard_existing(
             ctx,
             collection,
-            collection.rules.delete.as_ref(),
+            RuleOp::Delete,
             id,
             &request,
             &tag,
@@ -891,9 +888,7 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         identity.require_scope(&planned.name, Op::Delete)?;
-        if !identity.is_superuser() && planned.rules.delete.is_none() {
-            return Err(RecordError::Forbidden);
-        }
+        Self::require_rule(identity, &planned, &self.schema.snapshot(), RuleOp::Delete)?;
         let name = planned.name.clone();
         let id = id.to_owned();
         let if_match = if_match.map(str::to_owned);

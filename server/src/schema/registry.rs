@@ -17,6 +17,9 @@ pub struct Snapshot {
     collections: Vec<Arc<Collection>>,
     by_name: HashMap<String, usize>,
     by_id: HashMap<String, usize>,
+    /// What is derived from these definitions once and kept with them: the compiled
+    /// access rules (`filter::rules`), which this module cannot name.
+    extension: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Snapshot {
@@ -38,7 +41,13 @@ impl Snapshot {
             collections,
             by_name,
             by_id,
+            extension: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The slot for what is derived from this snapshot once (see the field).
+    pub fn extension(&self) -> &std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>> {
+        &self.extension
     }
 
     pub fn version(&self) -> i64 {
