@@ -207,6 +207,39 @@ fn lock_sqlite(settings: &Settings) -> Result<Option<std::fs::File>, StartError>
     }
 }
 
+/// Drop cached identities whose records changed, as the event feed reports them: this
+/// is how a change made by another instance (PostgreSQL) reaches this one's cache.
+/// Changes made here are dropped at commit already.
+async fn forget_changed_identities(
+    mut events: tokio::sync::broadcast::Receiver<Arc<crate::events::Event>>,
+    cache: Arc<crate::identity::IdentityCache>,
+    schema: Arc<SchemaService>,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(event) => {
+                let auth = schema
+                    .snapshot()
+                    .get(&event.collection)
+                    .is_some_and(|c| c.auth.is_some());
+                let id = event.payload.get("subject").and_then(serde_json::Value::as_str);
+                if let (true, Some(id)) = (auth, id) {
+                    cache.forget(&event.collection, id);
+                }
+            }
+            // Missed events: forget everything rather than trust what may be stale.
+            Err(RecvError::Lagged(_)) => cache.clear(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 impl App {
     /// Open the database and apply pending system migrations, choose the cache and
     /// broker, and bind the HTTP socket. Port 0 binds a free port; see [`App::addr`].
@@ -265,6 +298,12 @@ impl App {
         let shutdown = CancellationToken::new();
         let dispatcher = tokio::spawn(events.clone().run(shutdown.child_token()));
         tokio::spawn(events.clone().run_feed(shutdown.child_token()));
+        tokio::spawn(forget_changed_identities(
+            events.subscribe(),
+            Arc::clone(records.identities()),
+            schema.clone(),
+            shutdown.child_token(),
+        ));
         let realtime = Arc::new(crate::realtime::Hub::new(settings.realtime));
         tokio::spawn(Arc::clone(&realtime).run(
             events.clone(),

@@ -112,3 +112,115 @@ impl Identity {
         }
     }
 }
+
+/// Signed-in callers' records, so an authenticated request does not read its caller's
+/// row every time. An entry is dropped when the record changes (the record pipeline's
+/// after-commit chain on this instance; the event feed for changes made by other
+/// instances) and is never older than [`IdentityCache::MAX_AGE`], nor of another
+/// schema version. A record read before a change but stored after it is not stored:
+/// every change bumps a generation the reader checked before reading.
+#[derive(Debug, Default)]
+pub struct IdentityCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), Cached>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    version: i64,
+    record: Map<String, Value>,
+    at: std::time::Instant,
+}
+
+impl IdentityCache {
+    /// The longest an entry is trusted without a change event.
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Entries kept at most; the cache starts over when full.
+    const MAX_ENTRIES: usize = 50_000;
+
+    /// The cached record `id` of `collection` (a name), read under schema `version`.
+    pub fn get(&self, collection: &str, id: &str, version: i64) -> Option<Map<String, Value>> {
+        let entries = self.entries.lock().ok()?;
+        let cached = entries.get(&(collection.to_owned(), id.to_owned()))?;
+        (cached.version == version && cached.at.elapsed() < Self::MAX_AGE)
+            .then(|| cached.record.clone())
+    }
+
+    /// The generation to pass to [`IdentityCache::put`]: read it before reading the row.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keep `record`, read after [`IdentityCache::generation`] returned `generation`;
+    /// nothing is kept if any record changed since.
+    pub fn put(
+        &self,
+        collection: &str,
+        id: &str,
+        version: i64,
+        generation: u64,
+        record: Map<String, Value>,
+    ) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(
+            (collection.to_owned(), id.to_owned()),
+            Cached {
+                version,
+                record,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// Drop every entry (events about changes were missed).
+    pub fn clear(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
+    /// Drop record `id` of `collection` (a name): it changed.
+    pub fn forget(&self, collection: &str, id: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&(collection.to_owned(), id.to_owned()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn entries_go_on_change_and_stale_reads_are_not_kept() {
+        let cache = IdentityCache::default();
+        let record = |key: &str| {
+            let mut map = Map::new();
+            map.insert("tokenKey".into(), Value::String(key.into()));
+            map
+        };
+        let seen = cache.generation();
+        cache.put("users", "u1", 3, seen, record("a"));
+        assert_eq!(cache.get("users", "u1", 3), Some(record("a")));
+        assert_eq!(cache.get("users", "u1", 4), None, "another schema version");
+        cache.forget("users", "u1");
+        assert_eq!(cache.get("users", "u1", 3), None);
+        // Read before a change, stored after it: not kept.
+        let seen = cache.generation();
+        cache.forget("users", "u1");
+        cache.put("users", "u1", 3, seen, record("old"));
+        assert_eq!(cache.get("users", "u1", 3), None);
+    }
+}

@@ -67,9 +67,8 @@ pub struct Committed {
     pub collection_id: String,
     pub id: String,
     pub action: Action,
-    /// Auth collections: the record's token key after the change (`None` when
-    /// deleted), for the identity cache.
-    pub token_key: Option<String>,
+    /// Whether the collection is an auth collection (its records are identities).
+    pub auth: bool,
 }
 
 /// The hook points of the record pipeline. Basalt ships [`NoHooks`]; WASM functions

@@ -96,6 +96,8 @@ pub struct RecordService {
     /// dispatcher watch it.
     committed: Arc<tokio::sync::watch::Sender<u64>>,
     hooks: Arc<dyn Hooks>,
+    /// Signed-in callers' records; dropped here when they change.
+    identities: Arc<crate::identity::IdentityCache>,
 }
 
 impl From<DbErr> for RecordError {
@@ -118,7 +120,13 @@ impl RecordService {
             schema,
             committed: Arc::new(tokio::sync::watch::Sender::new(0)),
             hooks: Arc::new(NoHooks),
+            identities: Arc::default(),
         }
+    }
+
+    /// The cache of signed-in callers' records, which this service keeps current.
+    pub fn identities(&self) -> &Arc<crate::identity::IdentityCache> {
+        &self.identities
     }
 
     /// The same service with these hooks on every write.
@@ -244,6 +252,10 @@ impl RecordService {
     fn after_commit(&self, changes: &[Committed]) {
         if changes.is_empty() {
             return;
+        }
+        // First: a rotated token key is refused from the next request on.
+        for change in changes.iter().filter(|c| c.auth) {
+            self.identities.forget(&change.collection, &change.id);
         }
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
         self.hooks.after_commit(changes);
@@ -560,13 +572,7 @@ impl RecordService {
             collection_id: collection.id.clone(),
             id: id.to_owned(),
             action,
-            token_key: match action {
-                Action::Deleted => None,
-                _ => record
-                    .get("tokenKey")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            },
+            auth: collection.auth.is_some(),
         });
         Ok(())
     }
