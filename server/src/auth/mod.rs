@@ -335,7 +335,12 @@ impl AuthService {
         }
         let cache = self.records.identities();
         let version = snapshot.version();
-        let record = match cache.get(&collection.name, &claims.id, version) {
+        // Superusers are not cached: the CLI (`basalt superuser …`) changes them from
+        // another process, and a rotated superuser key must stop working at once.
+        let cached = (collection.name != SUPERUSERS)
+            .then(|| cache.get(&collection.name, &claims.id, version))
+            .flatten();
+        let record = match cached {
             Some(record) => record,
             None => {
                 let generation = cache.generation();
@@ -347,13 +352,15 @@ impl AuthService {
                 else {
                     return Ok(None);
                 };
-                cache.put(
-                    &collection.name,
-                    &claims.id,
-                    version,
-                    generation,
-                    record.clone(),
-                );
+                if collection.name != SUPERUSERS {
+                    cache.put(
+                        &collection.name,
+                        &claims.id,
+                        version,
+                        generation,
+                        record.clone(),
+                    );
+                }
                 record
             }
         };

@@ -140,12 +140,8 @@ async fn hooks_modify_reject_and_roll_back(backend: Backend) {
         )
         .await;
     assert_eq!(status, 400, "{refused}");
-    let (status, child) = create(
-        &app,
-        "hooked_child",
-        json!({"title": "keep", "parent": id}),
-    )
-    .await;
+    let (status, child) =
+        create(&app, "hooked_child", json!({"title": "keep", "parent": id})).await;
     assert_eq!(status, 200, "{child}");
     let (status, refused) = app
         .call(
@@ -155,7 +151,10 @@ async fn hooks_modify_reject_and_roll_back(backend: Backend) {
             None,
         )
         .await;
-    assert_eq!(status, 400, "a cascade to a kept child is refused: {refused}");
+    assert_eq!(
+        status, 400,
+        "a cascade to a kept child is refused: {refused}"
+    );
     assert_eq!(total(&app, &admin, "hooked").await, 3);
     assert_eq!(total(&app, &admin, "hooked_child").await, 1);
 
@@ -222,7 +221,10 @@ async fn concurrent_writes_fail_alone(backend: Backend) {
                     stored.push(body["id"].as_str().unwrap().to_owned());
                 } else {
                     assert_eq!(status, 400, "{body}");
-                    assert_eq!(body["data"]["title"]["code"], "validation_not_unique", "{body}");
+                    assert_eq!(
+                        body["data"]["title"]["code"], "validation_not_unique",
+                        "{body}"
+                    );
                 }
             }
             _ => {
