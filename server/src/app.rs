@@ -228,7 +228,10 @@ async fn forget_changed_identities(
                     .snapshot()
                     .get(&event.collection)
                     .is_some_and(|c| c.auth.is_some());
-                let id = event.payload.get("subject").and_then(serde_json::Value::as_str);
+                let id = event
+                    .payload
+                    .get("subject")
+                    .and_then(serde_json::Value::as_str);
                 if let (true, Some(id)) = (auth, id) {
                     cache.forget(&event.collection, id);
                 }

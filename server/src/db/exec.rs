@@ -59,7 +59,9 @@ impl Column for String {
             V::Text(s) => Ok(s.clone()),
             V::Integer(n) => Ok(n.to_string()),
             V::Real(n) => Ok(n.to_string()),
-            V::Blob(bytes) => String::from_utf8(bytes.clone()).map_err(|_| mismatch(column, "text")),
+            V::Blob(bytes) => {
+                String::from_utf8(bytes.clone()).map_err(|_| mismatch(column, "text"))
+            }
             V::Null => Err(mismatch(column, "text (it is null)")),
         }
     }

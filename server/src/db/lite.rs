@@ -253,7 +253,10 @@ pub(super) fn query(
         };
         let mut values = Vec::with_capacity(width);
         for i in 0..width {
-            values.push(Cell::try_from(row.get_ref(i).map_err(db_err)?).map_err(|e| DbErr::Custom(format!("sqlite: {e}")))?);
+            values.push(
+                Cell::try_from(row.get_ref(i).map_err(db_err)?)
+                    .map_err(|e| DbErr::Custom(format!("sqlite: {e}")))?,
+            );
         }
         out.push(LiteRow {
             names: Arc::clone(&names),
@@ -539,9 +542,7 @@ fn copy(err: &DbErr) -> DbErr {
         DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
             DbErr::Query(RuntimeErr::SqlxError(Arc::clone(sqlx)))
         }
-        DbErr::ConnectionAcquire(_) => {
-            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)
-        }
+        DbErr::ConnectionAcquire(_) => DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
         other => DbErr::Custom(other.to_string()),
     }
 }

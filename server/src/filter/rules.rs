@@ -148,7 +148,10 @@ mod tests {
         assert!(matches!(first.rule(&posts, RuleOp::List), Rule::Public));
         assert!(matches!(first.rule(&posts, RuleOp::Create), Rule::Locked));
         assert!(matches!(first.rule(&posts, RuleOp::Delete), Rule::Locked));
-        assert!(matches!(first.rule(&posts, RuleOp::Update), Rule::Broken(_)));
+        assert!(matches!(
+            first.rule(&posts, RuleOp::Update),
+            Rule::Broken(_)
+        ));
         // The same parsed expression every time: no request parses it again.
         let (Rule::Expr(a), Rule::Expr(b)) = (
             first.rule(&posts, RuleOp::View),

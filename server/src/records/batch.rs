@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use super::ScopeCheck;
 use super::{RecordError, RecordService, WriteCtx};
-use crate::schema::Collection;
 use crate::filter::compile::Request;
 use crate::identity::Identity;
+use crate::schema::Collection;
 
 /// One request of a batch, PocketBase-shaped.
 #[derive(Clone, Debug)]

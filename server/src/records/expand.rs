@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use crate::filter::rules::RuleOp;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::{Map, Value};
 
 use super::read::shape;
@@ -236,13 +236,7 @@ impl RecordService {
         if !identity.in_scope(&target.name, crate::identity::Op::View) {
             return Ok((target, Vec::new(), links));
         }
-        match self.rule_condition(
-            RuleOp::View,
-            identity,
-            target,
-            snapshot,
-            request,
-        ) {
+        match self.rule_condition(RuleOp::View, identity, target, snapshot, request) {
             Ok(Some(condition)) => {
                 select.and_where(condition);
             }

@@ -193,22 +193,19 @@ impl RecordService {
                             let version = match cached {
                                 Some(version) => version,
                                 None => {
-                                    let version = read_version_on(
-                                        exec,
-                                        service.db.database_backend(),
-                                        true,
-                                    )
-                                    .await
-                                    .map_err(E::from)?;
+                                    let version =
+                                        read_version_on(exec, service.db.database_backend(), true)
+                                            .await
+                                            .map_err(E::from)?;
                                     if let Ok(mut slot) = batch.schema_version.lock() {
                                         *slot = Some(version);
                                     }
                                     version
                                 }
                             };
-                            let snapshot =
-                                service.snapshot_at(version).await.map_err(E::from)?;
-                            let ctx = WriteCtx::new(exec, snapshot, version, identity, request, &service);
+                            let snapshot = service.snapshot_at(version).await.map_err(E::from)?;
+                            let ctx =
+                                WriteCtx::new(exec, snapshot, version, identity, request, &service);
                             let value = work(&ctx).await?;
                             Ok::<_, E>((value, ctx.take_changes()))
                         })
@@ -217,7 +214,8 @@ impl RecordService {
             }
             None => {
                 let (snapshot, version, txn) = self.begin_checked().await.map_err(E::from)?;
-                let ctx = WriteCtx::new(Exec::Txn(&txn), snapshot, version, identity, request, self);
+                let ctx =
+                    WriteCtx::new(Exec::Txn(&txn), snapshot, version, identity, request, self);
                 let value = work(&ctx).await?;
                 let changes = ctx.take_changes();
                 drop(ctx);
@@ -448,7 +446,10 @@ impl RecordService {
     async fn system_write<T, F>(&self, collection: &str, work: F) -> Result<T, RecordError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c WriteCtx<'c>, Arc<Collection>) -> BoxFuture<'c, Result<T, RecordError>>
+        F: for<'c> FnOnce(
+                &'c WriteCtx<'c>,
+                Arc<Collection>,
+            ) -> BoxFuture<'c, Result<T, RecordError>>
             + Send
             + 'static,
     {

@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::ScopeCheck;
 use super::{RecordError, RecordService, public_view};
 use crate::filter::compile::{BASE, Request, compile};
-use crate::filter::rules::{self, Rule, RuleOp};
 use crate::filter::resolve::Scope;
+use crate::filter::rules::{self, Rule, RuleOp};
 use crate::identity::{Identity, Op};
 use crate::schema::{Collection, Snapshot};
 
@@ -141,13 +141,9 @@ impl RecordService {
             hidden: identity.is_superuser(),
         };
         let mut conditions = Vec::new();
-        if let Some(rule) = self.rule_condition(
-            RuleOp::List,
-            identity,
-            &collection,
-            &snapshot,
-            request,
-        )? {
+        if let Some(rule) =
+            self.rule_condition(RuleOp::List, identity, &collection, &snapshot, request)?
+        {
             conditions.push(rule);
         }
         if let Some(text) = query.filter.as_deref()
@@ -208,9 +204,9 @@ impl RecordService {
                 count.and_where(condition);
             }
             let row = self
-            .db
-            .reads()
-            .one(self.statement(&count, snapshot.version()))
+                .db
+                .reads()
+                .one(self.statement(&count, snapshot.version()))
                 .await
                 .map_err(RecordError::Db)?;
             let total: i64 = match row {
@@ -271,13 +267,9 @@ impl RecordService {
         {
             select.and_where(condition);
         }
-        if let Some(rule) = self.rule_condition(
-            RuleOp::View,
-            identity,
-            &collection,
-            &snapshot,
-            request,
-        )? {
+        if let Some(rule) =
+            self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request)?
+        {
             select.and_where(rule);
         }
         let row = self
@@ -355,16 +347,11 @@ impl RecordService {
         if !identity.in_scope(&collection.name, Op::View) {
             return Ok(None);
         }
-        let rule = match self.rule_condition(
-            RuleOp::View,
-            identity,
-            &collection,
-            &snapshot,
-            request,
-        ) {
-            Err(RecordError::Forbidden) => return Ok(None),
-            other => other?,
-        };
+        let rule =
+            match self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request) {
+                Err(RecordError::Forbidden) => return Ok(None),
+                other => other?,
+            };
         let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let mut select = Query::select();
@@ -419,16 +406,11 @@ impl RecordService {
         if !identity.in_scope(&collection.name, Op::View) {
             return Ok(None);
         }
-        let rule = match self.rule_condition(
-            RuleOp::View,
-            identity,
-            &collection,
-            &snapshot,
-            request,
-        ) {
-            Err(RecordError::Forbidden) => return Ok(None),
-            other => other?,
-        };
+        let rule =
+            match self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request) {
+                Err(RecordError::Forbidden) => return Ok(None),
+                other => other?,
+            };
         let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
         if rule.is_some() || filter.is_some() {
             // The record as a one-row table named like the real one.
@@ -443,9 +425,9 @@ impl RecordService {
                 select.and_where(condition);
             }
             let found = self
-            .db
-            .reads()
-            .one(self.statement(&select, snapshot.version()))
+                .db
+                .reads()
+                .one(self.statement(&select, snapshot.version()))
                 .await
                 .map_err(RecordError::Db)?;
             if found.is_none() {
@@ -472,13 +454,7 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let request = Request::new("POST");
-        match self.rule_condition(
-            op,
-            &Identity::Anonymous,
-            &collection,
-            &snapshot,
-            &request,
-        ) {
+        match self.rule_condition(op, &Identity::Anonymous, &collection, &snapshot, &request) {
             Err(RecordError::Forbidden) => Ok(false),
             Err(other) => Err(other),
             Ok(None) => Ok(true),

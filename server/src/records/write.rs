@@ -398,7 +398,8 @@ impl RecordService {
             } else {
                 Mode::Update
             };
-            let mut checked = validate(collection, values, mode).map_err(RecordError::Validation)?;
+            let mut checked =
+                validate(collection, values, mode).map_err(RecordError::Validation)?;
             // Values Basalt set itself (a password hash, a token key) stay as set.
             for (name, value) in values.iter() {
                 checked.entry(name.clone()).or_insert_with(|| value.clone());
@@ -434,7 +435,6 @@ impl RecordService {
             _ => Ok(None),
         }
     }
-
 
     /// Create inside the write; returns the stored record and whether its creator may
     /// view it.
@@ -479,9 +479,8 @@ impl RecordService {
             &request,
         )?;
         let view = self.view_check(ctx, collection, &request, true)?;
-        let (record, [allowed, visible]) = self
-            .read_back(ctx, collection, &id, [create, view])
-            .await?;
+        let (record, [allowed, visible]) =
+            self.read_back(ctx, collection, &id, [create, view]).await?;
         if !allowed {
             // The write fails, which rolls the insert back.
             return Err(one_error(
@@ -590,7 +589,6 @@ impl RecordService {
         })
     }
 
-
     /// Update inside the write; returns the stored record and whether the caller may
     /// view it.
     pub(super) async fn update_in_txn(
@@ -687,14 +685,7 @@ impl RecordService {
                         .ok_or(RecordError::NotFound)?;
                     let (record, visible) = ctx
                         .service
-                        .update_in_txn(
-                            ctx,
-                            &collection,
-                            &id,
-                            body,
-                            prepared,
-                            if_match.as_deref(),
-                        )
+                        .update_in_txn(ctx, &collection, &id, body, prepared, if_match.as_deref())
                         .await?;
                     Ok((collection, record, visible))
                 })
@@ -831,8 +822,7 @@ impl RecordService {
                         } else {
                             values.insert(field.name.clone(), Value::String(String::new()));
                         }
-                        self.update_in(ctx, source, &reference, values, &[])
-                            .await?;
+                        self.update_in(ctx, source, &reference, values, &[]).await?;
                     }
                 }
             }

@@ -40,7 +40,10 @@ async fn signed_in_requests_skip_the_caller_row(backend: Backend) {
     };
     let (status, note, _) = create("warm").await;
     assert_eq!(status, 200, "{note}");
-    let path = format!("/api/collections/notes/records/{}", note["id"].as_str().unwrap());
+    let path = format!(
+        "/api/collections/notes/records/{}",
+        note["id"].as_str().unwrap()
+    );
     // The first request may read the caller; the next one does not.
     let (status, _, _) = counted(Method::GET, path.clone(), token.clone(), None).await;
     assert_eq!(status, 200);
@@ -65,14 +68,18 @@ async fn signed_in_requests_skip_the_caller_row(backend: Backend) {
             Method::PATCH,
             &format!("/api/collections/users/records/{id}"),
             Some(&token),
-            Some(json!({"oldPassword": "ann-password", "password": "ann-password-2",
-                        "passwordConfirm": "ann-password-2"})),
+            Some(
+                json!({"oldPassword": "ann-password", "password": "ann-password-2",
+                        "passwordConfirm": "ann-password-2"}),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.call(Method::GET, &path, Some(&token), None).await;
     assert_eq!(status, 401, "the old token is refused: {body}");
-    let token = app.sign_in("users", "ann@example.com", "ann-password-2").await;
+    let token = app
+        .sign_in("users", "ann@example.com", "ann-password-2")
+        .await;
     let (status, _) = app.call(Method::GET, &path, Some(&token), None).await;
     assert_eq!(status, 200);
     // A superuser setting the key (not the owner) counts the same.
