@@ -137,6 +137,9 @@ impl Core {
                 .with_lock_timeout(settings.schema_lock_timeout),
         );
         let created = schema.ensure_defaults().await?;
+        if let Err(err) = db.optimize(false).await {
+            tracing::warn!(error = %err, "PRAGMA optimize at start failed");
+        }
         if created > 0 {
             tracing::info!(created, "created the default collections");
         }
@@ -204,6 +207,25 @@ fn lock_sqlite(settings: &Settings) -> Result<Option<std::fs::File>, StartError>
             path: path.display().to_string(),
         }),
         Err(std::fs::TryLockError::Error(source)) => Err(failed(source)),
+    }
+}
+
+/// How often SQLite's planner statistics are refreshed while serving.
+const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `PRAGMA optimize` every [`OPTIMIZE_EVERY`] (SQLite's advice for long-lived
+/// connections), so statistics follow the data as tables grow.
+async fn optimize_periodically(db: Db, stop: CancellationToken) {
+    let mut every = tokio::time::interval(OPTIMIZE_EVERY);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(err) = db.optimize(false).await {
+            tracing::warn!(error = %err, "periodic PRAGMA optimize failed");
+        }
     }
 }
 
@@ -301,6 +323,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let dispatcher = tokio::spawn(events.clone().run(shutdown.child_token()));
         tokio::spawn(events.clone().run_feed(shutdown.child_token()));
+        tokio::spawn(optimize_periodically(db.clone(), shutdown.child_token()));
         tokio::spawn(forget_changed_identities(
             events.subscribe(),
             Arc::clone(records.identities()),

@@ -399,6 +399,26 @@ impl Db {
         Ok(WriteTurn { _guard: guard })
     }
 
+    /// SQLite: refresh the query planner's statistics, taking the writers' turn. With
+    /// `everything`, every table is analyzed (after a schema change: new tables and
+    /// indexes get numbers at once); otherwise `PRAGMA optimize` analyzes only where
+    /// SQLite judges them stale (periodically). `analysis_limit` bounds the rows read
+    /// per index either way. PostgreSQL's autovacuum does this itself.
+    ///
+    /// Fails when the statement fails.
+    pub async fn optimize(&self, everything: bool) -> Result<(), DbErr> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let _turn = self.write_turn().await?;
+        let sql = if everything {
+            "PRAGMA analysis_limit = 1000; ANALYZE;"
+        } else {
+            "PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;"
+        };
+        self.conn.execute_unprepared(sql).await.map(|_| ())
+    }
+
     /// A round trip to the database.
     ///
     /// Fails when the database does not answer.

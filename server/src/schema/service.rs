@@ -499,8 +499,8 @@ impl SchemaService {
     async fn apply(&self, changes: Vec<Change>, actor: &Actor) -> Result<(), SchemaError> {
         self.check_rules(&changes)?;
         let backend = self.db.database_backend();
-        // `_turn` (SQLite's writer turn) lives until this function returns.
-        let (txn, _turn) = self.db.begin_write().await.map_err(db_err)?.into_parts();
+        // `turn` (SQLite's writer turn) lives until the commit.
+        let (txn, turn) = self.db.begin_write().await.map_err(db_err)?.into_parts();
         if self.db.backend() == Backend::Postgres {
             txn.execute_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
@@ -598,7 +598,14 @@ impl SchemaService {
             .map_err(db_err)?;
         }
         txn.commit().await.map_err(db_err)?;
-        self.reload().await
+        drop(turn);
+        self.reload().await?;
+        // New tables and indexes get statistics, so the planner picks the right index
+        // for rule-filtered lists from the start.
+        if let Err(err) = self.db.optimize(true).await {
+            tracing::warn!(error = %err, "PRAGMA optimize after a schema change failed");
+        }
+        Ok(())
     }
 }
 

@@ -95,3 +95,60 @@ async fn signed_in_requests_skip_the_caller_row(backend: Backend) {
     let (status, _) = app.call(Method::GET, &path, Some(&token), None).await;
     assert_eq!(status, 401);
 }
+
+/// SQLite: a schema change refreshes the planner's statistics (`PRAGMA optimize`), so
+/// a collection filled before an index or rule change is planned with real numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_refresh_sqlite_statistics() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "fields": [{"name": "category", "type": "number"}],
+               "indexes": ["CREATE INDEX idx_notes_category ON notes (category)"]}),
+    )
+    .await;
+    for i in 0..300 {
+        app.state
+            .records
+            .insert_system(
+                "notes",
+                json!({"category": i % 10}).as_object().unwrap().clone(),
+            )
+            .await
+            .unwrap();
+    }
+    let analyzed = || async {
+        app.state
+            .db
+            .conn()
+            .query_all_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'idx_notes_category'".to_owned(),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String>("", "stat").unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !analyzed().await.iter().any(|s| s.starts_with("300 ")),
+        "the rows were inserted after the last statistics"
+    );
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/notes",
+            Some(&admin),
+            Some(json!({"listRule": ""})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stats = analyzed().await;
+    assert!(
+        stats.iter().any(|s| s.starts_with("300 ")),
+        "statistics count the 300 rows after the change: {stats:?}"
+    );
+}
