@@ -222,7 +222,9 @@ const SUPERUSER_PASSWORD: &str = "bench-superuser-password";
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let bin = match &args.server_bin {
-        Some(path) => path.clone(),
+        // Absolute: the server runs in its temp dir.
+        Some(path) => std::fs::canonicalize(path)
+            .with_context(|| format!("--server-bin {}", path.display()))?,
         None => server::build_basalt()?,
     };
     // Before any load: a failed install should not cost a whole run.
