@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use basalt_server::records::{Committed, HookOp, Hooks, Pending, Rejection, WriteCtx};
 use basalt_server::validation::FieldErrors;
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Debug, Default)]
 pub struct TestHooks {
@@ -58,10 +58,9 @@ impl Hooks for TestHooks {
                 };
             }
             if title == "audit" || title == "audit-then-reject" {
-                let body = json!({"note": format!("{} {}", pending.collection.name, pending.id)});
-                let Value::Object(body) = body else {
-                    return Err(reject("unreachable"));
-                };
+                let mut body = serde_json::Map::new();
+                let note = format!("{} {}", pending.collection.name, pending.id);
+                body.insert("note".into(), Value::String(note));
                 ctx.create("audit", body)
                     .await
                     .map_err(|e| reject(&format!("the audit record failed: {e}")))?;

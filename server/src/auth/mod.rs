@@ -291,12 +291,14 @@ impl AuthService {
 
     /// The record a token of `kind` for `collection` belongs to, with its claims.
     /// `None` for anything else: malformed, forged, expired, another collection or
-    /// type, or a record whose key material has changed since.
+    /// type, or a record whose key material has changed since. With `version` (the
+    /// schema version of the request) the record may come from the identity cache.
     async fn check_token(
         &self,
         collection: &Collection,
         token: &str,
         kind: Kind,
+        version: Option<i64>,
     ) -> Result<Option<(Record, Claims)>, AuthError> {
         let Some(claims) = token::peek(token) else {
             return Ok(None);
@@ -304,12 +306,7 @@ impl AuthService {
         if claims.collection_id != collection.id || claims.kind != kind.as_str() {
             return Ok(None);
         }
-        let Some(record) = self
-            .records
-            .find_by_id(&collection.id, &claims.id)
-            .await
-            .map_err(AuthError::Record)?
-        else {
+        let Some(record) = self.token_record(collection, &claims.id, version).await? else {
             return Ok(None);
         };
         let Some(material) = Self::material(kind, &record) else {
@@ -321,56 +318,34 @@ impl AuthService {
         )
     }
 
-    /// [`AuthService::check_token`] for auth tokens, with the record from the identity
-    /// cache when it is there: a signed-in request reads no row of its caller.
-    async fn check_auth_token(
+    /// The record a token names, read under schema `version` when given: then from
+    /// the identity cache if it is there, and kept there after a read, so a signed-in
+    /// request reads no row of its caller. Superusers are never cached: the CLI
+    /// (`basalt superuser …`) changes them from another process, and a rotated
+    /// superuser key must stop working at once.
+    async fn token_record(
         &self,
-        snapshot: &Snapshot,
         collection: &Collection,
-        token: &str,
-        claims: &Claims,
+        id: &str,
+        version: Option<i64>,
     ) -> Result<Option<Record>, AuthError> {
-        if claims.collection_id != collection.id || claims.kind != Kind::Auth.as_str() {
-            return Ok(None);
-        }
         let cache = self.records.identities();
-        let version = snapshot.version();
-        // Superusers are not cached: the CLI (`basalt superuser …`) changes them from
-        // another process, and a rotated superuser key must stop working at once.
-        let cached = (collection.name != SUPERUSERS)
-            .then(|| cache.get(&collection.name, &claims.id, version))
-            .flatten();
-        let record = match cached {
-            Some(record) => record,
-            None => {
-                let generation = cache.generation();
-                let Some(record) = self
-                    .records
-                    .find_by_id(&collection.id, &claims.id)
-                    .await
-                    .map_err(AuthError::Record)?
-                else {
-                    return Ok(None);
-                };
-                if collection.name != SUPERUSERS {
-                    cache.put(
-                        &collection.name,
-                        &claims.id,
-                        version,
-                        generation,
-                        record.clone(),
-                    );
-                }
-                record
-            }
-        };
-        let Some(material) = Self::material(Kind::Auth, &record) else {
-            return Ok(None);
-        };
-        Ok(
-            token::verify(&self.secret, token, Kind::Auth, &collection.id, &material)
-                .map(|_| record),
-        )
+        let version = version.filter(|_| collection.name != SUPERUSERS);
+        if let Some(version) = version
+            && let Some(record) = cache.get(&collection.name, id, version)
+        {
+            return Ok(Some(record));
+        }
+        let generation = cache.generation();
+        let record = self
+            .records
+            .find_by_id(&collection.id, id)
+            .await
+            .map_err(AuthError::Record)?;
+        if let (Some(version), Some(record)) = (version, &record) {
+            cache.put(&collection.name, id, version, generation, record.clone());
+        }
+        Ok(record)
     }
 
     /// The identity behind an `Authorization` header value (`TOKEN` or `Bearer TOKEN`);
@@ -400,8 +375,8 @@ impl AuthService {
             .filter(|c| c.auth.is_some())
             .cloned()
             .ok_or(AuthError::InvalidToken)?;
-        let record = self
-            .check_auth_token(snapshot, &collection, token, &claims)
+        let (record, _) = self
+            .check_token(&collection, token, Kind::Auth, Some(snapshot.version()))
             .await?
             .ok_or(AuthError::InvalidToken)?;
         Ok(if collection.name == SUPERUSERS {
@@ -789,7 +764,7 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let collection = Self::auth_collection(snapshot, name)?;
         let (record, _) = self
-            .check_token(&collection, token, Kind::Verification)
+            .check_token(&collection, token, Kind::Verification, None)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         if record.get("verified") == Some(&Value::Bool(true)) {
@@ -894,7 +869,7 @@ impl AuthService {
         let collection = Self::auth_collection(snapshot, name)?;
         Self::check_password(&collection, password, confirm)?;
         let (record, _) = self
-            .check_token(&collection, token, Kind::PasswordReset)
+            .check_token(&collection, token, Kind::PasswordReset, None)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         let hash = password::hash(password.to_owned())
@@ -989,7 +964,7 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let collection = Self::auth_collection(snapshot, name)?;
         let (record, claims) = self
-            .check_token(&collection, token, Kind::EmailChange)
+            .check_token(&collection, token, Kind::EmailChange, None)
             .await?
             .ok_or(AuthError::InvalidOneTimeToken)?;
         let new_email = claims.new_email.ok_or(AuthError::InvalidOneTimeToken)?;

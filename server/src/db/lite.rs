@@ -32,8 +32,7 @@ const STATEMENT_CACHE: usize = 256;
 const MAX_BATCH: usize = 256;
 
 /// How SQLite syncs to disk on commit, in WAL mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Synchronous {
     /// The WAL is synced at checkpoints, not at each commit: a commit survives a crash
     /// of Basalt (`kill -9`), and may be lost only if the machine loses power or the

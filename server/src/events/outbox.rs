@@ -3,7 +3,7 @@
 //! rolled-back one never does.
 
 use chrono::{SecondsFormat, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, NotSet, Set};
+use sea_orm::DbErr;
 use serde_json::{Value, json};
 
 use crate::db::entities::outbox;
@@ -90,38 +90,6 @@ pub fn insert(
         ])
         .map_err(|e| DbErr::Custom(e.to_string()))?
         .to_owned())
-}
-
-/// Insert the event for a change inside the change's transaction `txn`. `hidden`
-/// holds the record's hidden field values, kept beside the event for in-process
-/// subscribers and never published.
-///
-/// Fails when the row cannot be written, which fails (and rolls back) the change.
-pub async fn write<C: ConnectionTrait>(
-    txn: &C,
-    collection: &str,
-    action: Action,
-    id: &str,
-    record: &Value,
-    previous: Option<&Value>,
-    hidden: Option<&Value>,
-) -> Result<(), DbErr> {
-    let event_id = uuid::Uuid::now_v7().to_string();
-    let event = cloud_event(&event_id, collection, action, id, record, previous);
-    outbox::ActiveModel {
-        seq: NotSet,
-        id: Set(event_id),
-        collection: Set(collection.to_owned()),
-        action: Set(action.as_str().to_owned()),
-        payload: Set(event.to_string()),
-        hidden: Set(hidden.map(Value::to_string)),
-        created: Set(Utc::now()),
-        sent: Set(None),
-        attempts: Set(0),
-    }
-    .insert(txn)
-    .await
-    .map(|_| ())
 }
 
 #[cfg(test)]

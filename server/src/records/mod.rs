@@ -441,9 +441,18 @@ impl RecordService {
         Ok((self.decode(collection, &row)?, held))
     }
 
-    /// Run a system write (Basalt's own: auth flows, no rules, no hooks) on
-    /// `collection` as one write.
-    async fn system_write<T, F>(&self, collection: &str, work: F) -> Result<T, RecordError>
+    /// Run `work` as one write on `collection` (id or name), looked up in the write's
+    /// own snapshot: the way in of every single-collection write.
+    ///
+    /// Fails like [`RecordService::run_write`], and with `NotFound` when the
+    /// collection is gone.
+    pub(crate) async fn write_on<T, F>(
+        &self,
+        collection: &str,
+        identity: Identity,
+        request: Request,
+        work: F,
+    ) -> Result<T, RecordError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(
@@ -454,7 +463,7 @@ impl RecordService {
             + 'static,
     {
         let name = collection.to_owned();
-        self.in_write(Identity::Anonymous, Request::new("POST"), move |ctx| {
+        self.in_write(identity, request, move |ctx| {
             Box::pin(async move {
                 let collection = ctx
                     .snapshot
@@ -465,6 +474,21 @@ impl RecordService {
             })
         })
         .await
+    }
+
+    /// A system write (Basalt's own: auth flows; no rules, no hooks) on `collection`.
+    async fn system_write<T, F>(&self, collection: &str, work: F) -> Result<T, RecordError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c WriteCtx<'c>,
+                Arc<Collection>,
+            ) -> BoxFuture<'c, Result<T, RecordError>>
+            + Send
+            + 'static,
+    {
+        self.write_on(collection, Identity::Anonymous, Request::new("POST"), work)
+            .await
     }
 
     /// Insert a record with the given values; the id (UUIDv7 unless given), autodates
@@ -496,6 +520,17 @@ impl RecordService {
         mut values: Record,
     ) -> Result<String, RecordError> {
         fill_new(collection, &mut values);
+        self.insert_row(ctx, collection, values).await
+    }
+
+    /// Insert `values` as they are (id and autodates already filled in, see
+    /// [`fill_new`]), with the outbox event; returns the id.
+    async fn insert_row(
+        &self,
+        ctx: &WriteCtx<'_>,
+        collection: &Collection,
+        values: Record,
+    ) -> Result<String, RecordError> {
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
         for field in &collection.fields {

@@ -466,7 +466,7 @@ impl RecordService {
             self.refuse_id_of_another_identity(ctx, collection, &id)
                 .await?;
         }
-        let id = self.insert_in(ctx, collection, values).await?;
+        let id = self.insert_row(ctx, collection, values).await?;
         let mut request = ctx.request.clone();
         request.body = body;
         // One statement reads the row back and evaluates the create rule and the view
@@ -512,22 +512,21 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let password_hash = self.prepare_create(&planned, identity, &body).await?;
-        let name = planned.name.clone();
         let (collection, record, visible) = self
-            .in_write(identity.clone(), request.clone(), move |ctx| {
-                Box::pin(async move {
-                    let collection = ctx
-                        .snapshot
-                        .get(&name)
-                        .cloned()
-                        .ok_or(RecordError::NotFound)?;
-                    let (record, visible) = ctx
-                        .service
-                        .create_in(ctx, &collection, body, password_hash)
-                        .await?;
-                    Ok((collection, record, visible))
-                })
-            })
+            .write_on(
+                &planned.name,
+                identity.clone(),
+                request.clone(),
+                move |ctx, collection| {
+                    Box::pin(async move {
+                        let (record, visible) = ctx
+                            .service
+                            .create_in(ctx, &collection, body, password_hash)
+                            .await?;
+                        Ok((collection, record, visible))
+                    })
+                },
+            )
             .await?;
         Ok(visible.then(|| super::read::shape(&collection, &record, identity)))
     }
@@ -672,24 +671,30 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let prepared = self.prepare_update(&planned, id, identity, &body).await?;
-        let name = planned.name.clone();
         let id = id.to_owned();
         let if_match = if_match.map(str::to_owned);
         let (collection, record, visible) = self
-            .in_write(identity.clone(), request.clone(), move |ctx| {
-                Box::pin(async move {
-                    let collection = ctx
-                        .snapshot
-                        .get(&name)
-                        .cloned()
-                        .ok_or(RecordError::NotFound)?;
-                    let (record, visible) = ctx
-                        .service
-                        .update_in_txn(ctx, &collection, &id, body, prepared, if_match.as_deref())
-                        .await?;
-                    Ok((collection, record, visible))
-                })
-            })
+            .write_on(
+                &planned.name,
+                identity.clone(),
+                request.clone(),
+                move |ctx, collection| {
+                    Box::pin(async move {
+                        let (record, visible) = ctx
+                            .service
+                            .update_in_txn(
+                                ctx,
+                                &collection,
+                                &id,
+                                body,
+                                prepared,
+                                if_match.as_deref(),
+                            )
+                            .await?;
+                        Ok((collection, record, visible))
+                    })
+                },
+            )
             .await?;
         let tag = super::etag(&record);
         Ok((
@@ -879,21 +884,20 @@ impl RecordService {
             .ok_or(RecordError::NotFound)?;
         identity.require_scope(&planned.name, Op::Delete)?;
         Self::require_rule(identity, &planned, &self.schema.snapshot(), RuleOp::Delete)?;
-        let name = planned.name.clone();
         let id = id.to_owned();
         let if_match = if_match.map(str::to_owned);
-        self.in_write(identity.clone(), request.clone(), move |ctx| {
-            Box::pin(async move {
-                let collection = ctx
-                    .snapshot
-                    .get(&name)
-                    .cloned()
-                    .ok_or(RecordError::NotFound)?;
-                ctx.service
-                    .delete_in_txn(ctx, &collection, &id, if_match.as_deref())
-                    .await
-            })
-        })
+        self.write_on(
+            &planned.name,
+            identity.clone(),
+            request.clone(),
+            move |ctx, collection| {
+                Box::pin(async move {
+                    ctx.service
+                        .delete_in_txn(ctx, &collection, &id, if_match.as_deref())
+                        .await
+                })
+            },
+        )
         .await
     }
 }

@@ -30,40 +30,11 @@ const SCHEMA_LOCK_KEY: i64 = 0x6261_7361_6c74_7363; // "basaltsc"
 /// The `_settings` key of the schema version, bumped by every committed change.
 const VERSION_KEY: &str = "schemaVersion";
 
-/// The committed schema version. With `lock` (inside a write transaction) the row is
-/// share-locked on PostgreSQL, so a schema change cannot commit until the caller's
-/// transaction ends; SQLite's write transactions are exclusive already.
-///
-/// Fails when `_settings` cannot be read or holds no version.
-pub async fn read_version(conn: &impl ConnectionTrait, lock: bool) -> Result<i64, DbErr> {
-    use crate::db::entities::settings;
-    let mut query = Query::select();
-    query
-        .column(settings::Column::Value)
-        .from(settings::Entity)
-        .and_where(Expr::col(settings::Column::Key).eq(VERSION_KEY));
-    if lock && conn.get_database_backend() == DatabaseBackend::Postgres {
-        query.lock_shared();
-    }
-    let row = conn
-        .query_one(&query)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(VERSION_KEY.to_owned()))?;
-    let text: String = row.try_get("", "value")?;
-    text.trim()
-        .parse()
-        .map_err(|_| DbErr::Type(format!("_settings.{VERSION_KEY} is not a number")))
-}
-
-/// [`read_version`] through the record pipeline's executor (inside a write, on
-/// PostgreSQL share-locking the version until the transaction ends).
-///
-/// Fails when the query fails or the stored version is not a number.
-pub async fn read_version_on(
-    exec: crate::db::exec::Exec<'_>,
-    backend: DatabaseBackend,
-    lock: bool,
-) -> Result<i64, DbErr> {
+/// The query for the committed schema version; with `lock` (inside a write
+/// transaction) the row is share-locked on PostgreSQL, so a schema change cannot commit
+/// until the caller's transaction ends; SQLite's write transactions are exclusive
+/// already.
+fn version_query(backend: DatabaseBackend, lock: bool) -> sea_orm::Statement {
     use crate::db::entities::settings;
     let mut query = Query::select();
     query
@@ -73,14 +44,36 @@ pub async fn read_version_on(
     if lock && backend == DatabaseBackend::Postgres {
         query.lock_shared();
     }
-    let row = exec
-        .one(backend.build(&query))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(VERSION_KEY.to_owned()))?;
-    let text: String = row.get("value")?;
-    text.trim()
+    backend.build(&query)
+}
+
+/// The version as stored.
+fn parse_version(text: Option<String>) -> Result<i64, DbErr> {
+    text.ok_or_else(|| DbErr::RecordNotFound(VERSION_KEY.to_owned()))?
+        .trim()
         .parse()
         .map_err(|_| DbErr::Type(format!("_settings.{VERSION_KEY} is not a number")))
+}
+
+/// The committed schema version (see [`version_query`] for `lock`).
+///
+/// Fails when `_settings` cannot be read or holds no version.
+pub async fn read_version(conn: &impl ConnectionTrait, lock: bool) -> Result<i64, DbErr> {
+    let statement = version_query(conn.get_database_backend(), lock);
+    let row = conn.query_one_raw(statement).await?;
+    parse_version(row.map(|row| row.try_get("", "value")).transpose()?)
+}
+
+/// [`read_version`] through the record pipeline's executor.
+///
+/// Fails when the query fails or the stored version is not a number.
+pub async fn read_version_on(
+    exec: crate::db::exec::Exec<'_>,
+    backend: DatabaseBackend,
+    lock: bool,
+) -> Result<i64, DbErr> {
+    let row = exec.one(version_query(backend, lock)).await?;
+    parse_version(row.map(|row| row.get("value")).transpose()?)
 }
 
 /// Outcomes of a schema change a caller can act on.
