@@ -104,6 +104,24 @@ check('createBatch runs in one transaction', async () => {
   assert.ok(titles.includes('B1') && titles.includes('B2') && !titles.includes('B3'));
 });
 
+check(':each needs at least one element (PocketBase semantics)', async () => {
+  await admin.collections.create({
+    name: 'tagged', listRule: '', viewRule: '',
+    fields: [
+      { name: 'label', type: 'text' },
+      { name: 'tags', type: 'select', maxSelect: 3, values: ['a', 'b', 'c'] },
+    ],
+  });
+  await admin.collection('tagged').create({ label: 'none', tags: [] });
+  await admin.collection('tagged').create({ label: 'only-b', tags: ['b'] });
+  await admin.collection('tagged').create({ label: 'mixed', tags: ['a', 'b'] });
+  const labels = async (filter) => (await bob.collection('tagged').getFullList({ filter, sort: 'label' }))
+    .map((r) => r.label);
+  assert.deepEqual(await labels("tags:each = 'b'"), ['only-b']);
+  assert.deepEqual(await labels("tags:each != 'a'"), ['only-b']);
+  assert.deepEqual(await labels("tags:length = 0"), ['none']);
+});
+
 let failed = 0;
 for (const [name, fn] of checks) {
   try {

@@ -303,6 +303,22 @@ impl TestApp {
         body["token"].as_str().expect("token").to_owned()
     }
 
+    /// How many rows `table` holds, read straight from the database.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sea_orm::ConnectionTrait;
+        let db = &self.state.db;
+        let row = db
+            .conn()
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.database_backend(),
+                format!("SELECT COUNT(*) AS n FROM \"{table}\""),
+            ))
+            .await
+            .expect("count query")
+            .expect("a count row");
+        row.try_get::<i64>("", "n").expect("a count")
+    }
+
     /// Column names of a table, from the database's catalog.
     pub async fn columns(&self, table: &str) -> Vec<String> {
         use sea_orm::ConnectionTrait;

@@ -1035,7 +1035,7 @@ impl AuthService {
         create_data: &serde_json::Map<String, Value>,
     ) -> Result<(String, Arc<Collection>, Record, Value), AuthError> {
         use crate::db::entities::external_auths;
-        use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
         let collection = Self::auth_collection(snapshot, name)?;
         let options = collection.auth.clone().unwrap_or_default();
@@ -1062,14 +1062,22 @@ impl AuthService {
             .one(self.db.conn())
             .await
             .map_err(db)?;
-        let mut is_new = false;
-        let record = match linked {
+        let link = crate::records::ExternalLink {
+            provider: provider.to_owned(),
+            provider_id: user.id.clone(),
+        };
+        let linked = match linked {
+            // A link whose record is gone (deleted before links went with it) is stale.
             Some(link) => self
                 .records
                 .find_by_id(&collection.id, &link.record_id)
                 .await
-                .map_err(AuthError::Record)?
-                .ok_or_else(|| AuthError::OAuth2("The linked account no longer exists.".into()))?,
+                .map_err(AuthError::Record)?,
+            None => None,
+        };
+        let mut is_new = false;
+        let record = match linked {
+            Some(record) => record,
             None => {
                 let email = user.email.clone().ok_or_else(|| {
                     AuthError::OAuth2("The provider did not share a verified email address.".into())
@@ -1079,8 +1087,15 @@ impl AuthService {
                     .find_by_field(&collection.id, "email", &Value::String(email.clone()))
                     .await
                     .map_err(AuthError::Record)?;
-                let record = match existing {
-                    Some(record) if record.get("verified") == Some(&Value::Bool(true)) => record,
+                match existing {
+                    Some(record) if record.get("verified") == Some(&Value::Bool(true)) => {
+                        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                        self.records
+                            .link_external(&collection.id, id, link)
+                            .await
+                            .map_err(AuthError::Record)?;
+                        record
+                    }
                     Some(_) => {
                         return Err(AuthError::OAuth2(
                             "An unverified account uses this email. Sign in to it with its \
@@ -1090,23 +1105,10 @@ impl AuthService {
                     }
                     None => {
                         is_new = true;
-                        self.create_oauth2_record(&collection, &email, create_data)
+                        self.create_oauth2_record(&collection, &email, create_data, link)
                             .await?
                     }
-                };
-                let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
-                external_auths::ActiveModel {
-                    id: Set(random_string(15)?.to_lowercase()),
-                    collection_id: Set(collection.id.clone()),
-                    record_id: Set(id.to_owned()),
-                    provider: Set(provider.to_owned()),
-                    provider_id: Set(user.id.clone()),
-                    created: Set(chrono::Utc::now()),
                 }
-                .insert(self.db.conn())
-                .await
-                .map_err(db)?;
-                record
             }
         };
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -1129,14 +1131,19 @@ impl AuthService {
         Ok((token, collection, record, meta))
     }
 
-    /// A new record for an OAuth2 sign-up: the client's `createData` for ordinary
-    /// fields (checked like any input), the provider's verified email, `verified`,
-    /// and an unusable random password.
+    /// A new record for an OAuth2 sign-up, through the create path as an anonymous
+    /// caller (`@request.context` is `oauth2`): the client's `createData` for
+    /// ordinary fields, the provider's verified email, `verified`, and an unusable
+    /// random password; the external identity is linked in the same write.
+    ///
+    /// Fails with `Record` errors like any create: a locked create rule (403), a
+    /// create rule or required field the data does not satisfy (400).
     async fn create_oauth2_record(
         &self,
         collection: &Collection,
         email: &str,
         create_data: &serde_json::Map<String, Value>,
+        link: crate::records::ExternalLink,
     ) -> Result<Record, AuthError> {
         const OWNED_BY_BASALT: [&str; 7] = [
             "id",
@@ -1147,26 +1154,20 @@ impl AuthService {
             "tokenKey",
             "emailVisibility",
         ];
-        let data: serde_json::Map<String, Value> = create_data
+        let mut body: serde_json::Map<String, Value> = create_data
             .iter()
             .filter(|(key, _)| !OWNED_BY_BASALT.contains(&key.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut values = crate::records::validate::validate(
-            collection,
-            &data,
-            crate::records::validate::Mode::Update,
-        )
-        .map_err(AuthError::Validation)?;
-        let password = password::hash(random_string(40)?)
-            .await
-            .map_err(AuthError::Internal)?;
-        values.insert("email".into(), Value::String(email.to_owned()));
-        values.insert("verified".into(), Value::Bool(true));
-        values.insert("password".into(), Value::String(password));
-        values.insert("tokenKey".into(), Value::String(random_string(50)?));
+        let password = random_string(40)?;
+        body.insert("email".into(), Value::String(email.to_owned()));
+        body.insert("password".into(), Value::String(password.clone()));
+        body.insert("passwordConfirm".into(), Value::String(password));
+        let mut request = crate::filter::compile::Request::new("POST");
+        request.context = "oauth2".to_owned();
+        let preset = Record::from_iter([("verified".to_owned(), Value::Bool(true))]);
         self.records
-            .insert_system(&collection.id, values)
+            .create_linked(&collection.id, &request, body, preset, link)
             .await
             .map_err(AuthError::Record)
     }

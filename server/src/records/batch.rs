@@ -195,10 +195,10 @@ impl RecordService {
         };
         match resolved {
             Resolved::Create => {
-                let hash = self
+                let preset = self
                     .prepare_create(&collection, &ctx.identity, &body)
                     .await?;
-                let (record, visible) = self.create_in(ctx, &collection, body, hash).await?;
+                let (record, visible) = self.create_in(ctx, &collection, body, preset).await?;
                 Ok(Done::Written(collection, record, visible))
             }
             Resolved::Update(id) => {

@@ -197,11 +197,11 @@ impl<'c> WriteCtx<'c> {
                 .get(collection)
                 .cloned()
                 .ok_or(RecordError::NotFound)?;
-            let hash = self
+            let preset = self
                 .service
                 .prepare_create(&planned, &self.identity, &body)
                 .await?;
-            let (record, _) = self.service.create_in(self, &planned, body, hash).await?;
+            let (record, _) = self.service.create_in(self, &planned, body, preset).await?;
             Ok(record)
         })
     }

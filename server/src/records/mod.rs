@@ -20,6 +20,7 @@ use sea_orm::{DbErr, Statement};
 use serde_json::{Map, Value};
 
 pub use ctx::{Committed, HookOp, Hooks, NoHooks, Pending, Rejection, WriteCtx};
+pub use write::ExternalLink;
 
 use crate::db::exec::{Exec, Row};
 use crate::db::{Backend, Db, WriteTxn};
@@ -687,6 +688,19 @@ impl RecordService {
         collection: &Collection,
         ids: Vec<String>,
     ) -> Result<usize, RecordError> {
+        if collection.auth.is_some() {
+            // An account's external identities go with it, so signing in through
+            // them later makes a new account instead of failing on a dangling link.
+            let links = Query::delete()
+                .from_table(col("_external_auths"))
+                .and_where(Expr::col(col("collection_id")).eq(collection.id.as_str()))
+                .and_where(Expr::col(col("record_id")).is_in(ids.iter().map(String::as_str)))
+                .to_owned();
+            ctx.exec
+                .execute(self.statement(&links, ctx.version))
+                .await
+                .map_err(RecordError::Db)?;
+        }
         let delete = Query::delete()
             .from_table(col(&collection.name))
             .and_where(Expr::col(col("id")).is_in(ids))

@@ -20,6 +20,13 @@ use crate::identity::{Identity, Op};
 use crate::schema::{Collection, FieldKind};
 use crate::validation::FieldErrors;
 
+/// An external identity (OAuth2 provider and its user id) to link to a record.
+#[derive(Debug, Clone)]
+pub struct ExternalLink {
+    pub provider: String,
+    pub provider_id: String,
+}
+
 fn col(name: &str) -> Alias {
     Alias::new(name)
 }
@@ -410,13 +417,14 @@ impl RecordService {
         Ok(())
     }
 
-    /// The checks and password work a create needs before its transaction.
+    /// The checks and password work a create needs before its transaction; returns
+    /// the values Basalt sets itself (a password's hash).
     pub(super) async fn prepare_create(
         &self,
         planned: &Collection,
         identity: &Identity,
         body: &Map<String, Value>,
-    ) -> Result<Option<String>, RecordError> {
+    ) -> Result<Record, RecordError> {
         identity.require_scope(&planned.name, Op::Create)?;
         Self::require_rule(identity, planned, &self.schema.snapshot(), RuleOp::Create)?;
         Self::refuse_protected(planned, body, identity, Mode::Create)?;
@@ -427,32 +435,34 @@ impl RecordService {
         ) {
             (true, Some(password)) => {
                 validate(planned, body, Mode::Create).map_err(RecordError::Validation)?;
-                crate::password::hash(password.to_owned())
+                let hash = crate::password::hash(password.to_owned())
                     .await
-                    .map(Some)
-                    .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))
+                    .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e)))?;
+                Ok(Record::from_iter([(
+                    "password".to_owned(),
+                    Value::String(hash),
+                )]))
             }
-            _ => Ok(None),
+            _ => Ok(Record::new()),
         }
     }
 
-    /// Create inside the write; returns the stored record and whether its creator may
-    /// view it.
+    /// Create inside the write; `preset` holds values Basalt sets itself after
+    /// validation (a password's hash, `verified` for an OAuth2 sign-up). Returns the
+    /// stored record and whether its creator may view it.
     pub(crate) async fn create_in(
         &self,
         ctx: &WriteCtx<'_>,
         collection: &Collection,
         body: Map<String, Value>,
-        password_hash: Option<String>,
+        preset: Record,
     ) -> Result<(Record, bool), RecordError> {
         let mut values =
             validate(collection, &body, Mode::Create).map_err(RecordError::Validation)?;
         if collection.auth.is_some() {
             values.insert("tokenKey".into(), Value::String(super::random_key()));
-            if let Some(hash) = password_hash {
-                values.insert("password".into(), Value::String(hash));
-            }
         }
+        values.extend(preset);
         self.check_relations(ctx, collection, &values).await?;
         super::fill_new(collection, &mut values);
         let id = values
@@ -511,7 +521,7 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        let password_hash = self.prepare_create(&planned, identity, &body).await?;
+        let preset = self.prepare_create(&planned, identity, &body).await?;
         let (collection, record, visible) = self
             .write_on(
                 &planned.name,
@@ -521,7 +531,7 @@ impl RecordService {
                     Box::pin(async move {
                         let (record, visible) = ctx
                             .service
-                            .create_in(ctx, &collection, body, password_hash)
+                            .create_in(ctx, &collection, body, preset)
                             .await?;
                         Ok((collection, record, visible))
                     })
@@ -529,6 +539,116 @@ impl RecordService {
             )
             .await?;
         Ok(visible.then(|| super::read::shape(&collection, &record, identity)))
+    }
+
+    /// An account made by an external sign-in (OAuth2) on auth collection
+    /// `collection`: created as an anonymous caller through the same path as any
+    /// create (create rule with `@request.context = "oauth2"`, required fields,
+    /// relations, protected fields, hooks) plus `preset` values only Basalt sets,
+    /// with `link` written in the same write, so no account exists without its link.
+    /// Returns the stored record.
+    ///
+    /// Fails like [`RecordService::create`].
+    pub async fn create_linked(
+        &self,
+        collection: &str,
+        request: &Request,
+        body: Map<String, Value>,
+        preset: Record,
+        link: ExternalLink,
+    ) -> Result<Record, RecordError> {
+        let planned = self
+            .schema
+            .snapshot()
+            .get(collection)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        let mut preset_all = self
+            .prepare_create(&planned, &Identity::Anonymous, &body)
+            .await?;
+        preset_all.extend(preset);
+        self.write_on(
+            &planned.name,
+            Identity::Anonymous,
+            request.clone(),
+            move |ctx, collection| {
+                Box::pin(async move {
+                    let (record, _) = ctx
+                        .service
+                        .create_in(ctx, &collection, body, preset_all)
+                        .await?;
+                    let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                    ctx.service.link_in(ctx, &collection, id, &link).await?;
+                    Ok(record)
+                })
+            },
+        )
+        .await
+    }
+
+    /// Link an external identity to the existing record `id` of `collection` (a
+    /// system write).
+    ///
+    /// Fails with `NotFound` for an unknown collection, or when the statement fails.
+    pub async fn link_external(
+        &self,
+        collection: &str,
+        id: &str,
+        link: ExternalLink,
+    ) -> Result<(), RecordError> {
+        let id = id.to_owned();
+        self.system_write(collection, move |ctx, collection| {
+            Box::pin(async move { ctx.service.link_in(ctx, &collection, &id, &link).await })
+        })
+        .await
+    }
+
+    /// Write `link` for record `id` inside the write, replacing a stale link of the
+    /// same external identity.
+    async fn link_in(
+        &self,
+        ctx: &WriteCtx<'_>,
+        collection: &Collection,
+        id: &str,
+        link: &ExternalLink,
+    ) -> Result<(), RecordError> {
+        let table = col("_external_auths");
+        let stale = Query::delete()
+            .from_table(table.clone())
+            .and_where(Expr::col(col("collection_id")).eq(collection.id.as_str()))
+            .and_where(Expr::col(col("provider")).eq(link.provider.as_str()))
+            .and_where(Expr::col(col("provider_id")).eq(link.provider_id.as_str()))
+            .to_owned();
+        let insert = Query::insert()
+            .into_table(table)
+            .columns(
+                [
+                    "id",
+                    "collection_id",
+                    "record_id",
+                    "provider",
+                    "provider_id",
+                    "created",
+                ]
+                .map(col),
+            )
+            .values([
+                super::random_key()[..15].to_lowercase().into(),
+                collection.id.as_str().into(),
+                id.into(),
+                link.provider.as_str().into(),
+                link.provider_id.as_str().into(),
+                chrono::Utc::now().into(),
+            ])
+            .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e.to_string())))?
+            .to_owned();
+        for statement in [
+            self.statement(&stale, ctx.version),
+            self.statement(&insert, ctx.version),
+        ] {
+            ctx.exec.execute(statement).await.map_err(RecordError::Db)?;
+        }
+        Ok(())
     }
 
     /// The checks and password work an update needs before its transaction: the plain

@@ -11,7 +11,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-backend_tests!(oauth2_signs_in_links_and_creates_safely);
+backend_tests!(
+    oauth2_signs_in_links_and_creates_safely,
+    oauth2_sign_up_is_a_create_with_its_link
+);
 
 /// The provider's users, by login name: (subject, email, email verified).
 const USERS: [(&str, &str, &str, bool); 4] = [
@@ -332,4 +335,123 @@ async fn oauth2_signs_in_links_and_creates_safely(backend: Backend) {
         )
         .await;
     assert_eq!(status, 400);
+}
+
+/// An OAuth2 sign-up is a create like any other — create rule (with
+/// `@request.context = "oauth2"`), required fields, rollback — and its external link
+/// is written in the same write: never an account without its link, never a link
+/// without its account. A deleted account takes its links with it.
+async fn oauth2_sign_up_is_a_create_with_its_link(backend: Backend) {
+    let provider = start_provider();
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections",
+            Some(&admin),
+            Some(json!({
+                "name": "members", "type": "auth", "listRule": "", "viewRule": "",
+                "fields": [{"name": "nickname", "type": "text", "required": true}],
+                "oauth2": {"enabled": true, "providers": [{
+                    "name": "oidc", "clientId": "basalt-client", "clientSecret": "s3cret",
+                    "authURL": format!("{provider}/authorize"),
+                    "tokenURL": format!("{provider}/token"),
+                    "userInfoURL": format!("{provider}/userinfo"),
+                }]},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let redirect = "http://app.example/callback";
+    let sign_up = |create_data: Value| {
+        let app = &app;
+        async move {
+            let (_, methods) = app.get_json("/api/collections/members/auth-methods").await;
+            let (code, verifier) = authorize_as(&methods, "newbie", redirect).await;
+            app.call(
+                Method::POST,
+                "/api/collections/members/auth-with-oauth2",
+                None,
+                Some(json!({
+                    "provider": "oidc", "code": code, "codeVerifier": verifier,
+                    "redirectURL": redirect, "createData": create_data,
+                })),
+            )
+            .await
+        }
+    };
+    let nothing_written = |why: &'static str| {
+        let app = &app;
+        async move {
+            assert_eq!(app.count_rows("members").await, 0, "{why}: no account");
+            assert_eq!(app.count_rows("_external_auths").await, 0, "{why}: no link");
+        }
+    };
+
+    // The create rule is locked (superusers only): no sign-up.
+    let (status, body) = sign_up(json!({"nickname": "nb"})).await;
+    assert_eq!(status, 403, "{body}");
+    nothing_written("locked create rule").await;
+
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/api/collections/members",
+            Some(&admin),
+            Some(json!({"createRule": "@request.context = 'oauth2' && nickname != 'root'"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A required field createData does not fill: the field's own error.
+    let (status, body) = sign_up(json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["data"]["nickname"]["code"], "validation_required",
+        "{body}"
+    );
+    nothing_written("required field missing").await;
+    // The create rule, evaluated on the inserted row, fails: all rolled back.
+    let (status, body) = sign_up(json!({"nickname": "root"})).await;
+    assert_eq!(status, 400, "{body}");
+    nothing_written("create rule refused").await;
+    // Outside OAuth2 the same rule refuses a plain sign-up.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections/members/records",
+            None,
+            Some(
+                json!({"email": "plain@example.com", "password": "plain-password",
+                        "passwordConfirm": "plain-password", "nickname": "plain"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, first) = sign_up(json!({"nickname": "nb"})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["meta"]["isNew"], true);
+    assert_eq!(first["record"]["verified"], true);
+    assert_eq!(first["record"]["nickname"], "nb");
+    assert_eq!(app.count_rows("members").await, 1);
+    assert_eq!(app.count_rows("_external_auths").await, 1);
+
+    // Deleting the account deletes its link; the same identity then signs up anew.
+    let id = first["record"]["id"].as_str().unwrap();
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/collections/members/records/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    nothing_written("account deleted").await;
+    let (status, again) = sign_up(json!({"nickname": "nb2"})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["meta"]["isNew"], true);
+    assert_ne!(again["record"]["id"], first["record"]["id"]);
+    assert_eq!(app.count_rows("_external_auths").await, 1);
 }
