@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod errors;
 pub mod events;
 pub mod filter;
 pub mod http;

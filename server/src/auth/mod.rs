@@ -59,6 +59,51 @@ pub enum AuthError {
     Internal(String),
 }
 
+impl AuthError {
+    /// The error as every transport reports it (see [`crate::errors`]).
+    pub fn problem(&self) -> crate::errors::Problem {
+        use crate::errors::{Code, Problem};
+        match self {
+            AuthError::InvalidCredentials => {
+                Problem::new(Code::InvalidCredentials, "Failed to authenticate.")
+            }
+            AuthError::InvalidToken | AuthError::Unauthorized => Problem::new(
+                Code::Unauthorized,
+                "The request requires valid record authorization token.",
+            ),
+            AuthError::CollectionNotFound => {
+                Problem::new(Code::NotFound, "The requested resource wasn't found.")
+            }
+            AuthError::NotAuthCollection(name) => Problem::new(
+                Code::InvalidRequest,
+                format!("`{name}` is not an auth collection."),
+            ),
+            AuthError::PasswordAuthDisabled => Problem::new(
+                Code::InvalidRequest,
+                "Password sign-in is disabled for this collection.",
+            ),
+            AuthError::Validation(errors) => {
+                Problem::new(Code::ValidationFailed, "Invalid input.").with_fields(errors.clone())
+            }
+            AuthError::InvalidOneTimeToken => {
+                let mut fields = FieldErrors::default();
+                fields.add(
+                    "token",
+                    "validation_invalid_token",
+                    "Invalid, expired or already used token.".into(),
+                );
+                Problem::new(Code::InvalidOneTimeToken, "Invalid or expired token.")
+                    .with_fields(fields)
+            }
+            AuthError::OAuth2(message) => Problem::new(Code::OAuth2Failed, message.clone()),
+            AuthError::Record(cause) => cause.problem(),
+            AuthError::Internal(message) => {
+                Problem::internal(&std::io::Error::other(message.clone()))
+            }
+        }
+    }
+}
+
 /// Signs users in, tells who a token belongs to, and runs the one-time-token flows
 /// (verification, password reset, email change). Cheap to clone.
 #[derive(Clone, Debug)]

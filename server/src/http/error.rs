@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::errors::{Code, Problem};
 pub use crate::validation::FieldError;
 use crate::validation::FieldErrors;
 
@@ -20,8 +21,8 @@ pub struct ApiError {
     pub data: BTreeMap<String, FieldError>,
     /// Seconds for `Retry-After` (429s, 503s).
     pub retry_after: Option<u64>,
-    /// A stable, machine-readable name for faults a client may handle on its own
-    /// (`database_unavailable`, `disk_full`, `lock_timeout`); sent as `code`.
+    /// The domain error's stable name ([`crate::errors::Code`]), sent as `code`;
+    /// `None` for errors of HTTP itself (a malformed request, an unknown route).
     pub code: Option<&'static str>,
 }
 
@@ -33,9 +34,6 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
 }
-
-/// How long a client is asked to wait before retrying when the database is away.
-const DB_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -103,50 +101,14 @@ impl ApiError {
         )
     }
 
-    /// A database error as the client should see it: a fault they can wait out or
-    /// fix (503 with `Retry-After`, 507, 409, 400) named by a stable `code`; anything
-    /// else is a 500 whose cause is only logged.
+    /// A database error as the client should see it (see [`Problem::from_db`]).
     pub fn from_db(cause: &sea_orm::DbErr) -> ApiError {
-        use crate::db::Fault;
-        let fault = crate::db::fault(cause);
-        if fault != Fault::Other {
-            tracing::warn!(error = %ErrorChain(cause), ?fault, "database fault");
-        }
-        match fault {
-            Fault::Unavailable => ApiError {
-                retry_after: Some(DB_RETRY_AFTER_SECS),
-                code: Some("database_unavailable"),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The database is unavailable; try again shortly.",
-                )
-            },
-            Fault::DiskFull => ApiError {
-                code: Some("disk_full"),
-                ..ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "The server's disk is full; nothing was saved. Try again once space is freed.",
-                )
-            },
-            Fault::LockTimeout => ApiError {
-                retry_after: Some(1),
-                code: Some("lock_timeout"),
-                ..ApiError::new(
-                    StatusCode::CONFLICT,
-                    "The data is locked by another change; try again.",
-                )
-            },
-            Fault::BadText => {
-                ApiError::bad_request("Text values cannot contain the NUL character.")
-            }
-            Fault::Other => ApiError::internal(cause),
-        }
+        Problem::from_db(cause).into()
     }
 
     /// A 500 whose cause is logged here, once, and never shown to the client.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> ApiError {
-        tracing::error!(error = %ErrorChain(cause), "internal error");
-        ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR)
+        Problem::internal(cause).into()
     }
 
     /// The body as JSON text.
@@ -186,91 +148,59 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The HTTP status of each domain code: the one place HTTP decides it.
+pub fn status_of(code: Code) -> StatusCode {
+    match code {
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ValidationFailed
+        | Code::NotUnique
+        | Code::Rejected
+        | Code::InvalidRequest
+        | Code::InvalidFilter
+        | Code::InvalidSort
+        | Code::InvalidExpand
+        | Code::InvalidText
+        | Code::InvalidCredentials
+        | Code::InvalidOneTimeToken
+        | Code::OAuth2Failed => StatusCode::BAD_REQUEST,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
+        Code::Forbidden | Code::OutOfScope => StatusCode::FORBIDDEN,
+        Code::Stale => StatusCode::PRECONDITION_FAILED,
+        Code::SchemaConflict | Code::LockTimeout => StatusCode::CONFLICT,
+        Code::SchemaChanging | Code::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> ApiError {
+        let status = status_of(problem.code);
+        ApiError {
+            status,
+            message: problem.message,
+            data: problem.fields.into_map(),
+            retry_after: problem.code.retry_after(),
+            code: Some(problem.code.name()),
+        }
+    }
+}
+
 impl From<crate::schema::SchemaError> for ApiError {
     fn from(err: crate::schema::SchemaError) -> ApiError {
-        use crate::schema::SchemaError;
-        match err {
-            SchemaError::NotFound => ApiError::not_found(),
-            SchemaError::Validation(errors) => {
-                ApiError::validation("The collection definition is invalid.", errors)
-            }
-            SchemaError::Conflict => ApiError::new(StatusCode::CONFLICT, err.to_string()),
-            SchemaError::Db(ref cause) => ApiError::from_db(cause),
-        }
+        err.problem().into()
     }
 }
 
 impl From<crate::auth::AuthError> for ApiError {
     fn from(err: crate::auth::AuthError) -> ApiError {
-        use crate::auth::AuthError;
-        match err {
-            AuthError::InvalidCredentials => ApiError::bad_request("Failed to authenticate."),
-            AuthError::InvalidToken => super::identity::invalid_token(),
-            AuthError::CollectionNotFound => ApiError::not_found(),
-            AuthError::NotAuthCollection(_) | AuthError::PasswordAuthDisabled => {
-                ApiError::bad_request(err.to_string())
-            }
-            AuthError::Validation(errors) => ApiError::validation("Invalid input.", errors),
-            AuthError::InvalidOneTimeToken => ApiError::bad_request("Invalid or expired token.")
-                .with_field(
-                    "token",
-                    "validation_invalid_token",
-                    "Invalid, expired or already used token.",
-                ),
-            AuthError::Unauthorized => super::identity::invalid_token(),
-            AuthError::OAuth2(message) => ApiError::bad_request(message),
-            AuthError::Record(cause) => ApiError::from(cause),
-            AuthError::Internal(ref message) => {
-                ApiError::internal(&std::io::Error::other(message.clone()))
-            }
-        }
+        err.problem().into()
     }
 }
 
 impl From<crate::records::RecordError> for ApiError {
     fn from(err: crate::records::RecordError) -> ApiError {
-        use crate::records::RecordError;
-        match err {
-            RecordError::NotFound => ApiError::not_found(),
-            RecordError::Validation(errors) => {
-                ApiError::validation("Failed to save the record.", errors)
-            }
-            RecordError::Stale => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "The record has changed since it was read; reload it and try again.",
-            ),
-            RecordError::Forbidden => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "Only superusers can perform this action.",
-            ),
-            RecordError::OutOfScope(..) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("{}.", capitalize(&err.to_string())),
-            ),
-            RecordError::Filter(e) => {
-                ApiError::bad_request(format!("Invalid filter or sort: {e}."))
-            }
-            RecordError::Rejected(message, errors) => ApiError::validation(message, errors),
-            RecordError::Invalid(message) => ApiError::bad_request(format!("{message}.")),
-            RecordError::Conflict(field) if field == "email" => {
-                ApiError::bad_request("Failed to save the record.").with_field(
-                    field,
-                    "validation_invalid_email",
-                    crate::records::validate::EMAIL_INVALID_OR_TAKEN,
-                )
-            }
-            RecordError::Conflict(field) => ApiError::bad_request("Failed to save the record.")
-                .with_field(field, "validation_not_unique", "Value must be unique."),
-            RecordError::SchemaChanging => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The schema is changing; try again.",
-            ),
-            RecordError::BrokenRule(ref message) => {
-                ApiError::internal(&std::io::Error::other(message.clone()))
-            }
-            RecordError::Schema(ref cause) => ApiError::internal(cause),
-            RecordError::Db(ref cause) => ApiError::from_db(cause),
-        }
+        err.problem().into()
     }
 }
 
@@ -296,28 +226,6 @@ pub fn default_message(status: StatusCode) -> &'static str {
         s if s >= 500 => "Something went wrong while processing your request.",
         _ => "The request could not be processed.",
     }
-}
-
-/// Displays an error with its sources, `a: b: c`, for logs.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(err) = source {
-            write!(f, ": {err}")?;
-            source = err.source();
-        }
-        Ok(())
-    }
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().collect::<String>() + chars.as_str()
-    })
 }
 
 #[cfg(test)]
@@ -349,6 +257,39 @@ mod tests {
         assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!err.body().contains("hunter2"));
         assert!(!err.body().contains("/secret"));
+    }
+
+    #[test]
+    fn every_code_has_a_status_and_client_errors_are_4xx() {
+        for code in Code::ALL {
+            let status = status_of(code);
+            let fault = matches!(
+                code,
+                Code::Internal | Code::DatabaseUnavailable | Code::SchemaChanging | Code::DiskFull
+            );
+            assert_eq!(status.is_server_error(), fault, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_problem_becomes_the_pocketbase_body_with_its_code() {
+        let mut fields = crate::validation::FieldErrors::default();
+        fields.add(
+            "title",
+            "validation_required",
+            "Missing required value.".into(),
+        );
+        let err = ApiError::from(
+            Problem::new(Code::ValidationFailed, "Failed to save the record.").with_fields(fields),
+        );
+        let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "status": 400, "message": "Failed to save the record.", "code": "validation_failed",
+                "data": {"title": {"code": "validation_required", "message": "Missing required value."}}
+            })
+        );
     }
 
     #[test]

@@ -260,6 +260,8 @@ pub async fn batch(
                 "batch_request_failed",
                 &format!("{} {}", inner.status.as_u16(), inner.message),
             );
+            // The failed request's own code names what went wrong.
+            err.code = inner.code;
             for (path, problem) in inner.data {
                 err = err.with_field(
                     format!("requests.{index}.{path}"),

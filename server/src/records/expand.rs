@@ -154,7 +154,7 @@ impl RecordService {
         request: &Request,
     ) -> Result<(&'a Collection, Vec<Record>, Links), RecordError> {
         let unknown = || {
-            RecordError::Filter(FilterError::new(
+            RecordError::Expand(FilterError::new(
                 0,
                 format!("cannot expand `{key}` of `{}`", collection.name),
             ))

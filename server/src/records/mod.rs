@@ -22,6 +22,9 @@ use serde_json::{Map, Value};
 pub use ctx::{Committed, HookOp, Hooks, NoHooks, Pending, Rejection, WriteCtx};
 pub use write::ExternalLink;
 
+use crate::errors::{Code, Problem};
+use crate::validation::FieldErrors;
+
 use crate::db::exec::{Exec, Row};
 use crate::db::{Backend, Db, WriteTxn};
 use crate::events::outbox::Action;
@@ -47,6 +50,12 @@ pub enum RecordError {
     Schema(SchemaError),
     #[error("invalid filter: {0}")]
     Filter(crate::filter::FilterError),
+    /// The `sort` parameter names something that cannot be sorted by.
+    #[error("invalid sort: {0}")]
+    Sort(crate::filter::FilterError),
+    /// The `expand` parameter names something that cannot be expanded.
+    #[error("invalid expand: {0}")]
+    Expand(crate::filter::FilterError),
     /// The collection's rule for this action is `null`: superusers only.
     #[error("only superusers can perform this action")]
     Forbidden,
@@ -70,6 +79,71 @@ pub enum RecordError {
     BrokenRule(String),
     #[error("database error: {0}")]
     Db(DbErr),
+}
+
+impl RecordError {
+    /// The error as every transport reports it (see [`crate::errors`]); a fault's
+    /// cause is logged here.
+    pub fn problem(&self) -> Problem {
+        match self {
+            RecordError::NotFound => {
+                Problem::new(Code::NotFound, "The requested resource wasn't found.")
+            }
+            RecordError::Validation(errors) => {
+                Problem::new(Code::ValidationFailed, "Failed to save the record.")
+                    .with_fields(errors.clone())
+            }
+            RecordError::Conflict(field) => {
+                let mut fields = FieldErrors::default();
+                if field == "email" {
+                    fields.add(
+                        field,
+                        "validation_invalid_email",
+                        validate::EMAIL_INVALID_OR_TAKEN.to_owned(),
+                    );
+                } else {
+                    fields.add(
+                        field,
+                        "validation_not_unique",
+                        "Value must be unique.".into(),
+                    );
+                }
+                Problem::new(Code::NotUnique, "Failed to save the record.").with_fields(fields)
+            }
+            RecordError::Rejected(message, errors) => {
+                Problem::new(Code::Rejected, message.clone()).with_fields(errors.clone())
+            }
+            RecordError::Invalid(message) => {
+                Problem::new(Code::InvalidRequest, format!("{message}."))
+            }
+            RecordError::Filter(e) => {
+                Problem::new(Code::InvalidFilter, format!("Invalid filter: {e}."))
+            }
+            RecordError::Sort(e) => Problem::new(Code::InvalidSort, format!("Invalid sort: {e}.")),
+            RecordError::Expand(e) => {
+                Problem::new(Code::InvalidExpand, format!("Invalid expand: {e}."))
+            }
+            RecordError::Forbidden => {
+                Problem::new(Code::Forbidden, "Only superusers can perform this action.")
+            }
+            RecordError::OutOfScope(collection, op) => Problem::new(
+                Code::OutOfScope,
+                format!("This API key may not {op} `{collection}` records."),
+            ),
+            RecordError::Stale => Problem::new(
+                Code::Stale,
+                "The record has changed since it was read; reload it and try again.",
+            ),
+            RecordError::SchemaChanging => {
+                Problem::new(Code::SchemaChanging, "The schema is changing; try again.")
+            }
+            RecordError::BrokenRule(message) => {
+                Problem::internal(&std::io::Error::other(message.clone()))
+            }
+            RecordError::Schema(cause) => Problem::internal(cause),
+            RecordError::Db(cause) => Problem::from_db(cause),
+        }
+    }
 }
 
 /// API-key scopes, checked where each operation starts.

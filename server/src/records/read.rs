@@ -189,7 +189,7 @@ impl RecordService {
             .map(|row| self.decode(&collection, row))
             .collect::<Result<Vec<_>, _>>()?;
         let tree = super::expand::parse(query.expand.as_deref().unwrap_or_default())
-            .map_err(RecordError::Filter)?;
+            .map_err(RecordError::Expand)?;
         let items = self
             .expand_records(&snapshot, &collection, records, &tree, identity, request)
             .await?;
@@ -281,7 +281,7 @@ impl RecordService {
             .ok_or(RecordError::NotFound)?;
         let record = self.decode(&collection, &row)?;
         let tag = super::etag(&record);
-        let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Filter)?;
+        let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Expand)?;
         let mut shaped = self
             .expand_records(
                 &snapshot,
@@ -371,7 +371,7 @@ impl RecordService {
         if found.is_none() {
             return Ok(None);
         }
-        let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Filter)?;
+        let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Expand)?;
         let mut shaped = self
             .expand_records(
                 &snapshot,
@@ -527,7 +527,7 @@ impl RecordService {
                     || f.name == "tokenKey";
                 !secret && (!f.hidden || scope.hidden)
             }) else {
-                return Err(RecordError::Filter(crate::filter::FilterError::new(
+                return Err(RecordError::Sort(crate::filter::FilterError::new(
                     position,
                     format!("cannot sort by `{name}`"),
                 )));

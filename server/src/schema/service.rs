@@ -90,6 +90,23 @@ pub enum SchemaError {
 }
 
 impl SchemaError {
+    /// The error as every transport reports it (see [`crate::errors`]).
+    pub fn problem(&self) -> crate::errors::Problem {
+        use crate::errors::{Code, Problem};
+        match self {
+            SchemaError::NotFound => {
+                Problem::new(Code::NotFound, "The requested resource wasn't found.")
+            }
+            SchemaError::Validation(errors) => Problem::new(
+                Code::ValidationFailed,
+                "The collection definition is invalid.",
+            )
+            .with_fields(errors.clone()),
+            SchemaError::Conflict => Problem::new(Code::SchemaConflict, capitalized(self)),
+            SchemaError::Db(cause) => Problem::from_db(cause),
+        }
+    }
+
     fn one(path: &str, code: &str, message: impl Into<String>) -> SchemaError {
         let mut errors = FieldErrors::default();
         errors.add(path, code, message.into());
@@ -1456,5 +1473,14 @@ fn from_row(row: collections::Model) -> Result<Collection, SchemaError> {
         auth,
         created: format_time(row.created),
         updated: format_time(row.updated),
+    })
+}
+
+/// An error's message as a sentence.
+fn capitalized(err: &dyn std::fmt::Display) -> String {
+    let text = err.to_string();
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().collect::<String>() + chars.as_str() + "."
     })
 }

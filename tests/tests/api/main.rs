@@ -14,6 +14,7 @@ mod auth_flows;
 mod cli;
 mod collections;
 mod db;
+mod errors;
 mod events;
 mod faults;
 mod filter;
