@@ -132,7 +132,8 @@ fn error_schema() -> Value {
             },
             "code": {
                 "type": "string",
-                "description": "For faults a client can wait out or handle: `database_unavailable` (503, with Retry-After), `disk_full` (507), `lock_timeout` (409).",
+                "description": "The domain error's stable code (absent for errors of HTTP itself, like a malformed body).",
+                "enum": crate::errors::Code::ALL.iter().map(|c| c.name()).collect::<Vec<_>>(),
             },
         },
     })
