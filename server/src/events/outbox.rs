@@ -3,7 +3,6 @@
 //! rolled-back one never does.
 
 use chrono::{SecondsFormat, Utc};
-use sea_orm::DbErr;
 use serde_json::{Value, json};
 
 use crate::db::entities::outbox;
@@ -52,44 +51,40 @@ pub fn cloud_event(
     })
 }
 
-/// The statement that inserts the event for a change, to run inside the change's
-/// transaction. `hidden` holds the record's hidden field values, kept beside the
-/// event for in-process subscribers and never published.
-///
-/// Fails only if the statement cannot be built.
-pub fn insert(
+/// The columns of an outbox row, in the order [`row`] gives their values.
+pub const COLUMNS: [outbox::Column; 7] = [
+    outbox::Column::Id,
+    outbox::Column::Collection,
+    outbox::Column::Action,
+    outbox::Column::Payload,
+    outbox::Column::Hidden,
+    outbox::Column::Created,
+    outbox::Column::Attempts,
+];
+
+/// The values of the outbox row for a change (see [`COLUMNS`]), to insert inside the
+/// change's transaction. `hidden` holds the record's hidden field values, kept beside
+/// the event for in-process subscribers and never published.
+pub fn row(
     collection: &str,
     action: Action,
     id: &str,
     record: &Value,
     previous: Option<&Value>,
     hidden: Option<&Value>,
-) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
-    use sea_orm::sea_query::Query;
+) -> [sea_orm::sea_query::SimpleExpr; 7] {
+    use sea_orm::sea_query::Expr;
     let event_id = uuid::Uuid::now_v7().to_string();
     let event = cloud_event(&event_id, collection, action, id, record, previous);
-    Ok(Query::insert()
-        .into_table(outbox::Entity)
-        .columns([
-            outbox::Column::Id,
-            outbox::Column::Collection,
-            outbox::Column::Action,
-            outbox::Column::Payload,
-            outbox::Column::Hidden,
-            outbox::Column::Created,
-            outbox::Column::Attempts,
-        ])
-        .values([
-            event_id.into(),
-            collection.into(),
-            action.as_str().into(),
-            event.to_string().into(),
-            hidden.map(Value::to_string).into(),
-            Utc::now().into(),
-            0i32.into(),
-        ])
-        .map_err(|e| DbErr::Custom(e.to_string()))?
-        .to_owned())
+    [
+        Expr::val(event_id),
+        Expr::val(collection),
+        Expr::val(action.as_str()),
+        Expr::val(event.to_string()),
+        Expr::val(hidden.map(Value::to_string)),
+        Expr::val(Utc::now()),
+        Expr::val(0i32),
+    ]
 }
 
 #[cfg(test)]

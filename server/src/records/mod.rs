@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod ctx;
+mod direct;
 pub mod expand;
 pub mod read;
 pub mod validate;
@@ -655,6 +656,42 @@ impl RecordService {
         record: &Record,
         previous: Option<&Record>,
     ) -> Result<(), RecordError> {
+        let (columns, values) = self.event_row(collection, action, record, previous);
+        let insert = Query::insert()
+            .into_table(crate::db::entities::outbox::Entity)
+            .columns(columns)
+            .values(values)
+            .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
+            .to_owned();
+        ctx.exec
+            .execute(self.db.database_backend().build(&insert))
+            .await
+            .map_err(RecordError::Db)?;
+        ctx.note(Committed {
+            collection: collection.name.clone(),
+            collection_id: collection.id.clone(),
+            id: record
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            action,
+            auth: collection.auth.is_some(),
+        });
+        Ok(())
+    }
+
+    /// The outbox row of a change: the record as any subscriber may see it — no
+    /// hidden fields, password hashes or token keys — plus, beside the event and for
+    /// in-process subscribers only, the hidden fields' values (realtime's view rules
+    /// and superusers need them).
+    fn event_row(
+        &self,
+        collection: &Collection,
+        action: Action,
+        record: &Record,
+        previous: Option<&Record>,
+    ) -> ([crate::db::entities::outbox::Column; 7], [SimpleExpr; 7]) {
         let view = |r: &Record| public_view(collection, r, false, true);
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let hidden: Map<String, Value> = collection
@@ -663,7 +700,7 @@ impl RecordService {
             .filter(|f| f.hidden && !is_secret(f))
             .filter_map(|f| Some((f.name.clone(), record.get(&f.name)?.clone())))
             .collect();
-        let insert = crate::events::outbox::insert(
+        let values = crate::events::outbox::row(
             &collection.name,
             action,
             id,
@@ -672,20 +709,8 @@ impl RecordService {
             (!hidden.is_empty())
                 .then_some(Value::Object(hidden))
                 .as_ref(),
-        )
-        .map_err(RecordError::Db)?;
-        ctx.exec
-            .execute(self.db.database_backend().build(&insert))
-            .await
-            .map_err(RecordError::Db)?;
-        ctx.note(Committed {
-            collection: collection.name.clone(),
-            collection_id: collection.id.clone(),
-            id: id.to_owned(),
-            action,
-            auth: collection.auth.is_some(),
-        });
-        Ok(())
+        );
+        (crate::events::outbox::COLUMNS, values)
     }
 
     /// Set the given fields of one record (and its on-update autodates). No rule,
@@ -895,6 +920,35 @@ impl RecordService {
             (Storage::Text, Value::Null) => Expr::val(String::new()),
             (Storage::Text, v) => Expr::val(v.to_string()),
         }
+    }
+
+    /// `values` as the database gives them back once [`Self::encode`]d and stored:
+    /// what [`Self::decode`] would read, without reading it.
+    fn stored_record(&self, collection: &Collection, values: &Record) -> Record {
+        collection
+            .fields
+            .iter()
+            .filter_map(|field| {
+                let value = values.get(&field.name)?;
+                let stored = match (storage(&field.kind), value) {
+                    (_, Value::Null) if field.nullable => Value::Null,
+                    (Storage::Number, v) => {
+                        crate::schema::model::number(v.as_f64().unwrap_or_default())
+                    }
+                    (Storage::Bool, v) => Value::Bool(v.as_bool().unwrap_or_default()),
+                    (Storage::Json, v) => v.clone(),
+                    (Storage::Text, Value::String(s))
+                        if matches!(field.kind, FieldKind::Email { .. }) =>
+                    {
+                        Value::String(s.to_lowercase())
+                    }
+                    (Storage::Text, Value::String(s)) => Value::String(s.clone()),
+                    (Storage::Text, Value::Null) => Value::String(String::new()),
+                    (Storage::Text, v) => Value::String(v.to_string()),
+                };
+                Some((field.name.clone(), stored))
+            })
+            .collect()
     }
 
     /// A row back into JSON, by field type.

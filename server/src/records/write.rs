@@ -197,22 +197,7 @@ impl RecordService {
         request: &Request,
         created: bool,
     ) -> Result<Option<SimpleExpr>, RecordError> {
-        if created && collection.auth.is_some() {
-            return Ok(None);
-        }
-        if !ctx.identity.in_scope(&collection.name, Op::View) {
-            return Ok(Some(Expr::val(false)));
-        }
-        match self.rule_condition(
-            RuleOp::View,
-            &ctx.identity,
-            collection,
-            &ctx.snapshot,
-            request,
-        ) {
-            Err(RecordError::Forbidden) => Ok(Some(Expr::val(false))),
-            other => other,
-        }
+        self.view_condition(&ctx.identity, collection, &ctx.snapshot, request, created)
     }
 
     /// The existing row `id` may be changed by this caller: the rule must hold (else
@@ -522,6 +507,16 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let preset = self.prepare_create(&planned, identity, &body).await?;
+        if self.direct_create_fits(&planned) {
+            let snapshot = self.schema.snapshot();
+            if let Some(collection) = snapshot.get(&planned.name).cloned()
+                && let Some((record, visible)) = self
+                    .create_direct(&snapshot, &collection, identity, request, body.clone())
+                    .await?
+            {
+                return Ok(visible.then(|| super::read::shape(&collection, &record, identity)));
+            }
+        }
         let (collection, record, visible) = self
             .write_on(
                 &planned.name,
