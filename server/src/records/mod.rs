@@ -908,7 +908,15 @@ impl RecordService {
                 Backend::Sqlite => Expr::val(text),
             }
         };
+        // A null is typed as its column: PostgreSQL prepares a statement once per text,
+        // with the parameters' types of its first run, so a parameter's type must not
+        // depend on whether the value is null.
         match (storage(&field.kind), value) {
+            (Storage::Number, Value::Null) if field.nullable => {
+                Expr::val(sea_orm::Value::Double(None))
+            }
+            (Storage::Bool, Value::Null) if field.nullable => Expr::val(sea_orm::Value::Bool(None)),
+            (Storage::Json, Value::Null) if field.nullable => json_column_null(self.db.backend()),
             (_, Value::Null) if field.nullable => Expr::val(sea_orm::Value::String(None)),
             (Storage::Number, v) => Expr::val(v.as_f64().unwrap_or_default()),
             (Storage::Bool, v) => Expr::val(v.as_bool().unwrap_or_default()),
@@ -980,6 +988,15 @@ impl RecordService {
             record.insert(name.to_owned(), value);
         }
         Ok(record)
+    }
+}
+
+/// SQL NULL for a JSON column, typed as the column's non-null values are.
+fn json_column_null(backend: Backend) -> SimpleExpr {
+    let null = Expr::val(sea_orm::Value::String(None));
+    match backend {
+        Backend::Postgres => null.cast_as(Alias::new("jsonb")),
+        Backend::Sqlite => null,
     }
 }
 

@@ -215,7 +215,7 @@ async fn a_create_event_carries_the_record_as_stored(backend: Backend) {
                 Some(body.clone()),
             )
             .await;
-        assert_eq!(status, 200, "{record}");
+        assert_eq!(status, 200, "{body}: {record}");
         let mut event = last_event_record(&app).await;
         let mut answered = record.clone();
         // The API adds the collection's name and id; the event has them in its source.

@@ -78,7 +78,7 @@ async fn sdk_collections_calls_work_unchanged(backend: Backend) {
 }
 
 async fn sdk_record_calls_work_unchanged(backend: Backend) {
-    run_script(backend, "records.mjs", 9).await;
+    run_script(backend, "records.mjs", 10).await;
 }
 
 async fn sdk_auth_calls_work_unchanged(backend: Backend) {
