@@ -143,7 +143,9 @@ impl Core {
         if created > 0 {
             tracing::info!(created, "created the default collections");
         }
-        let records = RecordService::new(db.clone(), schema.clone()).with_hooks(hooks);
+        let records = RecordService::new(db.clone(), schema.clone())
+            .with_hooks(hooks)
+            .with_external_broker(settings.amqp_url.is_some());
         let mailer = crate::mail::Mailer::new(settings, db.clone()).map_err(StartError::Mail)?;
         let auth = AuthService::new(
             &db,

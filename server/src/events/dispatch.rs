@@ -46,6 +46,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 /// With nothing committed, look at the outbox this often anyway (other instances,
 /// and rows left by a failure).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often the backlog gauges are read (two queries; /metrics is scraped seldom).
+const GAUGE_EVERY: Duration = Duration::from_millis(500);
 /// In-process subscribers that fall this far behind lose the oldest events.
 const BUS_CAPACITY: usize = 4096;
 /// Rows the feed reads per query.
@@ -268,6 +270,11 @@ impl Events {
         let mut backoff = BACKOFF.0;
         let mut failing = false;
         let mut pruned = Instant::now();
+        let mut gauged = Instant::now() - GAUGE_EVERY;
+        // Without a broker, rows are written as delivered: only rows left unsent by an
+        // earlier run with one are for the dispatcher, so it polls instead of waking
+        // on every commit.
+        let external = inner.amqp.is_some();
         loop {
             loop {
                 match inner.drain_once(&mut amqp).await {
@@ -293,7 +300,10 @@ impl Events {
                     }
                 }
             }
-            inner.update_gauges().await;
+            if gauged.elapsed() >= GAUGE_EVERY {
+                inner.update_gauges().await;
+                gauged = Instant::now();
+            }
             if pruned.elapsed() >= Duration::from_secs(60) {
                 inner.prune().await;
                 pruned = Instant::now();
@@ -304,7 +314,7 @@ impl Events {
             }
             tokio::select! {
                 () = stop.cancelled() => break,
-                changed = commits.changed(), if !failing => {
+                changed = commits.changed(), if !failing && external => {
                     if changed.is_err() {
                         tokio::time::sleep(wait).await;
                     }

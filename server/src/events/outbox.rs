@@ -52,19 +52,22 @@ pub fn cloud_event(
 }
 
 /// The columns of an outbox row, in the order [`row`] gives their values.
-pub const COLUMNS: [outbox::Column; 7] = [
+pub const COLUMNS: [outbox::Column; 8] = [
     outbox::Column::Id,
     outbox::Column::Collection,
     outbox::Column::Action,
     outbox::Column::Payload,
     outbox::Column::Hidden,
     outbox::Column::Created,
+    outbox::Column::Sent,
     outbox::Column::Attempts,
 ];
 
 /// The values of the outbox row for a change (see [`COLUMNS`]), to insert inside the
 /// change's transaction. `hidden` holds the record's hidden field values, kept beside
-/// the event for in-process subscribers and never published.
+/// the event for in-process subscribers and never published. With `delivered` (no
+/// external broker: the in-process feed is the only consumer) the row is written as
+/// sent, so the dispatcher has nothing to do for it.
 pub fn row(
     collection: &str,
     action: Action,
@@ -72,17 +75,20 @@ pub fn row(
     record: &Value,
     previous: Option<&Value>,
     hidden: Option<&Value>,
-) -> [sea_orm::sea_query::SimpleExpr; 7] {
+    delivered: bool,
+) -> [sea_orm::sea_query::SimpleExpr; 8] {
     use sea_orm::sea_query::Expr;
     let event_id = uuid::Uuid::now_v7().to_string();
     let event = cloud_event(&event_id, collection, action, id, record, previous);
+    let now = Utc::now();
     [
         Expr::val(event_id),
         Expr::val(collection),
         Expr::val(action.as_str()),
         Expr::val(event.to_string()),
         Expr::val(hidden.map(Value::to_string)),
-        Expr::val(Utc::now()),
+        Expr::val(now),
+        Expr::val(sea_orm::Value::ChronoDateTimeUtc(delivered.then_some(now))),
         Expr::val(0i32),
     ]
 }

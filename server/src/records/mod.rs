@@ -174,6 +174,9 @@ pub struct RecordService {
     hooks: Arc<dyn Hooks>,
     /// Signed-in callers' records; dropped here when they change.
     identities: Arc<crate::identity::IdentityCache>,
+    /// Whether events go to an external broker; without one the outbox rows are
+    /// written as delivered (the in-process feed reads them all the same).
+    external_broker: bool,
 }
 
 impl From<DbErr> for RecordError {
@@ -197,7 +200,16 @@ impl RecordService {
             committed: Arc::new(tokio::sync::watch::Sender::new(0)),
             hooks: Arc::new(NoHooks),
             identities: Arc::default(),
+            external_broker: true,
         }
+    }
+
+    /// The same service, told whether events go to an external broker (the
+    /// dispatcher marks rows sent as it publishes them) or not (rows are written as
+    /// delivered). Defaults to an external broker.
+    pub fn with_external_broker(mut self, external: bool) -> RecordService {
+        self.external_broker = external;
+        self
     }
 
     /// The cache of signed-in callers' records, which this service keeps current.
@@ -691,7 +703,7 @@ impl RecordService {
         action: Action,
         record: &Record,
         previous: Option<&Record>,
-    ) -> ([crate::db::entities::outbox::Column; 7], [SimpleExpr; 7]) {
+    ) -> ([crate::db::entities::outbox::Column; 8], [SimpleExpr; 8]) {
         let view = |r: &Record| public_view(collection, r, false, true);
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let hidden: Map<String, Value> = collection
@@ -709,6 +721,7 @@ impl RecordService {
             (!hidden.is_empty())
                 .then_some(Value::Object(hidden))
                 .as_ref(),
+            !self.external_broker,
         );
         (crate::events::outbox::COLUMNS, values)
     }
