@@ -405,18 +405,32 @@ impl Db {
     /// SQLite judges them stale (periodically). `analysis_limit` bounds the rows read
     /// per index either way. PostgreSQL's autovacuum does this itself.
     ///
+    /// The outbox keeps no statistics: its size swings with the write load and the
+    /// pruning, so any figure is soon wrong by orders of magnitude — analyzed while it
+    /// held one row, SQLite scanned the whole table for the feed's `seq > ?` at every
+    /// commit once it held sixty thousand. Without statistics the planner assumes a
+    /// large table and uses the keys.
+    ///
     /// Fails when the statement fails.
     pub async fn optimize(&self, everything: bool) -> Result<(), DbErr> {
         if self.backend != Backend::Sqlite {
             return Ok(());
         }
         let _turn = self.write_turn().await?;
-        let sql = if everything {
+        let analyze = if everything {
             "PRAGMA analysis_limit = 1000; ANALYZE;"
         } else {
             "PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;"
         };
-        self.conn.execute_unprepared(sql).await.map(|_| ())
+        self.conn.execute_unprepared(analyze).await?;
+        // Reloading the statistics (`ANALYZE sqlite_schema`) makes every connection
+        // plan with what is left.
+        self.conn
+            .execute_unprepared(
+                "DELETE FROM sqlite_stat1 WHERE tbl = '_outbox'; ANALYZE sqlite_schema;",
+            )
+            .await
+            .map(|_| ())
     }
 
     /// A round trip to the database.

@@ -56,6 +56,8 @@ const FEED_BATCH: u64 = 500;
 /// this instance's own commits wake it at once.
 const FEED_POLL_POSTGRES: Duration = Duration::from_millis(200);
 const FEED_POLL_SQLITE: Duration = Duration::from_secs(1);
+/// The least time between two feed reads woken by commits.
+const FEED_COALESCE: Duration = Duration::from_millis(5);
 /// On PostgreSQL a `seq` can commit after a higher one: the feed looks for a skipped
 /// `seq` this long before it takes it for a rolled-back insert.
 const FEED_GAP_WAIT: Duration = Duration::from_secs(30);
@@ -232,6 +234,7 @@ impl Events {
         };
         let mut failing = false;
         loop {
+            let read_at = Instant::now();
             loop {
                 match inner.feed_once(&mut feed).await {
                     Ok(read) => {
@@ -255,6 +258,11 @@ impl Events {
                     if changed.is_err() {
                         // The record service is gone: poll only.
                         tokio::time::sleep(poll).await;
+                    } else {
+                        // Under a stream of writes, one read per FEED_COALESCE takes
+                        // every commit since: a read per commit cost more than the
+                        // writes themselves.
+                        tokio::time::sleep_until((read_at + FEED_COALESCE).into()).await;
                     }
                 }
                 () = tokio::time::sleep(poll) => {}

@@ -924,3 +924,84 @@ async fn rabbitmq_cut_mid_confirm_loses_no_event(backend: Backend) {
     consumer.abort();
     cleanup(&exchange, &queue).await;
 }
+
+/// Without an external broker every outbox row is written as delivered, and the feed's,
+/// the dispatcher's and the backlog gauge's queries use their keys whatever the
+/// statistics: analyzed while the outbox was small, SQLite once scanned the whole table
+/// for the feed's `seq > ?` at every commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_events_are_found_without_scanning_the_outbox() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "posts", "createRule": "", "viewRule": "", "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    for i in 0..200 {
+        if i == 1 {
+            // A schema change analyzes everything while the outbox holds one row.
+            app.state.db.optimize(true).await.unwrap();
+        }
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("p{i}")})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let db = &app.state.db;
+    let scalar = |sql: &'static str| async move {
+        let row = db
+            .conn()
+            .query_one_raw(Statement::from_string(db.database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    };
+    assert_eq!(
+        scalar("SELECT COUNT(*) FROM _outbox WHERE sent IS NULL").await,
+        0,
+        "no broker: written as delivered"
+    );
+    assert!(scalar("SELECT COUNT(*) FROM _outbox").await >= 200);
+    for (query, uses) in [
+        (
+            "SELECT seq FROM _outbox WHERE sent IS NULL AND collection NOT IN ('x') ORDER BY seq LIMIT 100",
+            "idx_outbox_unsent",
+        ),
+        (
+            "SELECT COUNT(*) FROM _outbox WHERE sent IS NULL",
+            "idx_outbox_unsent",
+        ),
+        // The event feed, at every commit.
+        (
+            "SELECT * FROM _outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            "INTEGER PRIMARY KEY",
+        ),
+    ] {
+        let rows = db
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(
+                db.database_backend(),
+                format!("EXPLAIN QUERY PLAN {query}"),
+                (0..query.matches('?').count()).map(|_| sea_orm::Value::BigInt(Some(5))),
+            ))
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains(uses))
+                && !plan.iter().any(|step| step.starts_with("SCAN _outbox")),
+            "{query}: {plan:?}"
+        );
+    }
+}
