@@ -307,7 +307,13 @@ impl App {
         } = Core::open_with_hooks(&settings, hooks).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
+        if let Some(lite) = db.lite() {
+            metrics.register_group_commits(
+                lite.group_commits.clone(),
+                lite.group_commit_writes.clone(),
+            );
+        }
         // The dispatcher polls on a small pool of its own; an in-memory SQLite
         // database exists only on its one pool, so it shares that.
         let events_db = match &settings.database {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
 use rusqlite::types::Value as Cell;
 use sea_orm::DbErr;
 use tokio::sync::{mpsc, oneshot};
@@ -424,6 +425,11 @@ impl Writer {
 pub struct Lite {
     pub readers: Readers,
     pub writer: Writer,
+    /// Group commits so far, and the writes they carried: their ratio is the mean
+    /// batch size (`/metrics`: `basalt_sqlite_group_commits_total`,
+    /// `basalt_sqlite_group_commit_writes_total`).
+    pub group_commits: Counter,
+    pub group_commit_writes: Counter,
 }
 
 impl std::fmt::Debug for Lite {
@@ -461,9 +467,11 @@ impl Lite {
             .build()
             .map_err(|e| DbErr::Custom(format!("cannot start the SQLite writer: {e}")))?;
         let writer_opener = opener.clone();
+        let counts = (Counter::default(), Counter::default());
+        let counted = counts.clone();
         std::thread::Builder::new()
             .name("basalt-sqlite-writer".into())
-            .spawn(move || runtime.block_on(write_loop(conn, writer_opener, queue, turn)))
+            .spawn(move || runtime.block_on(write_loop(conn, writer_opener, queue, turn, counted)))
             .map_err(|e| DbErr::Custom(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Lite {
             readers: Readers {
@@ -471,6 +479,8 @@ impl Lite {
                 idle: Mutex::new(Vec::new()),
             },
             writer: Writer { jobs },
+            group_commits: counts.0,
+            group_commit_writes: counts.1,
         })
     }
 }
@@ -481,6 +491,7 @@ async fn write_loop(
     opener: Opener,
     mut queue: mpsc::UnboundedReceiver<Job>,
     turn: Arc<tokio::sync::Mutex<()>>,
+    (commits, writes): (Counter, Counter),
 ) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -525,6 +536,9 @@ async fn write_loop(
         let committed = conn.run("COMMIT");
         if committed.is_err() {
             let _ = conn.run("ROLLBACK");
+        } else {
+            commits.inc();
+            writes.inc_by(answers.len() as u64);
         }
         for done in answers {
             done(committed.as_ref().map_err(copy).copied());

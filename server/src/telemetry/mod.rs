@@ -186,6 +186,20 @@ impl Metrics {
     /// The registry in the OpenMetrics text format, which Prometheus scrapes natively.
     ///
     /// Fails only if a metric cannot be written, which would be a bug in a collector.
+    /// Expose the SQLite writer's group-commit counters (see `db::lite::Lite`).
+    pub fn register_group_commits(&mut self, commits: Counter, writes: Counter) {
+        self.registry.register(
+            "sqlite_group_commits",
+            "SQLite write transactions committed by the record writer (group commits)",
+            commits,
+        );
+        self.registry.register(
+            "sqlite_group_commit_writes",
+            "Writes (requests) carried by those group commits; divided by the commits, the mean batch size",
+            writes,
+        );
+    }
+
     pub fn encode(&self) -> Result<String, fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;

@@ -757,6 +757,30 @@ async fn kill_9_mid_write_keeps_every_acknowledged_create(backend: Backend) {
         (acknowledged.lock().unwrap().len() >= 150).then_some(())
     })
     .await;
+    if backend == Backend::Sqlite {
+        // Group commit is on: the concurrent creates shared transactions.
+        let metrics = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let counter = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"))
+        };
+        let commits = counter("basalt_sqlite_group_commits_total");
+        let writes = counter("basalt_sqlite_group_commit_writes_total");
+        assert!(
+            commits > 0.0 && writes > commits,
+            "batched: {writes} writes in {commits} commits"
+        );
+    }
     server.signal("KILL");
     server.wait_exit(Duration::from_secs(10)).await;
     for writer in writers {
