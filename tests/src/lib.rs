@@ -307,12 +307,14 @@ impl TestApp {
     pub async fn count_rows(&self, table: &str) -> i64 {
         use sea_orm::ConnectionTrait;
         let db = &self.state.db;
+        use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query};
+        let count = Query::select()
+            .expr_as(Expr::col(Asterisk).count(), Alias::new("n"))
+            .from(Alias::new(table))
+            .to_owned();
         let row = db
             .conn()
-            .query_one_raw(sea_orm::Statement::from_string(
-                db.database_backend(),
-                format!("SELECT COUNT(*) AS n FROM \"{table}\""),
-            ))
+            .query_one_raw(db.database_backend().build(&count))
             .await
             .expect("count query")
             .expect("a count row");

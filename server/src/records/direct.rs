@@ -38,7 +38,7 @@ use super::{Committed, Record, RecordError, RecordService};
 use crate::events::outbox::Action;
 use crate::filter::compile::{BASE, Request};
 use crate::filter::rules::RuleOp;
-use crate::identity::{Identity, Op};
+use crate::identity::Identity;
 use crate::schema::ddl::{Storage, storage};
 use crate::schema::{Collection, FieldKind, Snapshot};
 
@@ -97,9 +97,16 @@ impl RecordService {
             self.rule_condition(RuleOp::Create, identity, collection, snapshot, &request)?;
         let view = self.view_condition(identity, collection, snapshot, &request, true)?;
         let checks_view = view.is_some();
-        let Some(relations) = self.relations_exist(snapshot, collection, &values) else {
-            return Ok(None);
-        };
+        // Every relation's ids exist; a gone target is for the full path to report.
+        let mut relations = Vec::new();
+        for lookup in super::write::relation_lookups(snapshot, collection, &values) {
+            let Some(count) = lookup.count else {
+                return Ok(None);
+            };
+            relations.push(
+                Expr::expr(SimpleExpr::SubQuery(None, Box::new(count.into()))).eq(lookup.ids),
+            );
+        }
 
         // The values, typed as their columns, as one row named like the table.
         let mut row = Query::select();
@@ -184,65 +191,6 @@ impl RecordService {
             auth: false,
         }]);
         Ok(Some((record, visible)))
-    }
-
-    /// Conditions that every relation id in `values` names an existing record; `None`
-    /// when a relation's target collection is gone (the full path reports it).
-    fn relations_exist(
-        &self,
-        snapshot: &Snapshot,
-        collection: &Collection,
-        values: &Record,
-    ) -> Option<Vec<SimpleExpr>> {
-        let mut conditions = Vec::new();
-        for field in &collection.fields {
-            let FieldKind::Relation { collection_id, .. } = &field.kind else {
-                continue;
-            };
-            let ids: Vec<String> = match values.get(&field.name) {
-                Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                _ => continue,
-            };
-            if ids.is_empty() {
-                continue;
-            }
-            let target = snapshot.by_id(collection_id)?;
-            let count = ids.len() as i64;
-            let found = Query::select()
-                .expr(Expr::col(sea_orm::sea_query::Asterisk).count())
-                .from(col(&target.name))
-                .and_where(Expr::col(col("id")).is_in(ids))
-                .to_owned();
-            conditions
-                .push(Expr::expr(SimpleExpr::SubQuery(None, Box::new(found.into()))).eq(count));
-        }
-        Some(conditions)
-    }
-
-    /// The view rule's condition for a record just written by `identity`: `None` when
-    /// it always holds, `false` when the caller may never view.
-    pub(super) fn view_condition(
-        &self,
-        identity: &Identity,
-        collection: &Collection,
-        snapshot: &Snapshot,
-        request: &Request,
-        created: bool,
-    ) -> Result<Option<SimpleExpr>, RecordError> {
-        if created && collection.auth.is_some() {
-            return Ok(None);
-        }
-        if !identity.in_scope(&collection.name, Op::View) {
-            return Ok(Some(Expr::val(false)));
-        }
-        match self.rule_condition(RuleOp::View, identity, collection, snapshot, request) {
-            Err(RecordError::Forbidden) => Ok(Some(Expr::val(false))),
-            other => other,
-        }
     }
 }
 

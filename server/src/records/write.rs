@@ -162,6 +162,55 @@ fn one_error(field: &str, code: &str, message: &str) -> RecordError {
     RecordError::Validation(errors)
 }
 
+/// The relation ids a write names in one field, and how to count those that exist.
+pub(super) struct RelationLookup<'a> {
+    pub field: &'a str,
+    /// How many ids the field names.
+    pub ids: i64,
+    /// `SELECT COUNT(*) AS n` of those ids in the target; `None` when the target
+    /// collection is gone.
+    pub count: Option<sea_orm::sea_query::SelectStatement>,
+}
+
+/// One lookup per relation field of `collection` that names ids in `values`: the one
+/// definition of "the related records exist", for the transactional and the
+/// one-statement create alike.
+pub(super) fn relation_lookups<'a>(
+    snapshot: &crate::schema::Snapshot,
+    collection: &'a Collection,
+    values: &Record,
+) -> Vec<RelationLookup<'a>> {
+    let mut lookups = Vec::new();
+    for field in &collection.fields {
+        let FieldKind::Relation { collection_id, .. } = &field.kind else {
+            continue;
+        };
+        let ids: Vec<String> = match values.get(&field.name) {
+            Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => continue,
+        };
+        if ids.is_empty() {
+            continue;
+        }
+        lookups.push(RelationLookup {
+            field: &field.name,
+            ids: ids.len() as i64,
+            count: snapshot.by_id(collection_id).map(|target| {
+                Query::select()
+                    .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
+                    .from(col(&target.name))
+                    .and_where(Expr::col(col("id")).is_in(ids))
+                    .to_owned()
+            }),
+        });
+    }
+    lookups
+}
+
 impl RecordService {
     /// Whether the row `id` passes `rule` for this write's caller, with `request` as
     /// the rule's `@request`.
@@ -190,14 +239,24 @@ impl RecordService {
     /// its writer may not read: such a write is answered 204. A new auth record is the
     /// exception: signing up answers with the new account (shaped, so its email shows
     /// only if visible), as PocketBase and its SDKs' sign-up flow expect.
-    fn view_check(
+    pub(super) fn view_condition(
         &self,
-        ctx: &WriteCtx<'_>,
+        identity: &Identity,
         collection: &Collection,
+        snapshot: &crate::schema::Snapshot,
         request: &Request,
         created: bool,
     ) -> Result<Option<SimpleExpr>, RecordError> {
-        self.view_condition(&ctx.identity, collection, &ctx.snapshot, request, created)
+        if created && collection.auth.is_some() {
+            return Ok(None);
+        }
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(Some(Expr::val(false)));
+        }
+        match self.rule_condition(RuleOp::View, identity, collection, snapshot, request) {
+            Err(RecordError::Forbidden) => Ok(Some(Expr::val(false))),
+            other => other,
+        }
     }
 
     /// The existing row `id` may be changed by this caller: the rule must hold (else
@@ -230,46 +289,27 @@ impl RecordService {
         values: &Record,
     ) -> Result<(), RecordError> {
         let mut errors = FieldErrors::default();
-        for field in &collection.fields {
-            let FieldKind::Relation { collection_id, .. } = &field.kind else {
-                continue;
-            };
-            let ids: Vec<String> = match values.get(&field.name) {
-                Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                _ => continue,
-            };
-            if ids.is_empty() {
-                continue;
-            }
-            let Some(target) = ctx.snapshot.by_id(collection_id) else {
+        for lookup in relation_lookups(&ctx.snapshot, collection, values) {
+            let Some(count) = lookup.count else {
                 errors.add(
-                    field.name.clone(),
+                    lookup.field.to_owned(),
                     "validation_missing_rel_records",
                     "The related collection is gone.".into(),
                 );
                 continue;
             };
-            let query = Query::select()
-                .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
-                .from(col(&target.name))
-                .and_where(Expr::col(col("id")).is_in(ids.clone()))
-                .to_owned();
             let found: i64 = match ctx
                 .exec
-                .one(self.statement(&query, ctx.version))
+                .one(self.statement(&count, ctx.version))
                 .await
                 .map_err(RecordError::Db)?
             {
                 Some(row) => row.get("n").map_err(RecordError::Db)?,
                 None => 0,
             };
-            if found != ids.len() as i64 {
+            if found != lookup.ids {
                 errors.add(
-                    field.name.clone(),
+                    lookup.field.to_owned(),
                     "validation_missing_rel_records",
                     "Some related records do not exist.".into(),
                 );
@@ -473,7 +513,7 @@ impl RecordService {
             &ctx.snapshot,
             &request,
         )?;
-        let view = self.view_check(ctx, collection, &request, true)?;
+        let view = self.view_condition(&ctx.identity, collection, &ctx.snapshot, &request, true)?;
         let (record, [allowed, visible]) =
             self.read_back(ctx, collection, &id, [create, view]).await?;
         if !allowed {
@@ -758,7 +798,8 @@ impl RecordService {
         .await?;
         self.update_in(ctx, collection, id, values, &increments)
             .await?;
-        let view = self.view_check(ctx, collection, &request, false)?;
+        let view =
+            self.view_condition(&ctx.identity, collection, &ctx.snapshot, &request, false)?;
         let (record, [visible]) = self.read_back(ctx, collection, id, [view]).await?;
         Ok((record, visible))
     }
