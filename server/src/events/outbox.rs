@@ -76,20 +76,19 @@ pub fn row(
     previous: Option<&Value>,
     hidden: Option<&Value>,
     delivered: bool,
-) -> [sea_orm::sea_query::SimpleExpr; 8] {
-    use sea_orm::sea_query::Expr;
+) -> [sea_orm::Value; 8] {
     let event_id = uuid::Uuid::now_v7().to_string();
     let event = cloud_event(&event_id, collection, action, id, record, previous);
     let now = Utc::now();
     [
-        Expr::val(event_id),
-        Expr::val(collection),
-        Expr::val(action.as_str()),
-        Expr::val(event.to_string()),
-        Expr::val(hidden.map(Value::to_string)),
-        Expr::val(now),
-        Expr::val(sea_orm::Value::ChronoDateTimeUtc(delivered.then_some(now))),
-        Expr::val(0i32),
+        event_id.into(),
+        collection.into(),
+        action.as_str().into(),
+        event.to_string().into(),
+        hidden.map(Value::to_string).into(),
+        now.into(),
+        sea_orm::Value::ChronoDateTimeUtc(delivered.then_some(now)),
+        0i32.into(),
     ]
 }
 

@@ -150,7 +150,12 @@ impl RecordService {
         let outbox = Query::insert()
             .into_table(crate::db::entities::outbox::Entity)
             .columns(columns)
-            .select_from(Query::select().exprs(event).from(col("__ins")).to_owned())
+            .select_from(
+                Query::select()
+                    .exprs(event.into_iter().map(Expr::val))
+                    .from(col("__ins"))
+                    .to_owned(),
+            )
             .map_err(|e| RecordError::Db(sea_orm::DbErr::Custom(e.to_string())))?
             .to_owned();
         let mut result = Query::select();

@@ -9,6 +9,7 @@ pub mod ctx;
 mod direct;
 pub mod expand;
 pub mod read;
+mod statements;
 pub mod validate;
 mod write;
 
@@ -19,6 +20,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, SimpleExpr};
 use sea_orm::{DbErr, Statement};
 use serde_json::{Map, Value};
+use statements::{Fields, Shape};
 
 pub use ctx::{Committed, HookOp, Hooks, NoHooks, Pending, Rejection, WriteCtx};
 pub use write::ExternalLink;
@@ -177,6 +179,8 @@ pub struct RecordService {
     /// Whether events go to an external broker; without one the outbox rows are
     /// written as delivered (the in-process feed reads them all the same).
     external_broker: bool,
+    /// The text of fixed-shape statements, built once per schema version.
+    statements: Arc<statements::Statements>,
 }
 
 impl From<DbErr> for RecordError {
@@ -201,6 +205,7 @@ impl RecordService {
             hooks: Arc::new(NoHooks),
             identities: Arc::default(),
             external_broker: true,
+            statements: Arc::default(),
         }
     }
 
@@ -238,6 +243,42 @@ impl RecordService {
         statement.sql.push_str(&version.to_string());
         statement.sql.push_str(" */");
         statement
+    }
+
+    /// A fixed-shape statement with `values` bound: its text kept from an earlier
+    /// request of the same collection, shape and schema version, or `build`'s (then
+    /// kept). `build` must bind exactly the `values` it is given, in order (checked in debug builds).
+    fn cached(
+        &self,
+        version: i64,
+        collection: &str,
+        shape: statements::Shape,
+        values: Vec<sea_orm::Value>,
+        build: impl FnOnce(&[sea_orm::Value]) -> Result<Statement, RecordError>,
+    ) -> Result<Statement, RecordError> {
+        if let Some(text) = self.statements.get(version, collection, &shape) {
+            return Ok(Statement::from_sql_and_values(
+                self.db.database_backend(),
+                text.as_ref(),
+                values,
+            ));
+        }
+        let statement = build(&values)?;
+        debug_assert_eq!(
+            statement.values.as_ref().map_or(&[][..], |v| &v.0[..]),
+            &values[..],
+            "the statement binds other values than its shape's: {}",
+            statement.sql
+        );
+        self.statements
+            .keep(version, collection, shape, &statement.sql);
+        Ok(statement)
+    }
+
+    /// How many statement texts were built, not found among those kept (a count
+    /// for tests).
+    pub fn statement_texts_built(&self) -> u64 {
+        self.statements.built()
     }
 
     /// The current snapshot, which must be of schema `version` (read inside the
@@ -466,21 +507,62 @@ impl RecordService {
         id: &str,
         lock: bool,
     ) -> Result<Record, RecordError> {
-        let mut query = Query::select();
-        query
-            .columns(collection.fields.iter().map(|f| col(&f.name)))
-            .from(col(&collection.name))
-            .and_where(Expr::col(col("id")).eq(id));
-        if lock && self.db.backend() == Backend::Postgres {
-            query.lock_exclusive();
-        }
+        let lock = lock && self.db.backend() == Backend::Postgres;
+        let shape = Shape::Find { lock };
+        let statement = self.cached(
+            ctx.version,
+            &collection.name,
+            shape,
+            vec![id.into()],
+            |_| {
+                let mut query = Query::select();
+                query
+                    .columns(collection.fields.iter().map(|f| col(&f.name)))
+                    .from(col(&collection.name))
+                    .and_where(Expr::col(col("id")).eq(id));
+                if lock {
+                    query.lock_exclusive();
+                }
+                Ok(self.statement(&query, ctx.version))
+            },
+        )?;
         let row = ctx
             .exec
-            .one(self.statement(&query, ctx.version))
+            .one(statement)
             .await
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
         self.decode(collection, &row)
+    }
+
+    /// `SELECT` of every field of row `id`, the table aliased
+    /// [`BASE`](crate::filter::compile::BASE) for conditions to add.
+    fn select_by_id(collection: &Collection, id: &str) -> SelectStatement {
+        use crate::filter::compile::BASE;
+        let mut query = Query::select();
+        for field in &collection.fields {
+            query.column((col(BASE), col(&field.name)));
+        }
+        query
+            .from_as(col(&collection.name), col(BASE))
+            .and_where(Expr::col((col(BASE), col("id"))).eq(id));
+        query
+    }
+
+    /// [`Self::select_by_id`] with no condition, its text kept per schema version.
+    fn view_by_id(
+        &self,
+        version: i64,
+        collection: &Collection,
+        id: &str,
+    ) -> Result<Statement, RecordError> {
+        self.cached(
+            version,
+            &collection.name,
+            Shape::View,
+            vec![id.into()],
+            |_| Ok(self.statement(&Self::select_by_id(collection, id), version)),
+        )
     }
 
     /// Read row `id` back inside the write and, in the same statement, evaluate each
@@ -495,25 +577,23 @@ impl RecordService {
         id: &str,
         checks: [Option<SimpleExpr>; N],
     ) -> Result<(Record, [bool; N]), RecordError> {
-        use crate::filter::compile::BASE;
-        let mut query = Query::select();
-        for field in &collection.fields {
-            query.column((col(BASE), col(&field.name)));
-        }
-        query
-            .from_as(col(&collection.name), col(BASE))
-            .and_where(Expr::col((col(BASE), col("id"))).eq(id));
-        for (i, check) in checks.iter().enumerate() {
-            if let Some(condition) = check {
-                query.expr_as(
-                    Expr::case(condition.clone(), 1i64).finally(0i64),
-                    col(&format!("__check{i}")),
-                );
+        let statement = if checks.iter().all(Option::is_none) {
+            self.view_by_id(ctx.version, collection, id)?
+        } else {
+            let mut query = Self::select_by_id(collection, id);
+            for (i, check) in checks.iter().enumerate() {
+                if let Some(condition) = check {
+                    query.expr_as(
+                        Expr::case(condition.clone(), 1i64).finally(0i64),
+                        col(&format!("__check{i}")),
+                    );
+                }
             }
-        }
+            self.statement(&query, ctx.version)
+        };
         let row = ctx
             .exec
-            .one(self.statement(&query, ctx.version))
+            .one(statement)
             .await
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;
@@ -619,24 +699,33 @@ impl RecordService {
         collection: &Collection,
         values: Record,
     ) -> Result<String, RecordError> {
-        let mut columns = Vec::new();
-        let mut exprs = Vec::new();
-        for field in &collection.fields {
-            if let Some(value) = values.get(&field.name) {
-                columns.push(col(&field.name));
-                exprs.push(self.encode(field, value));
+        let params: Vec<sea_orm::Value> = collection
+            .fields
+            .iter()
+            .filter_map(|field| Some(self.param(field, values.get(&field.name)?)))
+            .collect();
+        let shape = Shape::Insert(Fields::of(collection, |name| values.contains_key(name)));
+        let statement = self.cached(ctx.version, &collection.name, shape, params, |_| {
+            let mut columns = Vec::new();
+            let mut exprs = Vec::new();
+            for field in &collection.fields {
+                if let Some(value) = values.get(&field.name) {
+                    columns.push(col(&field.name));
+                    exprs.push(self.encode(field, value));
+                }
             }
-        }
-        let insert = Query::insert()
-            .into_table(col(&collection.name))
-            .columns(columns)
-            .values(exprs)
-            .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
-            .returning(Self::returning(collection))
-            .to_owned();
+            let insert = Query::insert()
+                .into_table(col(&collection.name))
+                .columns(columns)
+                .values(exprs)
+                .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
+                .returning(Self::returning(collection))
+                .to_owned();
+            Ok(self.statement(&insert, ctx.version))
+        })?;
         let row = ctx
             .exec
-            .one(self.statement(&insert, ctx.version))
+            .one(statement)
             .await
             .map_err(|e| conflict_or_db(e, collection))?
             .ok_or_else(|| RecordError::Db(DbErr::Custom("INSERT returned no row".into())))?;
@@ -669,16 +758,16 @@ impl RecordService {
         previous: Option<&Record>,
     ) -> Result<(), RecordError> {
         let (columns, values) = self.event_row(collection, action, record, previous);
-        let insert = Query::insert()
-            .into_table(crate::db::entities::outbox::Entity)
-            .columns(columns)
-            .values(values)
-            .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
-            .to_owned();
-        ctx.exec
-            .execute(self.db.database_backend().build(&insert))
-            .await
-            .map_err(RecordError::Db)?;
+        let statement = self.cached(ctx.version, "", Shape::Outbox, values.into(), |values| {
+            let insert = Query::insert()
+                .into_table(crate::db::entities::outbox::Entity)
+                .columns(columns)
+                .values(values.iter().cloned().map(Expr::val))
+                .map_err(|e| RecordError::Db(DbErr::Custom(e.to_string())))?
+                .to_owned();
+            Ok(self.db.database_backend().build(&insert))
+        })?;
+        ctx.exec.execute(statement).await.map_err(RecordError::Db)?;
         ctx.note(Committed {
             collection: collection.name.clone(),
             collection_id: collection.id.clone(),
@@ -703,7 +792,10 @@ impl RecordService {
         action: Action,
         record: &Record,
         previous: Option<&Record>,
-    ) -> ([crate::db::entities::outbox::Column; 8], [SimpleExpr; 8]) {
+    ) -> (
+        [crate::db::entities::outbox::Column; 8],
+        [sea_orm::Value; 8],
+    ) {
         let view = |r: &Record| public_view(collection, r, false, true);
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let hidden: Map<String, Value> = collection
@@ -762,26 +854,48 @@ impl RecordService {
     ) -> Result<(), RecordError> {
         let previous = self.find_in(ctx, collection, id).await?;
         let now = format_time(Utc::now());
-        let mut update = Query::update();
-        update.table(col(&collection.name));
+        let increment = |name: &str| increments.iter().find(|(field, _)| field == name);
+        let mut params = Vec::new();
         for field in &collection.fields {
-            if let Some((_, delta)) = increments.iter().find(|(name, _)| *name == field.name) {
-                update.value(col(&field.name), Expr::col(col(&field.name)).add(*delta));
+            if let Some((_, delta)) = increment(&field.name) {
+                params.push(sea_orm::Value::from(*delta));
             } else if let Some(value) = values.get(&field.name) {
-                update.value(col(&field.name), self.encode(field, value));
+                params.push(self.param(field, value));
             } else if let FieldKind::Autodate {
                 on_update: true, ..
             } = field.kind
             {
-                update.value(col(&field.name), now.clone());
+                params.push(now.clone().into());
             }
         }
-        update
-            .and_where(Expr::col(col("id")).eq(id))
-            .returning(Self::returning(collection));
+        params.push(id.into());
+        let shape = Shape::Update {
+            set: Fields::of(collection, |name| values.contains_key(name)),
+            add: Fields::of(collection, |name| increment(name).is_some()),
+        };
+        let statement = self.cached(ctx.version, &collection.name, shape, params, |_| {
+            let mut update = Query::update();
+            update.table(col(&collection.name));
+            for field in &collection.fields {
+                if let Some((_, delta)) = increment(&field.name) {
+                    update.value(col(&field.name), Expr::col(col(&field.name)).add(*delta));
+                } else if let Some(value) = values.get(&field.name) {
+                    update.value(col(&field.name), self.encode(field, value));
+                } else if let FieldKind::Autodate {
+                    on_update: true, ..
+                } = field.kind
+                {
+                    update.value(col(&field.name), now.clone());
+                }
+            }
+            update
+                .and_where(Expr::col(col("id")).eq(id))
+                .returning(Self::returning(collection));
+            Ok(self.statement(&update, ctx.version))
+        })?;
         let row = ctx
             .exec
-            .one(self.statement(&update, ctx.version))
+            .one(statement)
             .await
             .map_err(|e| conflict_or_db(e, collection))?
             .ok_or(RecordError::NotFound)?;
@@ -813,16 +927,21 @@ impl RecordService {
                 .await
                 .map_err(RecordError::Db)?;
         }
-        let delete = Query::delete()
-            .from_table(col(&collection.name))
-            .and_where(Expr::col(col("id")).is_in(ids))
-            .returning(Self::returning(collection))
-            .to_owned();
-        let rows = ctx
-            .exec
-            .all(self.statement(&delete, ctx.version))
-            .await
-            .map_err(RecordError::Db)?;
+        let build = |ids: &[sea_orm::Value]| {
+            let delete = Query::delete()
+                .from_table(col(&collection.name))
+                .and_where(Expr::col(col("id")).is_in(ids.iter().cloned()))
+                .returning(Self::returning(collection))
+                .to_owned();
+            Ok(self.statement(&delete, ctx.version))
+        };
+        let ids: Vec<sea_orm::Value> = ids.into_iter().map(Into::into).collect();
+        let statement = if ids.len() == 1 {
+            self.cached(ctx.version, &collection.name, Shape::Delete, ids, build)?
+        } else {
+            build(&ids)?
+        };
+        let rows = ctx.exec.all(statement).await.map_err(RecordError::Db)?;
         for row in &rows {
             let record = self.decode(collection, row)?;
             self.record_event(ctx, collection, Action::Deleted, &record, None)
@@ -914,32 +1033,36 @@ impl RecordService {
 
     /// A JSON value as the column of `field` stores it.
     fn encode(&self, field: &Field, value: &Value) -> SimpleExpr {
-        let json_column = |v: &Value| -> SimpleExpr {
-            let text = v.to_string();
-            match self.db.backend() {
-                Backend::Postgres => Expr::val(text).cast_as(Alias::new("jsonb")),
-                Backend::Sqlite => Expr::val(text),
-            }
-        };
+        self.wrap(field, self.param(field, value))
+    }
+
+    /// The expression a [`Self::param`] of `field` is bound as: PostgreSQL's json
+    /// columns take text cast to `jsonb`. Its text depends on the field alone.
+    fn wrap(&self, field: &Field, param: sea_orm::Value) -> SimpleExpr {
+        match (storage(&field.kind), self.db.backend()) {
+            (Storage::Json, Backend::Postgres) => Expr::val(param).cast_as(Alias::new("jsonb")),
+            _ => Expr::val(param),
+        }
+    }
+
+    /// The value bound for `value` in `field`'s column.
+    fn param(&self, field: &Field, value: &Value) -> sea_orm::Value {
         // A null is typed as its column: PostgreSQL prepares a statement once per text,
         // with the parameters' types of its first run, so a parameter's type must not
         // depend on whether the value is null.
         match (storage(&field.kind), value) {
-            (Storage::Number, Value::Null) if field.nullable => {
-                Expr::val(sea_orm::Value::Double(None))
-            }
-            (Storage::Bool, Value::Null) if field.nullable => Expr::val(sea_orm::Value::Bool(None)),
-            (Storage::Json, Value::Null) if field.nullable => json_column_null(self.db.backend()),
-            (_, Value::Null) if field.nullable => Expr::val(sea_orm::Value::String(None)),
-            (Storage::Number, v) => Expr::val(v.as_f64().unwrap_or_default()),
-            (Storage::Bool, v) => Expr::val(v.as_bool().unwrap_or_default()),
-            (Storage::Json, v) => json_column(v),
+            (Storage::Number, Value::Null) if field.nullable => sea_orm::Value::Double(None),
+            (Storage::Bool, Value::Null) if field.nullable => sea_orm::Value::Bool(None),
+            (_, Value::Null) if field.nullable => sea_orm::Value::String(None),
+            (Storage::Number, v) => v.as_f64().unwrap_or_default().into(),
+            (Storage::Bool, v) => v.as_bool().unwrap_or_default().into(),
+            (Storage::Json, v) => v.to_string().into(),
             (Storage::Text, Value::String(s)) if matches!(field.kind, FieldKind::Email { .. }) => {
-                Expr::val(s.to_lowercase())
+                s.to_lowercase().into()
             }
-            (Storage::Text, Value::String(s)) => Expr::val(s.clone()),
-            (Storage::Text, Value::Null) => Expr::val(String::new()),
-            (Storage::Text, v) => Expr::val(v.to_string()),
+            (Storage::Text, Value::String(s)) => s.clone().into(),
+            (Storage::Text, Value::Null) => String::new().into(),
+            (Storage::Text, v) => v.to_string().into(),
         }
     }
 
@@ -1001,15 +1124,6 @@ impl RecordService {
             record.insert(name.to_owned(), value);
         }
         Ok(record)
-    }
-}
-
-/// SQL NULL for a JSON column, typed as the column's non-null values are.
-fn json_column_null(backend: Backend) -> SimpleExpr {
-    let null = Expr::val(sea_orm::Value::String(None));
-    match backend {
-        Backend::Postgres => null.cast_as(Alias::new("jsonb")),
-        Backend::Sqlite => null,
     }
 }
 

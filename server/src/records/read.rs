@@ -260,22 +260,26 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         identity.require_scope(&collection.name, Op::View)?;
-        let mut select = Self::select_fields(&collection);
-        select.and_where(Expr::col((col(BASE), col("id"))).eq(id));
-        if let Some(condition) =
-            self.client_filter(&collection, &snapshot, identity, request, filter)?
-        {
-            select.and_where(condition);
-        }
-        if let Some(rule) =
-            self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request)?
-        {
-            select.and_where(rule);
-        }
+        let conditions: Vec<_> = [
+            self.client_filter(&collection, &snapshot, identity, request, filter)?,
+            self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request)?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let statement = if conditions.is_empty() {
+            self.view_by_id(snapshot.version(), &collection, id)?
+        } else {
+            let mut select = Self::select_by_id(&collection, id);
+            for condition in conditions {
+                select.and_where(condition);
+            }
+            self.statement(&select, snapshot.version())
+        };
         let row = self
             .db
             .reads()
-            .one(self.statement(&select, snapshot.version()))
+            .one(statement)
             .await
             .map_err(RecordError::Db)?
             .ok_or(RecordError::NotFound)?;

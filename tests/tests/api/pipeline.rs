@@ -9,7 +9,8 @@ use serde_json::json;
 backend_tests!(
     signed_in_requests_skip_the_caller_row,
     a_create_event_carries_the_record_as_stored,
-    a_refused_create_writes_nothing
+    a_refused_create_writes_nothing,
+    fixed_shape_statements_are_built_once_per_schema_version
 );
 
 async fn signed_in_requests_skip_the_caller_row(backend: Backend) {
@@ -286,4 +287,103 @@ async fn a_refused_create_writes_nothing(backend: Backend) {
     );
     assert_eq!(app.count_rows("posts").await, 1);
     assert_eq!(app.count_rows("_outbox").await, outbox + 1);
+}
+
+/// The text of a create's insert and outbox row, an update, a delete and a view by id
+/// is built once per collection, shape and schema version; a schema change makes new
+/// texts with the new columns.
+async fn fixed_shape_statements_are_built_once_per_schema_version(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let collection = app
+        .create_collection(
+            &admin,
+            json!({"name": "posts", "listRule": "", "viewRule": "", "createRule": "",
+                   "updateRule": "", "deleteRule": "",
+                   "fields": [{"name": "title", "type": "text"},
+                              {"name": "n", "type": "number"},
+                              {"name": "meta", "type": "json"}]}),
+        )
+        .await;
+    let built = || app.state.records.statement_texts_built();
+    let round = |i: i64| {
+        let app = &app;
+        async move {
+            let (status, post) = app
+                .call(
+                    Method::POST,
+                    "/api/collections/posts/records",
+                    None,
+                    Some(json!({"title": format!("t{i}"), "n": i, "meta": {"i": i}})),
+                )
+                .await;
+            assert_eq!(status, 200, "{post}");
+            let path = format!(
+                "/api/collections/posts/records/{}",
+                post["id"].as_str().unwrap()
+            );
+            let (status, updated) = app
+                .call(
+                    Method::PATCH,
+                    &path,
+                    None,
+                    Some(json!({"n+": 10, "meta": null})),
+                )
+                .await;
+            assert_eq!(status, 200, "{updated}");
+            assert_eq!(updated["n"], i + 10);
+            assert_eq!(updated["meta"], serde_json::Value::Null);
+            let (status, viewed) = app.call(Method::GET, &path, None, None).await;
+            assert_eq!(status, 200, "{viewed}");
+            assert_eq!(viewed["title"], format!("t{i}"));
+            assert_eq!(viewed["n"], i + 10);
+            let (status, _) = app.call(Method::DELETE, &path, None, None).await;
+            assert_eq!(status, 204);
+            let (status, _) = app.call(Method::GET, &path, None, None).await;
+            assert_eq!(status, 404);
+        }
+    };
+    round(1).await;
+    let before = built();
+    round(2).await;
+    round(3).await;
+    assert_eq!(
+        built(),
+        before,
+        "the same shapes again build no statement text"
+    );
+
+    // A new column: the next writes build texts that name it.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/collections/{}", collection["id"].as_str().unwrap()),
+            Some(&admin),
+            Some(json!({"fields": [{"name": "title", "type": "text"},
+                                   {"name": "n", "type": "number"},
+                                   {"name": "meta", "type": "json"},
+                                   {"name": "extra", "type": "text"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let before = built();
+    let (status, post) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "after", "n": 1, "meta": [1], "extra": "kept"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{post}");
+    assert_eq!(post["extra"], "kept");
+    let path = format!(
+        "/api/collections/posts/records/{}",
+        post["id"].as_str().unwrap()
+    );
+    let (status, viewed) = app.call(Method::GET, &path, None, None).await;
+    assert_eq!(status, 200, "{viewed}");
+    assert_eq!(viewed["extra"], "kept");
+    assert_eq!(viewed["meta"], json!([1]));
+    assert!(built() > before, "a new schema version builds new texts");
 }
