@@ -3,6 +3,7 @@
 //! header, and superuser management for the CLI. Rows are read and written through
 //! `records`. Imports `schema`, `records` and `db`.
 
+pub mod admin;
 pub mod keys;
 pub mod oauth2;
 pub mod token;
@@ -330,6 +331,7 @@ impl AuthService {
                     .to_owned()
             }),
             new_email: new_email.map(str::to_owned),
+            started: None,
         };
         token::sign(&self.secret, &claims, &material).map_err(AuthError::Internal)
     }

@@ -20,6 +20,11 @@ impl Secret {
     pub fn new(bytes: Vec<u8>) -> Secret {
         Secret(bytes)
     }
+
+    /// The secret's bytes, for keys derived from it.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -35,6 +40,8 @@ pub enum Kind {
     Verification,
     PasswordReset,
     EmailChange,
+    /// An admin UI session (a cookie, never an `Authorization` header).
+    AdminSession,
 }
 
 impl Kind {
@@ -44,6 +51,7 @@ impl Kind {
             Kind::Verification => "verification",
             Kind::PasswordReset => "passwordReset",
             Kind::EmailChange => "emailChange",
+            Kind::AdminSession => "adminSession",
         }
     }
 }
@@ -65,6 +73,10 @@ pub struct Claims {
     /// For an email change: the address to change to.
     #[serde(default, rename = "newEmail", skip_serializing_if = "Option::is_none")]
     pub new_email: Option<String>,
+    /// For an admin session: when it began (seconds since the epoch), which bounds
+    /// its whole life however often it is renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
 }
 
 /// The signing key: secret, type, collection and the record's key material, each
@@ -117,6 +129,7 @@ mod tests {
 
     fn claims(exp: u64) -> Claims {
         Claims {
+            started: None,
             id: "u1".into(),
             collection_id: "c1".into(),
             kind: "auth".into(),
