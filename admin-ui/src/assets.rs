@@ -54,7 +54,8 @@ const fn hashed_name<const N: usize>(prefix: &str, hash: u64, suffix: &str) -> [
 macro_rules! asset {
     ($name:ident, $file:literal, $prefix:literal, $suffix:literal, $type:literal) => {
         pub static $name: Asset = {
-            const BODY: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/", $file));
+            const BODY: &[u8] =
+                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/", $file));
             const LEN: usize = $prefix.len() + 16 + $suffix.len();
             const NAME: [u8; LEN] = hashed_name::<LEN>($prefix, fnv1a(BODY), $suffix);
             Asset {
@@ -69,8 +70,20 @@ macro_rules! asset {
     };
 }
 
-asset!(CSS, "admin.css", "/_/assets/admin.", ".css", "text/css; charset=utf-8");
-asset!(JS, "admin.js", "/_/assets/admin.", ".js", "text/javascript; charset=utf-8");
+asset!(
+    CSS,
+    "admin.css",
+    "/_/assets/admin.",
+    ".css",
+    "text/css; charset=utf-8"
+);
+asset!(
+    JS,
+    "admin.js",
+    "/_/assets/admin.",
+    ".js",
+    "text/javascript; charset=utf-8"
+);
 
 /// The asset at `path` (`/_/assets/...`), if any.
 pub fn find(path: &str) -> Option<&'static Asset> {

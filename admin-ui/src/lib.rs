@@ -5,7 +5,7 @@
 //! This crate knows nothing of the server: the server's admin module calls its services
 //! and fills these view models. Every value rendered is HTML-escaped by askama.
 
-use askama::Template;
+pub use askama::Template;
 
 pub mod assets;
 
@@ -347,6 +347,19 @@ pub struct SettingRow {
 pub struct SettingsPage {
     pub chrome: Chrome,
     pub rows: Vec<SettingRow>,
+}
+
+/// Export the schema, or import one after seeing what it will change.
+#[derive(Template, Debug)]
+#[template(path = "schema.html")]
+pub struct SchemaPage {
+    pub chrome: Chrome,
+    pub export: String,
+    pub import: String,
+    pub delete_missing: bool,
+    /// What the pasted import would change, one line each.
+    pub preview: Vec<String>,
+    pub error: String,
 }
 
 fn error_of(errors: &[(String, String)], field: &str) -> String {

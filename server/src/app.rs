@@ -369,6 +369,7 @@ impl App {
                 .app_data(http::json::payload_config(limit))
                 .wrap(from_fn(http::middleware::observe))
                 .configure(http::routes)
+                .configure(http::admin::routes)
                 .default_service(web::to(http::not_found))
         })
         .disable_signals()
@@ -391,7 +392,7 @@ impl App {
         if let Some(token) = state.auth.setup_token(&state.schema.snapshot()).await? {
             tracing::warn!(
                 "No superuser yet. Create one with `basalt superuser upsert EMAIL PASSWORD`, \
-                 or open this one-time setup link within an hour: {url}/_/#/setup/{token}"
+                 or open this one-time setup link within an hour: {url}/_/setup/{token}"
             );
         }
         Ok(App {

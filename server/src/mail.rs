@@ -124,6 +124,12 @@ impl Mailer {
     /// Stored mails, newest first, and how many there are.
     ///
     /// Fails when `_mails` cannot be read.
+    pub async fn stored_one(&self, id: &str) -> Result<Option<mails::Model>, sea_orm::DbErr> {
+        mails::Entity::find_by_id(id.to_owned())
+            .one(self.db.conn())
+            .await
+    }
+
     pub async fn stored(
         &self,
         page: u64,

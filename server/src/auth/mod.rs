@@ -1061,6 +1061,19 @@ impl AuthService {
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
+    /// One stored mail.
+    ///
+    /// Fails when the mails cannot be read.
+    pub async fn stored_mail(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::db::entities::mails::Model>, AuthError> {
+        self.mailer
+            .stored_one(id)
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
     /// `auth-with-oauth2`: trade a provider's authorization code (PKCE) for a
     /// session. A linked identity signs in as its record; otherwise a record whose
     /// email is the provider's *verified* email is linked — only if that record is

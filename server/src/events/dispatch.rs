@@ -722,6 +722,27 @@ impl Events {
             .unwrap_or(0)
     }
 
+    /// The age of the oldest unsent row, if any.
+    pub async fn oldest_unsent(&self) -> Option<chrono::Duration> {
+        let oldest = outbox::Entity::find()
+            .filter(outbox::Column::Sent.is_null())
+            .order_by_asc(outbox::Column::Seq)
+            .one(self.inner.conn())
+            .await
+            .ok()??;
+        Some(chrono::Utc::now() - oldest.created)
+    }
+
+    /// The latest `limit` events, newest first (the admin UI shows them).
+    pub async fn latest(&self, limit: u64) -> Vec<outbox::Model> {
+        outbox::Entity::find()
+            .order_by_desc(outbox::Column::Seq)
+            .limit(limit)
+            .all(self.inner.conn())
+            .await
+            .unwrap_or_default()
+    }
+
     /// Hand the connection trait to callers that inspect the outbox.
     pub fn db(&self) -> &Db {
         &self.inner.db

@@ -17,34 +17,6 @@ pub struct ListQuery {
     skip_total: Option<String>,
 }
 
-/// Until the filter language exists, the collections list understands
-/// `name = 'x'`, `name ~ 'x'` (contains) and `type = 'base'|'auth'`, joined by `&&`.
-fn name_filter(filter: &str) -> Result<Vec<(String, char, String)>, ApiError> {
-    let mut terms = Vec::new();
-    for part in filter.split("&&").map(str::trim).filter(|p| !p.is_empty()) {
-        let (field, op, value) = ["~", "="]
-            .iter()
-            .find_map(|op| {
-                let (field, value) = part.split_once(op)?;
-                Some((field.trim(), op.chars().next()?, value.trim()))
-            })
-            .ok_or_else(|| ApiError::bad_request(format!("Unsupported filter `{part}`.")))?;
-        let unquoted = value
-            .strip_prefix('\'')
-            .and_then(|v| v.strip_suffix('\''))
-            .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')));
-        match (field, unquoted) {
-            ("name" | "type", Some(value)) => terms.push((field.to_owned(), op, value.to_owned())),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Unsupported filter `{part}`: collections can be filtered by name = '…', name ~ '…' or type = '…'."
-                )));
-            }
-        }
-    }
-    Ok(terms)
-}
-
 /// `GET /api/collections`
 pub async fn list_collections(
     state: web::Data<AppState>,
@@ -52,26 +24,12 @@ pub async fn list_collections(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_superuser()?;
-    let terms = name_filter(query.filter.as_deref().unwrap_or_default())?;
     let page = query.page.unwrap_or(1).max(1);
     let per_page = query.per_page.unwrap_or(30).clamp(1, 1000);
-    let snapshot = state.schema.snapshot();
-    let matching: Vec<Value> = snapshot
-        .all()
+    let matching: Vec<Value> = state
+        .schema
+        .list(query.filter.as_deref().unwrap_or_default())?
         .iter()
-        .filter(|c| {
-            terms.iter().all(|(field, op, value)| {
-                let actual = if field == "name" {
-                    c.name.as_str()
-                } else {
-                    c.kind.as_str()
-                };
-                match op {
-                    '~' => actual.to_lowercase().contains(&value.to_lowercase()),
-                    _ => actual == value,
-                }
-            })
-        })
         .map(|c| c.to_json())
         .collect();
     let total = matching.len() as u64;
@@ -161,21 +119,4 @@ pub async fn import_collections(
         .import(&body.collections, body.delete_missing, &caller.actor())
         .await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::name_filter;
-
-    #[test]
-    fn name_filters() {
-        assert_eq!(name_filter("").unwrap(), vec![]);
-        assert_eq!(
-            name_filter("name = 'posts'").unwrap(),
-            vec![("name".to_owned(), '=', "posts".to_owned())]
-        );
-        assert_eq!(name_filter("name~\"po\" && type='base'").unwrap().len(), 2);
-        assert!(name_filter("views > 3").is_err());
-        assert!(name_filter("name = posts").is_err());
-    }
 }

@@ -189,7 +189,13 @@ fn with_error_body(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+    // JSON is the API's own; HTML is the admin UI's pages.
+    let is_page = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_json || is_page {
         return res;
     }
     let message = match res.response().error() {

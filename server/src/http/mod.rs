@@ -2,6 +2,7 @@
 //! body. Handlers extract, make one service call and shape the response; nothing here
 //! reads rows or checks rules itself. Nothing imports this module.
 
+pub mod admin;
 mod auth;
 pub mod body;
 mod collections;

@@ -471,6 +471,58 @@ impl SchemaService {
         Ok(changed)
     }
 
+    /// The collections matching a collections-list `filter`: `name = 'x'`,
+    /// `name ~ 'x'` (contains, any case) and `type = 'base'|'auth'`, joined by `&&`
+    /// (the API's list and the admin UI share it).
+    ///
+    /// Fails with `Validation` for any other filter.
+    pub fn list(&self, filter: &str) -> Result<Vec<Arc<Collection>>, SchemaError> {
+        let terms = name_filter(filter)
+            .map_err(|message| SchemaError::one("filter", "validation_invalid_filter", message))?;
+        Ok(self
+            .snapshot()
+            .all()
+            .iter()
+            .filter(|c| {
+                terms.iter().all(|(field, op, value)| {
+                    let actual = if field == "name" {
+                        c.name.as_str()
+                    } else {
+                        c.kind.as_str()
+                    };
+                    match op {
+                        '~' => actual.to_lowercase().contains(&value.to_lowercase()),
+                        _ => actual == value,
+                    }
+                })
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// The collections whose name contains `text` (any case); all for "".
+    pub fn search(&self, text: &str) -> Vec<Arc<Collection>> {
+        let text = text.trim().to_lowercase();
+        self.snapshot()
+            .all()
+            .iter()
+            .filter(|c| c.name.to_lowercase().contains(&text))
+            .cloned()
+            .collect()
+    }
+
+    /// What [`SchemaService::import`] of these definitions would change, without
+    /// changing anything.
+    ///
+    /// Fails with `Validation` like the import.
+    pub fn plan_import(
+        &self,
+        definitions: &[Value],
+        delete_missing: bool,
+    ) -> Result<ImportPlan, SchemaError> {
+        plan_import(&self.snapshot(), definitions, delete_missing)
+    }
+
     /// Every user collection (not Basalt's system ones), as PocketBase exports them.
     pub fn export(&self) -> Value {
         Value::Array(
@@ -715,6 +767,59 @@ impl ImportPlan {
         self.changes.is_empty()
     }
 
+    /// One line per change, for a person to read before applying it: what is
+    /// created, which fields an update adds, removes, renames or changes, what is
+    /// deleted (with its data).
+    pub fn describe(&self) -> Vec<String> {
+        self.changes
+            .iter()
+            .map(|change| match change {
+                Change::Create(new) => format!(
+                    "create collection `{}` ({} fields)",
+                    new.name,
+                    new.fields.len()
+                ),
+                Change::Delete(old) => {
+                    format!("delete collection `{}` and all its records", old.name)
+                }
+                Change::Update { old, new } => {
+                    let mut parts = Vec::new();
+                    if old.name != new.name {
+                        parts.push(format!("rename to `{}`", new.name));
+                    }
+                    for field in &new.fields {
+                        match old.fields.iter().find(|f| f.id == field.id) {
+                            None => parts.push(format!("add field `{}`", field.name)),
+                            Some(before) if before.name != field.name => parts.push(format!(
+                                "rename field `{}` to `{}`",
+                                before.name, field.name
+                            )),
+                            Some(before) if before != field => {
+                                parts.push(format!("change field `{}`", field.name))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    for field in &old.fields {
+                        if !new.fields.iter().any(|f| f.id == field.id) {
+                            parts.push(format!("remove field `{}` and its values", field.name));
+                        }
+                    }
+                    if old.rules != new.rules {
+                        parts.push("change rules".into());
+                    }
+                    if old.indexes != new.indexes {
+                        parts.push("change indexes".into());
+                    }
+                    if parts.is_empty() {
+                        parts.push("change options".into());
+                    }
+                    format!("update collection `{}`: {}", old.name, parts.join(", "))
+                }
+            })
+            .collect()
+    }
+
     /// The schema as the import would leave `current`.
     pub fn snapshot_after(&self, current: &Snapshot) -> Snapshot {
         after(current, &self.changes)
@@ -745,6 +850,33 @@ impl ImportPlan {
         }
         Ok(statements)
     }
+}
+
+/// The terms of a collections-list filter (see [`SchemaService::list`]).
+fn name_filter(filter: &str) -> Result<Vec<(String, char, String)>, String> {
+    let mut terms = Vec::new();
+    for part in filter.split("&&").map(str::trim).filter(|p| !p.is_empty()) {
+        let (field, op, value) = ["~", "="]
+            .iter()
+            .find_map(|op| {
+                let (field, value) = part.split_once(op)?;
+                Some((field.trim(), op.chars().next()?, value.trim()))
+            })
+            .ok_or_else(|| format!("Unsupported filter `{part}`."))?;
+        let unquoted = value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')));
+        match (field, unquoted) {
+            ("name" | "type", Some(value)) => terms.push((field.to_owned(), op, value.to_owned())),
+            _ => {
+                return Err(format!(
+                    "Unsupported filter `{part}`: collections can be filtered by name = '…', name ~ '…' or type = '…'."
+                ));
+            }
+        }
+    }
+    Ok(terms)
 }
 
 /// Plan an import of `definitions` over `snapshot` (see [`SchemaService::import`]).
@@ -1483,4 +1615,21 @@ fn capitalized(err: &dyn std::fmt::Display) -> String {
     chars.next().map_or_else(String::new, |first| {
         first.to_uppercase().collect::<String>() + chars.as_str() + "."
     })
+}
+
+#[cfg(test)]
+mod list_filter_tests {
+    use super::name_filter;
+
+    #[test]
+    fn collection_list_filters() {
+        assert_eq!(name_filter("").unwrap(), vec![]);
+        assert_eq!(
+            name_filter("name = 'posts'").unwrap(),
+            vec![("name".to_owned(), '=', "posts".to_owned())]
+        );
+        assert_eq!(name_filter("name~\"po\" && type='base'").unwrap().len(), 2);
+        assert!(name_filter("views > 3").is_err());
+        assert!(name_filter("name = posts").is_err());
+    }
 }
