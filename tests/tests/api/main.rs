@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod admin;
 mod api_keys;
 mod auth;
 mod auth_flows;

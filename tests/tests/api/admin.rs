@@ -1,0 +1,780 @@
+//! The admin UI at `/_/` as a browser without JavaScript uses it: plain forms, cookies,
+//! redirects. First-run setup, sessions (cookie flags, idle and absolute expiry,
+//! revocation, CSRF), security headers, escaping, and the collections and records
+//! pages over the same services as the API.
+
+use std::collections::HashMap;
+
+use basalt_tests::{Backend, TestApp, backend_tests};
+use reqwest::Method;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+backend_tests!(
+    first_run_setup_creates_the_superuser_once,
+    sessions_are_httponly_strict_and_end,
+    pages_are_locked_down_and_escape_what_users_stored,
+    collections_and_records_through_the_forms
+);
+
+/// A cookie-keeping client that does not follow redirects.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The CSRF token of the page's first form.
+    fn csrf(&self) -> String {
+        let start = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf input in:\n{}", self.body))
+            + "name=\"csrf\" value=\"".len();
+        self.body[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut request = self.client.request(method, self.app.url(path));
+        if !self.cookies.is_empty() {
+            let header: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            request = request.header("cookie", header.join("; "));
+        }
+        if let Some(form) = form {
+            let body: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish();
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        for cookie in headers.get_all(SET_COOKIE).iter() {
+            let cookie = cookie.to_str().unwrap();
+            let pair = cookie.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || cookie.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = response.text().await.unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    /// Post `form` with the CSRF token of the form page at `page`.
+    async fn submit(&mut self, page: &str, action: &str, form: &[(&str, &str)]) -> Page {
+        let csrf = self.get(page).await.csrf();
+        let mut with: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+        with.extend_from_slice(form);
+        self.post(action, &with).await
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        let csrf = self.get("/_/login").await.csrf();
+        self.post(
+            "/_/login",
+            &[("csrf", &csrf), ("email", email), ("password", password)],
+        )
+        .await
+    }
+}
+
+async fn superuser_count(app: &TestApp) -> u64 {
+    app.state.records.count("_superusers").await.unwrap()
+}
+
+async fn first_run_setup_creates_the_superuser_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app
+        .state
+        .auth
+        .setup_token(&app.state.schema.snapshot())
+        .await
+        .unwrap()
+        .expect("no superuser yet: a setup token");
+    let link = format!("/_/setup/{token}");
+    let mut browser = Browser::new(&app);
+    let page = browser.get(&link).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Create superuser"));
+    let csrf = page.csrf();
+
+    // Without the form's token: refused, nothing created (only the placeholder).
+    let before = superuser_count(&app).await;
+    let refused = browser
+        .post(
+            &link,
+            &[
+                ("email", "owner@example.com"),
+                ("password", "owner-password-1"),
+                ("passwordConfirm", "owner-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    // Passwords that differ, and a short one: the form again with the reason.
+    let differ = browser
+        .post(
+            &link,
+            &[
+                ("csrf", &csrf),
+                ("email", "owner@example.com"),
+                ("password", "owner-password-1"),
+                ("passwordConfirm", "owner-password-2"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, 400);
+    assert!(differ.body.contains("The passwords differ."));
+    let short = browser
+        .post(
+            &link,
+            &[
+                ("csrf", &csrf),
+                ("email", "owner@example.com"),
+                ("password", "short"),
+                ("passwordConfirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(short.status, 400, "{}", short.body);
+    assert!(short.body.contains("8 to 256"), "{}", short.body);
+    assert_eq!(superuser_count(&app).await, before);
+
+    let done = browser
+        .post(
+            &link,
+            &[
+                ("csrf", &csrf),
+                ("email", "owner@example.com"),
+                ("password", "owner-password-1"),
+                ("passwordConfirm", "owner-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/_/collections");
+    let collections = browser.get("/_/collections").await;
+    assert_eq!(collections.status, 200);
+    assert!(collections.body.contains("owner@example.com"));
+    // The placeholder is gone: one superuser, the real one.
+    assert_eq!(superuser_count(&app).await, 1);
+
+    // The link worked once.
+    let used = Browser::new(&app).get(&link).await;
+    assert_eq!(used.status, 410);
+    assert!(used.body.contains("already used or has expired"));
+    let again = browser
+        .post(
+            &link,
+            &[
+                ("csrf", &csrf),
+                ("email", "intruder@example.com"),
+                ("password", "intruder-password-1"),
+                ("passwordConfirm", "intruder-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 410);
+    assert_eq!(superuser_count(&app).await, 1);
+
+    // Sign out, then in.
+    let csrf = collections.csrf();
+    let out = browser.post("/_/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    let locked = browser.get("/_/collections").await;
+    assert_eq!(locked.status, 303);
+    assert!(locked.location().starts_with("/_/login"));
+    let wrong = browser
+        .sign_in("owner@example.com", "not-the-password")
+        .await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.body.contains("Wrong email or password."));
+    let right = browser
+        .sign_in("owner@example.com", "owner-password-1")
+        .await;
+    assert_eq!(right.status, 303, "{}", right.body);
+    assert_eq!(browser.get("/_/collections").await.status, 200);
+}
+
+async fn sessions_are_httponly_strict_and_end(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .setting("app_url", "https://admin.example.com")
+        .setting("rate_limit_auth", "3/60s")
+        .spawn()
+        .await;
+    let _ = app.superuser_token().await;
+    let mut browser = Browser::new(&app);
+    let signed_in = browser
+        .sign_in("admin@basalt.test", "admin-password-1")
+        .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let cookie = signed_in
+        .set_cookie("basalt_admin")
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/_/", "Secure"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    let session = browser.cookies["basalt_admin"].clone();
+
+    // The session cookie is no API token.
+    let (status, _) = app
+        .call(Method::GET, "/api/collections", Some(&session), None)
+        .await;
+    assert_eq!(status, 401);
+
+    // A forged or mangled cookie is sent to sign-in.
+    let mut forged = Browser::new(&app);
+    forged
+        .cookies
+        .insert("basalt_admin".into(), format!("{session}x"));
+    let page = forged.get("/_/collections/users").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/_/login?next=%2F_%2Fcollections%2Fusers");
+
+    // Idle too long, or past its absolute life: sent to sign-in.
+    let snapshot = app.state.schema.snapshot();
+    let record = app
+        .state
+        .records
+        .find_by_field(
+            &snapshot.get("_superusers").unwrap().id,
+            "email",
+            &json!("admin@basalt.test"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let idle = basalt_server::auth::admin::SESSION_IDLE;
+    let absolute = basalt_server::auth::admin::SESSION_ABSOLUTE;
+    for (age, started_ago, live) in [
+        (10, 10, true),
+        (idle + 1, idle + 1, false),
+        (10, absolute + 1, false),
+    ] {
+        let token = app
+            .state
+            .auth
+            .admin_session_aged(&snapshot, record.clone(), age, started_ago)
+            .unwrap();
+        let mut aged = Browser::new(&app);
+        aged.cookies.insert("basalt_admin".into(), token);
+        let page = aged.get("/_/collections").await;
+        assert_eq!(
+            page.status == 200,
+            live,
+            "age {age}, started {started_ago} s ago: {}",
+            page.status
+        );
+    }
+    // A session issued over a minute ago is renewed with the same life.
+    let token = app
+        .state
+        .auth
+        .admin_session_aged(&snapshot, record.clone(), 120, 120)
+        .unwrap();
+    let mut renewed = Browser::new(&app);
+    renewed.cookies.insert("basalt_admin".into(), token.clone());
+    let page = renewed.get("/_/collections").await;
+    assert_eq!(page.status, 200);
+    assert!(page.set_cookie("basalt_admin").is_some(), "renewed");
+    assert_ne!(renewed.cookies["basalt_admin"], token);
+
+    // A new password ends every session at once.
+    app.state
+        .auth
+        .upsert_superuser(&snapshot, "admin@basalt.test", "admin-password-2")
+        .await
+        .unwrap();
+    let page = browser.get("/_/collections").await;
+    assert_eq!(page.status, 303, "the old session is refused");
+
+    // Sign-in is rate-limited like the API's (3 a minute here).
+    let mut guesser = Browser::new(&app);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            guesser
+                .sign_in("guess@example.com", "guess-password")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, vec![400, 400, 400, 429, 429]);
+}
+
+async fn pages_are_locked_down_and_escape_what_users_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "listRule": "", "viewRule": "",
+               "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    let payload = "<script>alert('x')</script><img src=x onerror=alert(1)>";
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/collections/notes/records",
+            Some(&admin),
+            Some(json!({"title": payload})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser
+            .sign_in("admin@basalt.test", "admin-password-1")
+            .await
+            .status,
+        303
+    );
+    for path in [
+        "/_/collections",
+        "/_/collections/notes",
+        "/_/collections/notes/records",
+        "/_/collections/new",
+        "/_/events",
+        "/_/mails",
+        "/_/settings",
+        "/_/schema",
+        "/_/login",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(page.headers["x-frame-options"], "DENY");
+        assert_eq!(page.headers["referrer-policy"], "same-origin");
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{path} runs stored script"
+        );
+        assert!(!page.body.contains("<img src=x"), "{path}");
+        assert!(!page.body.contains(" style=\""), "{path} has inline style");
+    }
+    let records = browser.get("/_/collections/notes/records").await;
+    assert!(
+        records.body.contains("&#60;script&#62;alert"),
+        "shown, escaped"
+    );
+
+    // Assets: content-hashed URLs, cached for a year; others are 404.
+    let css = basalt_admin_ui::assets::CSS.url;
+    let response = app.get(css).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert_eq!(
+        app.get("/_/assets/admin.0000000000000000.css")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.get("/_/no-such-page").await.status(), 404);
+}
+
+async fn collections_and_records_through_the_forms(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser
+            .sign_in("admin@basalt.test", "admin-password-1")
+            .await
+            .status,
+        303
+    );
+    let posts = [
+        ("name", "posts"),
+        ("type", "base"),
+        ("field.0.id", ""),
+        ("field.0.name", "title"),
+        ("field.0.type", "text"),
+        ("field.0.required", "1"),
+        ("field.0.options", ""),
+        ("field.1.id", ""),
+        ("field.1.name", "views"),
+        ("field.1.type", "number"),
+        ("field.1.options", ""),
+        ("field.2.id", ""),
+        ("field.2.name", "kind"),
+        ("field.2.type", "select"),
+        (
+            "field.2.options",
+            r#"{"values": ["news", "blog"], "maxSelect": 1}"#,
+        ),
+        ("field.3.id", ""),
+        ("field.3.name", "author"),
+        ("field.3.type", "relation"),
+        (
+            "field.3.options",
+            r#"{"collectionId": "_pb_users_auth_", "maxSelect": 1}"#,
+        ),
+        ("listRule", ""),
+        ("viewRule", ""),
+        ("createRule_locked", "1"),
+        ("createRule", ""),
+        ("updateRule_locked", "1"),
+        ("updateRule", ""),
+        ("deleteRule_locked", "1"),
+        ("deleteRule", ""),
+        ("indexes", ""),
+    ];
+    // A form without its CSRF token changes nothing.
+    let refused = browser.post("/_/collections/new", &posts).await;
+    assert_eq!(refused.status, 403);
+    assert!(app.state.schema.snapshot().get("posts").is_none());
+
+    // A rule that does not compile: the error, with its position, beside the rule.
+    let mut broken = posts.to_vec();
+    broken.retain(|(k, _)| *k != "listRule");
+    broken.push(("listRule", "views >"));
+    let page = browser
+        .submit("/_/collections/new", "/_/collections/new", &broken)
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    let error_at = page.body.find("id=\"listRule-error\">").unwrap();
+    assert!(
+        page.body[error_at..]
+            .split("</p>")
+            .next()
+            .unwrap()
+            .contains("character"),
+        "the rule's error names its position: {}",
+        &page.body[error_at..error_at + 200]
+    );
+    assert!(app.state.schema.snapshot().get("posts").is_none());
+
+    let created = browser
+        .submit("/_/collections/new", "/_/collections/new", &posts)
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    assert_eq!(created.location(), "/_/collections/posts?done=created");
+    let list = browser.get("/_/collections").await;
+    assert!(list.body.contains("/_/collections/posts/records"));
+
+    // Records through the generated form: a select and a relation picker.
+    let (user, _) = app.user("ann@example.com", "ann-password").await;
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let form = browser.get("/_/collections/posts/records/new").await;
+    assert!(form.body.contains("<option value=\"news\""));
+    assert!(
+        form.body.contains(&format!("<option value=\"{user_id}\"")),
+        "relation picker"
+    );
+    for (title, views) in [("first", "1"), ("second", "2"), ("third", "3")] {
+        let page = browser
+            .submit(
+                "/_/collections/posts/records/new",
+                "/_/collections/posts/records/new",
+                &[
+                    ("title", title),
+                    ("views", views),
+                    ("kind", "news"),
+                    ("author", &user_id),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+    }
+    // A required field left empty: the form again, with the field's error.
+    let page = browser
+        .submit(
+            "/_/collections/posts/records/new",
+            "/_/collections/posts/records/new",
+            &[("title", ""), ("views", "4"), ("kind", "blog")],
+        )
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("class=\"error\""));
+
+    // An anonymous client sees exactly what the rules allow: list and view, no create.
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records?sort=views",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["totalItems"], 3);
+    assert_eq!(body["items"][0]["title"], "first");
+    assert_eq!(body["items"][0]["author"], user_id.as_str());
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "anon"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // The table: a filter error inline, a filter that works.
+    let page = browser
+        .get("/_/collections/posts/records?filter=views+%3E%3E+1")
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(
+        page.body.contains("id=\"filter-error\" role=\"alert\">")
+            && !page
+                .body
+                .contains("id=\"filter-error\" role=\"alert\"></p>")
+    );
+    let page = browser
+        .get("/_/collections/posts/records?filter=views+%3E%3D+2&sort=-views")
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("2 record(s)"), "{}", page.body);
+    let third = page.body.find(">third<").unwrap();
+    let second = page.body.find(">second<").unwrap();
+    assert!(third < second, "sorted by -views");
+
+    // Rename a field in the editor: the API shows it renamed, the data kept.
+    let editor = browser.get("/_/collections/posts").await;
+    let collection = app.state.schema.snapshot().get("posts").unwrap().clone();
+    let mut form: Vec<(String, String)> = vec![
+        ("csrf".into(), editor.csrf()),
+        ("name".into(), "posts".into()),
+        ("listRule".into(), String::new()),
+        ("viewRule".into(), String::new()),
+        ("createRule_locked".into(), "1".into()),
+        ("updateRule_locked".into(), "1".into()),
+        ("deleteRule_locked".into(), "1".into()),
+    ];
+    for (i, field) in collection.fields.iter().enumerate() {
+        let options = field.to_json();
+        let options: serde_json::Map<String, serde_json::Value> = options
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| {
+                ![
+                    "id",
+                    "name",
+                    "type",
+                    "system",
+                    "hidden",
+                    "required",
+                    "presentable",
+                    "nullable",
+                ]
+                .contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let name = if field.name == "title" {
+            "headline".to_owned()
+        } else {
+            field.name.clone()
+        };
+        form.push((format!("field.{i}.id"), field.id.clone()));
+        form.push((format!("field.{i}.name"), name));
+        form.push((format!("field.{i}.type"), field.kind.type_name().to_owned()));
+        form.push((
+            format!("field.{i}.options"),
+            serde_json::Value::Object(options).to_string(),
+        ));
+        if field.required {
+            form.push((format!("field.{i}.required"), "1".into()));
+        }
+    }
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = browser.post("/_/collections/posts", &pairs).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let (_, body) = app
+        .call(
+            Method::GET,
+            "/api/collections/posts/records?sort=views",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(body["items"][0]["headline"], "first");
+    assert!(body["items"][0].get("title").is_none());
+
+    // Removing a field asks first and names it; only the confirmation removes it.
+    let editor = browser.get("/_/collections/posts").await;
+    let mut removing: Vec<(String, String)> = form
+        .iter()
+        .filter(|(k, _)| k != "csrf")
+        .map(|(k, v)| {
+            if v == "views" {
+                (k.clone(), String::new())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    removing.push(("csrf".into(), editor.csrf()));
+    let pairs: Vec<(&str, &str)> = removing
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let ask = browser.post("/_/collections/posts", &pairs).await;
+    assert_eq!(ask.status, 200);
+    assert!(
+        ask.body
+            .contains("field `views` and its values in 3 record(s)"),
+        "{}",
+        ask.body
+    );
+    assert!(
+        app.state
+            .schema
+            .snapshot()
+            .get("posts")
+            .unwrap()
+            .field("views")
+            .is_some()
+    );
+    let mut confirmed = pairs.clone();
+    confirmed.push(("confirmed", "1"));
+    let done = browser.post("/_/collections/posts", &confirmed).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(
+        app.state
+            .schema
+            .snapshot()
+            .get("posts")
+            .unwrap()
+            .field("views")
+            .is_none()
+    );
+
+    // Bulk delete: the selection asks first, the confirmation deletes.
+    let (_, body) = app
+        .call(Method::GET, "/api/collections/posts/records", None, None)
+        .await;
+    let ids: Vec<String> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let table = browser.get("/_/collections/posts/records").await;
+    let csrf = table.csrf();
+    let select = [("csrf", csrf.as_str()), ("ids", &ids[0]), ("ids", &ids[1])];
+    let ask = browser
+        .post("/_/collections/posts/records/delete", &select)
+        .await;
+    assert_eq!(ask.status, 200);
+    assert!(ask.body.contains("Delete 2 record(s)"));
+    assert_eq!(app.state.records.count("posts").await.unwrap(), 3);
+    let mut confirm = select.to_vec();
+    confirm.push(("confirmed", "1"));
+    let done = browser
+        .post("/_/collections/posts/records/delete", &confirm)
+        .await;
+    assert_eq!(done.status, 303);
+    assert_eq!(app.state.records.count("posts").await.unwrap(), 1);
+
+    // The event of each change is on the events page; the raw JSON view works.
+    let events = browser.get("/_/events").await;
+    assert!(events.body.contains("posts.deleted"), "{}", events.body);
+    let left = body["items"][2]["id"].as_str().unwrap().to_owned();
+    let raw = browser
+        .get(&format!("/_/collections/posts/records/{left}/json"))
+        .await;
+    assert_eq!(raw.status, 200);
+    assert!(raw.body.contains(&left));
+
+    // Deleting the collection asks for its name.
+    let page = browser
+        .submit(
+            "/_/collections/posts/delete",
+            "/_/collections/posts/delete",
+            &[("confirm", "wrong")],
+        )
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(app.state.schema.snapshot().get("posts").is_some());
+    let page = browser
+        .submit(
+            "/_/collections/posts/delete",
+            "/_/collections/posts/delete",
+            &[("confirm", "posts")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(app.state.schema.snapshot().get("posts").is_none());
+    let (status, _) = app
+        .call(Method::GET, "/api/collections/posts", Some(&admin), None)
+        .await;
+    assert_eq!(status, 404);
+}
