@@ -778,3 +778,99 @@ async fn collections_and_records_through_the_forms(backend: Backend) {
         .await;
     assert_eq!(status, 404);
 }
+
+/// The whole story in Debian's Chromium (headless) driven by `playwright-core`,
+/// against a real `basalt` process on SQLite: see `tests/browser/story.mjs`.
+/// Screenshots go to the build's temp dir, or to `docs/admin/` with
+/// `UPDATE_SCREENSHOTS=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_story_in_a_real_browser() {
+    use basalt_tests::process::{BasaltProcess, command};
+    use std::path::Path;
+    let test = "admin_story_in_a_real_browser";
+    if !basalt_tests::require_tool("node", test)
+        || !basalt_tests::require_tool("npm", test)
+        || !basalt_tests::require_tool("chromium", test)
+    {
+        return;
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let tools = basalt_tests::tools::install_once(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "browser",
+        &source,
+        &["package.json", "story.mjs"],
+        "node_modules/playwright-core",
+        |staging| {
+            let status = std::process::Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(staging)
+                .status()
+                .expect("run npm");
+            assert!(status.success(), "npm install of playwright-core failed");
+        },
+    );
+    let data = tempfile::tempdir().unwrap();
+    let (process, url) = BasaltProcess::start(command(data.path())).await;
+    let link = basalt_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the first start to log a setup link",
+        || {
+            let link = process
+                .json_logs()
+                .iter()
+                .filter_map(|l| l["message"].as_str().map(str::to_owned))
+                .find_map(|m| {
+                    let start = m.find("http://")?;
+                    let link = m[start..].split_whitespace().next()?.to_owned();
+                    link.contains("/_/setup/").then_some(link)
+                });
+            async move { link }
+        },
+    )
+    .await;
+    assert!(link.starts_with(&url), "{link} is on {url}");
+    let shots = if std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/admin")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-screenshots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg("story.mjs")
+        .current_dir(&tools)
+        .env("BASE", &url)
+        .env("SETUP_LINK", &link)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser story failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        process.logs().join("\n")
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        9,
+        "{stdout}"
+    );
+    for page in [
+        "setup",
+        "collections",
+        "collection-editor",
+        "records",
+        "record-form",
+        "events",
+        "mails",
+        "settings",
+        "schema",
+        "login",
+        "records-390px",
+    ] {
+        assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
+    }
+}

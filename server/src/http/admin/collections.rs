@@ -137,7 +137,8 @@ fn form_page(admin: &Admin, collection: Option<&Collection>) -> CollectionFormPa
                 key,
                 label,
                 value: rule.and_then(Value::as_str).unwrap_or_default().to_owned(),
-                locked: collection.is_some() && rule.is_none_or(Value::is_null),
+                // New collections start locked, as in PocketBase: superusers only.
+                locked: rule.is_none_or(Value::is_null),
                 error: String::new(),
             }
         })
