@@ -349,13 +349,8 @@ pub async fn create(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     let kind = if value(&form, "type") == "auth" {
         "auth"
     } else {
@@ -396,13 +391,8 @@ pub async fn update(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     let snapshot = state.schema.snapshot();
     let Some(collection) = snapshot.get(&name).cloned() else {
         return admin_message(
@@ -421,9 +411,14 @@ pub async fn update(
         };
         return refused(&admin, Some(&collection), &form, rows, errors, status);
     }
-    let kept: Vec<&str> = body["fields"]
-        .as_array()
-        .map(|f| f.iter().filter_map(|f| f["id"].as_str()).collect())
+    let kept: Vec<&str> = body
+        .get("fields")
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter_map(|f| f.get("id").and_then(Value::as_str))
+                .collect()
+        })
         .unwrap_or_default();
     let removed: Vec<&str> = collection
         .fields
@@ -536,13 +531,8 @@ pub async fn delete(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     let snapshot = state.schema.snapshot();
     let Some(collection) = snapshot.get(&name).cloned() else {
         return admin_message(
@@ -603,13 +593,8 @@ pub async fn import(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     let text = value(&form, "import").to_owned();
     let delete_missing = !value(&form, "delete_missing").is_empty();
     let export = serde_json::to_string_pretty(&state.schema.export()).unwrap_or_default();

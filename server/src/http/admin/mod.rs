@@ -8,6 +8,16 @@
 //! sent with a Content-Security-Policy that allows no inline script or style, with
 //! `X-Frame-Options: DENY` and a same-origin referrer policy.
 
+/// The value of a `Result<T, Refusal>`, or return the refusal's page.
+macro_rules! or_page {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(refusal) => return *refusal,
+        }
+    };
+}
+
 mod collections;
 mod records;
 mod session;
@@ -247,11 +257,11 @@ impl Admin {
     }
 
     /// Refuse a form without this session's CSRF token.
-    fn check_csrf(&self, form: &Form) -> Result<(), HttpResponse> {
+    fn check_csrf(&self, form: &Form) -> Result<(), Refusal> {
         if constant_time_eq(value(form, "csrf").as_bytes(), self.0.csrf.as_bytes()) {
             Ok(())
         } else {
-            Err(csrf_refused())
+            Err(stop(csrf_refused()))
         }
     }
 }
@@ -273,6 +283,13 @@ fn csrf_refused() -> HttpResponse {
     )
 }
 
+/// A page that ends a handler early (a refused form, an unknown collection).
+type Refusal = Box<HttpResponse>;
+
+fn stop(res: HttpResponse) -> Refusal {
+    Box::new(res)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && !b.is_empty()
@@ -283,23 +300,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub type Form = Vec<(String, String)>;
 
 /// Read a urlencoded body (at most 1 MiB).
-async fn read_form(payload: web::Payload) -> Result<Form, HttpResponse> {
+async fn read_form(payload: web::Payload) -> Result<Form, Refusal> {
     let bytes = payload
         .to_bytes_limited(1 << 20)
         .await
         .map_err(|_| {
-            message(
+            stop(message(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Too large",
                 "The form is larger than 1 MiB.",
-            )
+            ))
         })?
         .map_err(|_| {
-            message(
+            stop(message(
                 StatusCode::BAD_REQUEST,
                 "Bad form",
                 "The form could not be read.",
-            )
+            ))
         })?;
     Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }

@@ -37,14 +37,14 @@ fn collection_of(
     state: &AppState,
     admin: &Admin,
     name: &str,
-) -> Result<std::sync::Arc<Collection>, HttpResponse> {
+) -> Result<std::sync::Arc<Collection>, super::Refusal> {
     state.schema.snapshot().get(name).cloned().ok_or_else(|| {
-        admin_message(
+        super::stop(admin_message(
             admin,
             StatusCode::NOT_FOUND,
             "Not found",
             "No such collection.",
-        )
+        ))
     })
 }
 
@@ -80,10 +80,7 @@ pub async fn list(
     name: web::Path<String>,
     params: web::Query<ListParams>,
 ) -> HttpResponse {
-    let collection = match collection_of(&state, &admin, &name) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+    let collection = or_page!(collection_of(&state, &admin, &name));
     // `cols` repeats: read it from the query string itself.
     let chosen: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .filter(|(k, _)| k == "cols")
@@ -431,10 +428,7 @@ pub async fn new_page(
     admin: Admin,
     name: web::Path<String>,
 ) -> HttpResponse {
-    let collection = match collection_of(&state, &admin, &name) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+    let collection = or_page!(collection_of(&state, &admin, &name));
     let inputs = inputs(&state, &admin, &collection, None, &[]).await;
     page(RecordFormPage {
         chrome: admin.chrome(format!("New {} record", collection.name), "collections"),
@@ -480,17 +474,9 @@ pub async fn create(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
-    let collection = match collection_of(&state, &admin, &name) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let collection = or_page!(collection_of(&state, &admin, &name));
     let values = values_of(&collection, &form, false);
     let identity = identity(&admin);
     match state
@@ -557,10 +543,7 @@ pub async fn edit_page(
     done: web::Query<Done>,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let collection = match collection_of(&state, &admin, &name) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+    let collection = or_page!(collection_of(&state, &admin, &name));
     edit_form(
         &state,
         &admin,
@@ -580,17 +563,9 @@ pub async fn update(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
-    let collection = match collection_of(&state, &admin, &name) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let collection = or_page!(collection_of(&state, &admin, &name));
     let values = values_of(&collection, &form, true);
     let identity = identity(&admin);
     match state
@@ -700,13 +675,8 @@ pub async fn delete(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     let ids: Vec<String> = super::values(&form, "ids")
         .into_iter()
         .filter(|s| !s.is_empty())
@@ -746,17 +716,9 @@ pub async fn impersonate(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
-    let collection = match collection_of(&state, &admin, &name) {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let collection = or_page!(collection_of(&state, &admin, &name));
     match state
         .auth
         .impersonate(&state.schema.snapshot(), &name, &id, Some(3600))
@@ -783,13 +745,8 @@ pub async fn revoke(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     match state
         .auth
         .revoke_sessions(&state.schema.snapshot(), &name, &id)

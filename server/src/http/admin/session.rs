@@ -103,12 +103,12 @@ pub async fn login_page(req: HttpRequest, query: web::Query<LoginQuery>) -> Http
 }
 
 /// The pre-session CSRF check of the sign-in and setup forms.
-fn check_pre_session(req: &HttpRequest, form: &Form) -> Result<(), HttpResponse> {
+fn check_pre_session(req: &HttpRequest, form: &Form) -> Result<(), super::Refusal> {
     let expected = cookie(req, CSRF_COOKIE).unwrap_or_default();
     if constant_time_eq(value(form, "csrf").as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
-        Err(csrf_refused())
+        Err(super::stop(csrf_refused()))
     }
 }
 
@@ -119,13 +119,8 @@ pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = check_pre_session(&req, &form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(check_pre_session(&req, &form));
     let email = value(&form, "email").trim().to_owned();
     let next = safe_next(value(&form, "next")).to_owned();
     let ip = req
@@ -192,13 +187,8 @@ pub async fn login(
 
 /// `POST /_/logout`
 pub async fn logout(admin: Admin, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = admin.check_csrf(&form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
     let mut res = redirect("/_/login");
     if let Ok(value) = HeaderValue::from_str(&clear_cookie(SESSION_COOKIE, secure(&req))) {
         res.headers_mut().append(header::SET_COOKIE, value);
@@ -243,13 +233,8 @@ pub async fn setup(
     token: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(payload).await {
-        Ok(form) => form,
-        Err(res) => return res,
-    };
-    if let Err(res) = check_pre_session(&req, &form) {
-        return res;
-    }
+    let form = or_page!(read_form(payload).await);
+    or_page!(check_pre_session(&req, &form));
     let email = value(&form, "email").trim().to_owned();
     let password = value(&form, "password");
     let render = |status: StatusCode, open: bool, errors: Vec<(String, String)>| {

@@ -108,7 +108,7 @@ pub async fn settings(state: web::Data<AppState>, admin: Admin) -> HttpResponse 
             "redis_url",
             s.redis_url
                 .as_ref()
-                .map_or("off (in-memory cache)".into(), |u| crate::config::redact(u)),
+                .map_or("off (in-memory cache)".into(), crate::config::redact),
         ),
         (
             "amqp_url",
@@ -122,7 +122,7 @@ pub async fn settings(state: web::Data<AppState>, admin: Admin) -> HttpResponse 
             "smtp_url",
             s.smtp_url
                 .as_ref()
-                .map_or("off (mails stored)".into(), |u| crate::config::redact(u)),
+                .map_or("off (mails stored)".into(), crate::config::redact),
         ),
         ("mail_from", s.mail_from.clone()),
         ("rate_limit", limit(s.rate_limit)),
