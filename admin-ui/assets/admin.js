@@ -21,6 +21,20 @@
     });
   }
 
+  // Relation pickers: a search box (shown only with the script) narrows the options.
+  var searches = document.querySelectorAll("input.relation-search");
+  for (var k = 0; k < searches.length; k++) {
+    searches[k].hidden = false;
+    searches[k].addEventListener("input", function (event) {
+      var box = event.target, select = document.getElementById(box.getAttribute("data-for"));
+      var needle = box.value.toLowerCase();
+      for (var o = 0; o < select.options.length; o++) {
+        var option = select.options[o];
+        option.hidden = needle !== "" && option.value !== "" && option.text.toLowerCase().indexOf(needle) < 0;
+      }
+    });
+  }
+
   // JSON textareas: say at once when the text is not JSON (the server checks again).
   var areas = document.querySelectorAll("textarea[data-json]");
   for (var j = 0; j < areas.length; j++) {

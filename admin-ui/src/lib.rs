@@ -362,6 +362,56 @@ pub struct SchemaPage {
     pub error: String,
 }
 
+/// One API key in the list.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub scopes: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    pub revoked: bool,
+}
+
+/// API keys: list, create (the secret shown once), revoke.
+#[derive(Template, Debug)]
+#[template(path = "keys.html")]
+pub struct KeysPage {
+    pub chrome: Chrome,
+    pub keys: Vec<KeyRow>,
+    /// A key just created: its secret, shown this once.
+    pub secret: String,
+    pub name: String,
+    pub scopes: String,
+    pub expires: String,
+    pub errors: Vec<(String, String)>,
+}
+
+impl KeysPage {
+    pub fn error(&self, field: &str) -> String {
+        error_of(&self.errors, field)
+    }
+}
+
+/// One schema change.
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub created: String,
+    pub collection: String,
+    pub action: String,
+    pub actor: String,
+    pub diff: String,
+}
+
+/// The schema's history.
+#[derive(Template, Debug)]
+#[template(path = "history.html")]
+pub struct HistoryPage {
+    pub chrome: Chrome,
+    pub rows: Vec<HistoryRow>,
+}
+
 fn error_of(errors: &[(String, String)], field: &str) -> String {
     errors
         .iter()

@@ -511,6 +511,26 @@ impl SchemaService {
             .collect()
     }
 
+    /// The latest `limit` schema changes, newest first; of one collection (by id)
+    /// when given.
+    ///
+    /// Fails when the history cannot be read.
+    pub async fn history(
+        &self,
+        collection_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<schema_history::Model>, SchemaError> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+        let mut query = schema_history::Entity::find()
+            .order_by_desc(schema_history::Column::Created)
+            .order_by_desc(schema_history::Column::Id)
+            .limit(limit);
+        if let Some(id) = collection_id {
+            query = query.filter(schema_history::Column::CollectionId.eq(id));
+        }
+        query.all(self.db.conn()).await.map_err(SchemaError::Db)
+    }
+
     /// What [`SchemaService::import`] of these definitions would change, without
     /// changing anything.
     ///

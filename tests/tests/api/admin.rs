@@ -14,7 +14,8 @@ backend_tests!(
     first_run_setup_creates_the_superuser_once,
     sessions_are_httponly_strict_and_end,
     pages_are_locked_down_and_escape_what_users_stored,
-    collections_and_records_through_the_forms
+    collections_and_records_through_the_forms,
+    keys_history_import_and_mails
 );
 
 /// A cookie-keeping client that does not follow redirects.
@@ -777,6 +778,153 @@ async fn collections_and_records_through_the_forms(backend: Backend) {
         .call(Method::GET, "/api/collections/posts", Some(&admin), None)
         .await;
     assert_eq!(status, 404);
+}
+
+async fn keys_history_import_and_mails(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let _ = app.superuser_token().await;
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser
+            .sign_in("admin@basalt.test", "admin-password-1")
+            .await
+            .status,
+        303
+    );
+
+    // An API key: its secret shown once, usable at once, never listed, revocable.
+    let created = browser
+        .submit(
+            "/_/keys",
+            "/_/keys",
+            &[
+                ("name", "deploy"),
+                ("scopes", "\"superuser\""),
+                ("expires", ""),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let start = created.body.find("<pre id=\"new-key\">").unwrap() + "<pre id=\"new-key\">".len();
+    let secret = created.body[start..].split('<').next().unwrap().to_owned();
+    assert!(
+        secret.starts_with(basalt_server::auth::keys::PREFIX),
+        "{secret}"
+    );
+    let (status, _) = app
+        .call(Method::GET, "/api/collections", Some(&secret), None)
+        .await;
+    assert_eq!(status, 200, "the new key works");
+    let listed = browser.get("/_/keys").await;
+    assert!(listed.body.contains("deploy") && !listed.body.contains(&secret));
+    let bad = browser
+        .submit("/_/keys", "/_/keys", &[("name", ""), ("scopes", "[1")])
+        .await;
+    assert_eq!(bad.status, 400);
+    let id = app.state.auth.keys.list().await.unwrap()[0].id.clone();
+    let revoked = browser
+        .submit("/_/keys", &format!("/_/keys/{id}/revoke"), &[])
+        .await;
+    assert_eq!(revoked.status, 303);
+    let (status, _) = app
+        .call(Method::GET, "/api/collections", Some(&secret), None)
+        .await;
+    assert_eq!(status, 401, "a revoked key is refused");
+
+    // Import: a preview of what changes, and only "apply" applies it.
+    let import =
+        r#"[{"name": "tags", "type": "base", "fields": [{"name": "label", "type": "text"}]}]"#;
+    let preview = browser
+        .submit("/_/schema", "/_/schema/import", &[("import", import)])
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        preview.body.contains("create collection `tags` ("),
+        "{}",
+        preview.body
+    );
+    assert!(
+        app.state.schema.snapshot().get("tags").is_none(),
+        "a preview changes nothing"
+    );
+    let bad = browser
+        .submit("/_/schema", "/_/schema/import", &[("import", "{not json")])
+        .await;
+    assert_eq!(bad.status, 400);
+    let applied = browser
+        .submit(
+            "/_/schema",
+            "/_/schema/import",
+            &[("import", import), ("apply", "1")],
+        )
+        .await;
+    assert_eq!(applied.status, 303, "{}", applied.body);
+    assert!(app.state.schema.snapshot().get("tags").is_some());
+    let export = browser.get("/_/schema/export").await;
+    assert!(
+        export.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let exported: serde_json::Value = serde_json::from_str(&export.body).unwrap();
+    assert!(
+        exported
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "tags")
+    );
+
+    // The history shows the import's change.
+    let history = browser.get("/_/schema/history").await;
+    assert_eq!(history.status, 200);
+    assert!(
+        history.body.contains("<code>create</code> tags"),
+        "{}",
+        history.body
+    );
+
+    // An account's verification mail, sent from its record page, is stored (no SMTP).
+    let (user, _) = app.user("mia@example.com", "mia-password").await;
+    let id = user["id"].as_str().unwrap();
+    let page = format!("/_/collections/users/records/{id}");
+    let csrf = browser.get(&page).await.csrf();
+    let unverify = browser
+        .post(
+            &page,
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "mia@example.com"),
+                ("verified", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(unverify.status, 303, "{}", unverify.body);
+    let sent = browser
+        .post(
+            &format!("{page}/mail"),
+            &[("csrf", csrf.as_str()), ("kind", "verification")],
+        )
+        .await;
+    assert_eq!(sent.status, 303);
+    let mails = basalt_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the verification mail",
+        || {
+            let app = &app;
+            async move {
+                let (items, _) = app.state.auth.mails(1, 10).await.unwrap();
+                items.into_iter().find(|m| m.recipient == "mia@example.com")
+            }
+        },
+    )
+    .await;
+    let listed = browser.get("/_/mails").await;
+    assert!(listed.body.contains(&format!("/_/mails/{}", mails.id)));
+    let one = browser.get(&format!("/_/mails/{}", mails.id)).await;
+    assert_eq!(one.status, 200);
+    assert!(one.body.contains("mia@example.com"));
 }
 
 /// The whole story in Debian's Chromium (headless) driven by `playwright-core`,

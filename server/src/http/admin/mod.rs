@@ -65,6 +65,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/schema", web::get().to(collections::schema_page))
                 .route("/schema/export", web::get().to(collections::export))
                 .route("/schema/import", web::post().to(collections::import))
+                .route("/schema/history", web::get().to(system::history))
+                .route("/keys", web::get().to(system::keys))
+                .route("/keys", web::post().to(system::create_key))
+                .route("/keys/{id}/revoke", web::post().to(system::revoke_key))
                 .route("/collections/{name}", web::get().to(collections::edit_page))
                 .route("/collections/{name}", web::post().to(collections::update))
                 .route(
@@ -107,6 +111,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/collections/{name}/records/{id}/impersonate",
                     web::post().to(records::impersonate),
+                )
+                .route(
+                    "/collections/{name}/records/{id}/mail",
+                    web::post().to(records::mail),
                 )
                 .route(
                     "/collections/{name}/records/{id}/revoke",
@@ -403,6 +411,8 @@ fn notice(done: Option<&str>) -> Option<String> {
             "deleted" => "Deleted.",
             "imported" => "Imported.",
             "revoked" => "Sessions revoked: the account must sign in again.",
+            "revoked-key" => "Key revoked.",
+            "mailed" => "Mail sent (without SMTP it is under Mails).",
             _ => return None,
         }
         .to_owned(),

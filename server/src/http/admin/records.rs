@@ -768,3 +768,56 @@ pub async fn revoke(
         }
     }
 }
+
+/// `POST …/{id}/mail`: send the account a verification or password-reset mail.
+pub async fn mail(
+    state: web::Data<AppState>,
+    admin: Admin,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (name, id) = path.into_inner();
+    let form = or_page!(read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let identity = identity(&admin);
+    let email = match state
+        .records
+        .view(&name, &id, &identity, &request("GET", &identity), None)
+        .await
+    {
+        Ok((record, _)) => record
+            .get("email")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        Err(_) => {
+            return admin_message(
+                &admin,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "No such record.",
+            );
+        }
+    };
+    let snapshot = state.schema.snapshot();
+    let sent = match super::value(&form, "kind") {
+        "verification" => state.auth.request_verification(&snapshot, &name, &email),
+        _ => state.auth.request_password_reset(&snapshot, &name, &email),
+    };
+    match sent {
+        Ok(()) => redirect(&format!(
+            "/_/collections/{}/records/{}?done=mailed",
+            urlencode(&name),
+            urlencode(&id)
+        )),
+        Err(err) => {
+            let problem = err.problem();
+            admin_message(
+                &admin,
+                crate::http::error::status_of(problem.code),
+                "Sending failed",
+                &problem.message,
+            )
+        }
+    }
+}

@@ -1,13 +1,14 @@
-//! Events, mails and settings: read-only views over the `events`, `auth` (mails) and
-//! configuration services.
+//! Events, mails, settings, API keys and the schema history: views over the `events`,
+//! `auth` (mails, keys), `schema` and configuration services.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use basalt_admin_ui::{
-    EventRow, EventsPage, MailPage, MailRow, MailsPage, SettingRow, SettingsPage,
+    EventRow, EventsPage, HistoryPage, HistoryRow, KeyRow, KeysPage, MailPage, MailRow, MailsPage,
+    SettingRow, SettingsPage,
 };
 
-use super::{Admin, admin_message, page};
+use super::{Admin, admin_message, page, page_with_status};
 use crate::AppState;
 
 /// Show a duration as "3 s", "5 min", "2 h".
@@ -142,6 +143,182 @@ pub async fn settings(state: web::Data<AppState>, admin: Admin) -> HttpResponse 
     .collect();
     page(SettingsPage {
         chrome: admin.chrome("Settings", "settings"),
+        rows,
+    })
+}
+
+fn key_rows(keys: Vec<crate::db::entities::api_keys::Model>) -> Vec<KeyRow> {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M").to_string();
+    keys.into_iter()
+        .map(|k| KeyRow {
+            id: k.id,
+            name: k.name,
+            scopes: k.scopes,
+            created: time(k.created),
+            last_used: k.last_used.map_or_else(|| "never".to_owned(), time),
+            expires: k.expires.map_or_else(|| "never".to_owned(), time),
+            revoked: k.revoked.is_some(),
+        })
+        .collect()
+}
+
+async fn keys_page(
+    state: &AppState,
+    admin: &Admin,
+    status: StatusCode,
+    secret: String,
+    typed: (&str, &str, &str),
+    errors: Vec<(String, String)>,
+    done: Option<&str>,
+) -> HttpResponse {
+    let keys = state.auth.keys.list().await.unwrap_or_default();
+    let mut chrome = admin.chrome("API keys", "keys");
+    chrome.notice = super::notice(done);
+    page_with_status(
+        status,
+        KeysPage {
+            chrome,
+            keys: key_rows(keys),
+            secret,
+            name: typed.0.to_owned(),
+            scopes: typed.1.to_owned(),
+            expires: typed.2.to_owned(),
+            errors,
+        },
+    )
+}
+
+/// `GET /_/keys`
+pub async fn keys(
+    state: web::Data<AppState>,
+    admin: Admin,
+    done: web::Query<super::Done>,
+) -> HttpResponse {
+    keys_page(
+        &state,
+        &admin,
+        StatusCode::OK,
+        String::new(),
+        ("", "\"superuser\"", ""),
+        Vec::new(),
+        done.done.as_deref(),
+    )
+    .await
+}
+
+/// `POST /_/keys`: create; the secret is shown on this answer only.
+pub async fn create_key(
+    state: web::Data<AppState>,
+    admin: Admin,
+    payload: web::Payload,
+) -> HttpResponse {
+    let form = or_page!(super::read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let (name, scopes, expires) = (
+        super::value(&form, "name"),
+        super::value(&form, "scopes"),
+        super::value(&form, "expires"),
+    );
+    let scopes_json = match serde_json::from_str::<serde_json::Value>(scopes) {
+        Ok(value) => value,
+        Err(_) => {
+            return keys_page(
+                &state,
+                &admin,
+                StatusCode::BAD_REQUEST,
+                String::new(),
+                (name, scopes, expires),
+                vec![("scopes".into(), "Scopes must be JSON.".into())],
+                None,
+            )
+            .await;
+        }
+    };
+    let mut body = serde_json::json!({"name": name, "scopes": scopes_json});
+    if !expires.trim().is_empty()
+        && let Some(map) = body.as_object_mut()
+    {
+        map.insert(
+            "expires".into(),
+            serde_json::Value::String(expires.trim().into()),
+        );
+    }
+    match state
+        .auth
+        .keys
+        .create(&state.schema.snapshot(), &body)
+        .await
+    {
+        Ok((_, secret)) => {
+            keys_page(
+                &state,
+                &admin,
+                StatusCode::OK,
+                secret,
+                ("", "\"superuser\"", ""),
+                Vec::new(),
+                Some("created"),
+            )
+            .await
+        }
+        Err(err) => {
+            let problem = err.problem();
+            keys_page(
+                &state,
+                &admin,
+                crate::http::error::status_of(problem.code),
+                String::new(),
+                (name, scopes, expires),
+                super::problem_errors(&problem),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /_/keys/{id}/revoke`
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let form = or_page!(super::read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    match state.auth.keys.revoke(&id).await {
+        Ok(true) => super::redirect("/_/keys?done=revoked-key"),
+        Ok(false) => admin_message(&admin, StatusCode::NOT_FOUND, "Not found", "No such key."),
+        Err(err) => admin_message(
+            &admin,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Revoking failed",
+            &err.problem().message,
+        ),
+    }
+}
+
+/// `GET /_/schema/history`: the latest schema changes with their before/after.
+pub async fn history(state: web::Data<AppState>, admin: Admin) -> HttpResponse {
+    let rows = state
+        .schema
+        .history(None, 200)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| HistoryRow {
+            created: h.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+            collection: h.collection_name,
+            action: h.action,
+            actor: h.actor.unwrap_or_else(|| "unknown".into()),
+            diff: serde_json::from_str::<serde_json::Value>(&h.diff)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(h.diff),
+        })
+        .collect();
+    page(HistoryPage {
+        chrome: admin.chrome("Schema history", "collections"),
         rows,
     })
 }
