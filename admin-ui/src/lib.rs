@@ -341,12 +341,30 @@ pub struct SettingRow {
     pub value: String,
 }
 
-/// The server's settings.
+/// One setting that can be changed here.
+#[derive(Debug, Clone)]
+pub struct SettingInput {
+    /// The form key (camelCase, as stored).
+    pub key: String,
+    pub label: String,
+    /// The stored value; empty: as configured.
+    pub value: String,
+    /// The value in force when this is left empty.
+    pub configured: String,
+    pub error: String,
+}
+
+/// The server's settings: those changed here (stored, applied without a restart)
+/// and the rest, read-only.
 #[derive(Template, Debug)]
 #[template(path = "settings.html")]
 pub struct SettingsPage {
     pub chrome: Chrome,
+    pub inputs: Vec<SettingInput>,
     pub rows: Vec<SettingRow>,
+    /// Where the test mail goes by default (the signed-in superuser).
+    pub test_to: String,
+    pub error: String,
 }
 
 /// Export the schema, or import one after seeing what it will change.

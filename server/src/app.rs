@@ -41,6 +41,10 @@ pub struct Services {
     pub realtime: Arc<crate::realtime::Hub>,
     pub limiter: crate::ratelimit::RateLimiter,
     pub installation_id: String,
+    /// Settings the admin UI may change while the server runs: read these, not
+    /// `settings`, for the application's name and URL, SMTP, rate, batch and
+    /// realtime limits.
+    pub live: Arc<crate::config::live::LiveSettings>,
 }
 
 impl Deref for AppState {
@@ -97,6 +101,8 @@ pub struct Core {
     pub schema: Arc<SchemaService>,
     pub records: RecordService,
     pub auth: AuthService,
+    /// Settings the admin UI may change while the server runs.
+    pub live: Arc<crate::config::live::LiveSettings>,
 }
 
 impl Core {
@@ -146,17 +152,14 @@ impl Core {
         let records = RecordService::new(db.clone(), schema.clone())
             .with_hooks(hooks)
             .with_external_broker(settings.amqp_url.is_some());
-        let mailer = crate::mail::Mailer::new(settings, db.clone()).map_err(StartError::Mail)?;
-        let auth = AuthService::new(
-            &db,
-            records.clone(),
-            mailer,
-            crate::auth::AppInfo {
-                name: settings.app_name.clone(),
-                url: settings.app_url.clone(),
-            },
-        )
-        .await?;
+        let live = Arc::new(
+            crate::config::live::LiveSettings::load(settings, db.clone())
+                .await
+                .map_err(StartError::Installation)?,
+        );
+        let mailer =
+            crate::mail::Mailer::new(Arc::clone(&live), db.clone()).map_err(StartError::Mail)?;
+        let auth = AuthService::new(&db, records.clone(), mailer, Arc::clone(&live)).await?;
         Ok(Core {
             db,
             applied,
@@ -164,6 +167,7 @@ impl Core {
             schema,
             records,
             auth,
+            live,
         })
     }
 }
@@ -304,6 +308,7 @@ impl App {
             schema,
             records,
             auth,
+            live,
         } = Core::open_with_hooks(&settings, hooks).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
@@ -338,7 +343,7 @@ impl App {
             schema.clone(),
             shutdown.child_token(),
         ));
-        let realtime = Arc::new(crate::realtime::Hub::new(settings.realtime));
+        let realtime = Arc::new(crate::realtime::Hub::new(live.current().realtime));
         tokio::spawn(Arc::clone(&realtime).run(
             events.clone(),
             records.clone(),
@@ -359,6 +364,7 @@ impl App {
             events,
             realtime,
             installation_id,
+            live,
         }));
         let factory_state = state.clone();
         let server = HttpServer::new(move || {

@@ -9,7 +9,10 @@ use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect, Set};
 
-use crate::config::Settings;
+use arc_swap::ArcSwapOption;
+use url::Url;
+
+use crate::config::live::LiveSettings;
 use crate::db::Db;
 use crate::db::entities::mails;
 
@@ -28,7 +31,10 @@ pub struct Mail {
 #[derive(Clone, Debug)]
 pub struct Mailer {
     db: Db,
-    smtp: Option<Arc<Smtp>>,
+    live: Arc<LiveSettings>,
+    /// The SMTP transport of the settings in force, kept with the settings it was
+    /// built from (`smtp_url`, `mail_from`) and rebuilt when they change.
+    smtp: Arc<ArcSwapOption<(String, Arc<Smtp>)>>,
 }
 
 struct Smtp {
@@ -44,44 +50,65 @@ impl std::fmt::Debug for Smtp {
     }
 }
 
+/// The SMTP transport for `url` sending as `from`.
+fn smtp(url: &Url, from: &str) -> Result<Smtp, String> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| format!("`mail_from` is not a mailbox ({e})"))?;
+    // smtp:// upgrades with STARTTLS (required), smtps:// is TLS from the first byte,
+    // smtp+plain:// is unencrypted (local relays, tests).
+    let mut url = url.clone();
+    let plain = url.scheme() == "smtp+plain";
+    let text = if plain {
+        url.as_str().replacen("smtp+plain://", "smtp://", 1)
+    } else {
+        if url.scheme() == "smtp" && !url.query_pairs().any(|(k, _)| k == "tls") {
+            url.query_pairs_mut().append_pair("tls", "required");
+        }
+        url.to_string()
+    };
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&text)
+        .map_err(|e| format!("`smtp_url` is unusable ({e})"))?
+        .timeout(Some(std::time::Duration::from_secs(20)))
+        .build();
+    Ok(Smtp { transport, from })
+}
+
 impl Mailer {
-    /// From the settings: SMTP when `smtp_url` is set, else `_mails`.
+    /// From the settings in force: SMTP when `smtp_url` is set, else `_mails`.
     ///
     /// Fails with a message naming the setting when `smtp_url` or `mail_from` is
     /// unusable.
-    pub fn new(settings: &Settings, db: Db) -> Result<Mailer, String> {
-        let from: Mailbox = settings
-            .mail_from
-            .parse()
-            .map_err(|e| format!("`mail_from` is not a mailbox ({e})"))?;
-        let smtp = match &settings.smtp_url {
-            None => None,
-            Some(url) => {
-                // smtp:// upgrades with STARTTLS (required), smtps:// is TLS from the
-                // first byte, smtp+plain:// is unencrypted (local relays, tests).
-                let mut url = url.clone();
-                let plain = url.scheme() == "smtp+plain";
-                let text = if plain {
-                    url.as_str().replacen("smtp+plain://", "smtp://", 1)
-                } else {
-                    if url.scheme() == "smtp" && !url.query_pairs().any(|(k, _)| k == "tls") {
-                        url.query_pairs_mut().append_pair("tls", "required");
-                    }
-                    url.to_string()
-                };
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&text)
-                    .map_err(|e| format!("`smtp_url` is unusable ({e})"))?
-                    .timeout(Some(std::time::Duration::from_secs(20)))
-                    .build();
-                Some(Arc::new(Smtp { transport, from }))
-            }
+    pub fn new(live: Arc<LiveSettings>, db: Db) -> Result<Mailer, String> {
+        let mailer = Mailer {
+            db,
+            live,
+            smtp: Arc::new(ArcSwapOption::empty()),
         };
-        Ok(Mailer { db, smtp })
+        mailer.transport()?;
+        Ok(mailer)
+    }
+
+    /// The SMTP transport of the settings in force (`None`: mails are stored).
+    fn transport(&self) -> Result<Option<Arc<Smtp>>, String> {
+        let runtime = self.live.current();
+        let Some(url) = &runtime.smtp_url else {
+            return Ok(None);
+        };
+        let key = format!("{url}\n{}", runtime.mail_from);
+        if let Some(kept) = self.smtp.load_full()
+            && kept.0 == key
+        {
+            return Ok(Some(Arc::clone(&kept.1)));
+        }
+        let built = Arc::new(smtp(url, &runtime.mail_from)?);
+        self.smtp.store(Some(Arc::new((key, Arc::clone(&built)))));
+        Ok(Some(built))
     }
 
     /// Whether mails are stored rather than sent.
     pub fn stores(&self) -> bool {
-        self.smtp.is_none()
+        self.live.current().smtp_url.is_none()
     }
 
     /// Send `mail`, or store it.
@@ -89,7 +116,7 @@ impl Mailer {
     /// Fails when the SMTP server refuses it or `_mails` cannot be written.
     #[tracing::instrument(skip_all, fields(kind = %mail.kind))]
     pub async fn send(&self, mail: Mail) -> Result<(), String> {
-        let Some(smtp) = &self.smtp else {
+        let Some(smtp) = self.transport()? else {
             let row = mails::ActiveModel {
                 id: Set(uuid::Uuid::now_v7().simple().to_string()),
                 kind: Set(mail.kind),
@@ -121,7 +148,7 @@ impl Mailer {
             .map_err(|e| format!("SMTP: {e}"))
     }
 
-    /// Stored mails, newest first, and how many there are.
+    /// One stored mail.
     ///
     /// Fails when `_mails` cannot be read.
     pub async fn stored_one(&self, id: &str) -> Result<Option<mails::Model>, sea_orm::DbErr> {
@@ -130,6 +157,9 @@ impl Mailer {
             .await
     }
 
+    /// Stored mails, newest first, and how many there are.
+    ///
+    /// Fails when `_mails` cannot be read.
     pub async fn stored(
         &self,
         page: u64,

@@ -192,7 +192,8 @@ pub enum RealtimeError {
 #[derive(Debug)]
 pub struct Hub {
     clients: Mutex<Clients>,
-    limits: Limits,
+    /// Changed at run time from the admin UI's settings.
+    limits: arc_swap::ArcSwap<Limits>,
 }
 
 /// One SSE message.
@@ -226,12 +227,17 @@ impl Hub {
     pub fn new(limits: Limits) -> Hub {
         Hub {
             clients: Mutex::new(Clients::default()),
-            limits,
+            limits: arc_swap::ArcSwap::from_pointee(limits),
         }
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits
+        **self.limits.load()
+    }
+
+    /// New limits, for connections and subscriptions from now on.
+    pub fn set_limits(&self, limits: Limits) {
+        self.limits.store(Arc::new(limits));
     }
 
     /// The clients an event may concern, picked under the lock without a query or
@@ -253,7 +259,7 @@ impl Hub {
     pub fn connect(&self, ip: IpAddr) -> Option<(String, mpsc::Receiver<Bytes>)> {
         let mut clients = self.clients.lock().ok()?;
         let from_ip = clients.per_ip.get(&ip).copied().unwrap_or(0);
-        if from_ip >= self.limits.max_connections_per_ip {
+        if from_ip >= self.limits().max_connections_per_ip {
             return None;
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
@@ -299,10 +305,10 @@ impl Hub {
             .ok()
             .and_then(|c| c.by_id.get(client_id).cloned())
             .ok_or(RealtimeError::UnknownClient)?;
-        if topics.len() > self.limits.max_subscriptions {
+        if topics.len() > self.limits().max_subscriptions {
             return Err(RealtimeError::Invalid(format!(
                 "at most {} subscriptions per connection",
-                self.limits.max_subscriptions
+                self.limits().max_subscriptions
             )));
         }
         let subscriptions = topics
@@ -342,7 +348,7 @@ impl Hub {
 
     /// Disconnect clients idle (no subscriptions) for longer than the limit.
     pub fn sweep(&self) {
-        let limit = self.limits.idle_timeout;
+        let limit = self.limits().idle_timeout;
         let Ok(mut clients) = self.clients.lock() else {
             return;
         };

@@ -115,19 +115,11 @@ pub struct AuthService {
     /// against it, so they take as long as a wrong password.
     dummy_hash: String,
     mailer: Mailer,
-    app_name: String,
-    app_url: String,
+    /// The application's name and URL (for mails) come from here, per use.
+    live: Arc<crate::config::live::LiveSettings>,
     pub keys: keys::ApiKeys,
     db: Db,
     http: reqwest::Client,
-}
-
-/// What the mail-sending flows need to know about the app.
-#[derive(Clone, Debug)]
-pub struct AppInfo {
-    pub name: String,
-    /// Base of links, without a trailing slash.
-    pub url: String,
 }
 
 /// `len` random letters and digits.
@@ -159,7 +151,7 @@ impl AuthService {
         db: &Db,
         records: RecordService,
         mailer: Mailer,
-        app: AppInfo,
+        live: Arc<crate::config::live::LiveSettings>,
     ) -> Result<AuthService, AuthError> {
         let fresh = Value::String(random_string(64)?);
         let secret = db
@@ -177,8 +169,7 @@ impl AuthService {
             secret: Secret::new(secret.as_bytes().to_vec()),
             dummy_hash,
             mailer,
-            app_name: app.name,
-            app_url: app.url,
+            live,
             keys: keys::ApiKeys::new(db.clone()),
             db: db.clone(),
             http: oauth2::client().map_err(AuthError::Internal)?,
@@ -718,7 +709,8 @@ impl AuthService {
             .get(template)
             .cloned()
             .ok_or_else(|| AuthError::Internal(format!("no {template}")))?;
-        let fill = |text: &str| render(text, &self.app_name, &self.app_url, token, record);
+        let app = self.live.current();
+        let fill = |text: &str| render(text, &app.app_name, &app.app_url, token, record);
         self.mailer
             .send(Mail {
                 kind: kind.as_str().to_owned(),
@@ -1059,6 +1051,28 @@ impl AuthService {
             .stored(page, per_page)
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// Send a test mail to `to` with the settings in force (stored in `_mails` when
+    /// no SMTP server is set).
+    ///
+    /// Fails with `Validation` for a malformed address, `Internal` with the SMTP
+    /// server's refusal.
+    pub async fn send_test_mail(&self, to: &str) -> Result<(), AuthError> {
+        let to = Self::email_input(to, "to")?;
+        let app = self.live.current();
+        self.mailer
+            .send(Mail {
+                kind: "test".into(),
+                to,
+                subject: format!("{}: test mail", app.app_name),
+                body: format!(
+                    "<p>This is a test mail from {} ({}). Mail works.</p>",
+                    app.app_name, app.app_url
+                ),
+            })
+            .await
+            .map_err(AuthError::Internal)
     }
 
     /// One stored mail.

@@ -6,6 +6,7 @@
 //! value is reported as a [`ConfigError`] naming the setting and the layer it came
 //! from. This module imports nothing else from the crate.
 
+pub mod live;
 mod size;
 
 use std::collections::{BTreeMap, HashMap};

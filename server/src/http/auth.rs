@@ -27,7 +27,7 @@ pub async fn auth_with_password(
     body: web::Json<PasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
     // Password guessing: at most so many attempts per identity and address.
-    if let Some(limit) = state.settings.rate_limit_auth {
+    if let Some(limit) = state.live.current().rate_limit_auth {
         let ip = req
             .extensions()
             .get::<super::middleware::ClientIp>()

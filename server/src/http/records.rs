@@ -234,7 +234,7 @@ pub async fn batch(
             body: item.body,
         })
         .collect();
-    let max = state.settings.batch_max_requests;
+    let max = state.live.current().batch_max_requests;
     match state
         .records
         .batch(&caller.0, &request, requests, max)

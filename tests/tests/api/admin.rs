@@ -15,7 +15,8 @@ backend_tests!(
     sessions_are_httponly_strict_and_end,
     pages_are_locked_down_and_escape_what_users_stored,
     collections_and_records_through_the_forms,
-    keys_history_import_and_mails
+    keys_history_import_and_mails,
+    settings_apply_without_a_restart
 );
 
 /// A cookie-keeping client that does not follow redirects.
@@ -925,6 +926,116 @@ async fn keys_history_import_and_mails(backend: Backend) {
     let one = browser.get(&format!("/_/mails/{}", mails.id)).await;
     assert_eq!(one.status, 200);
     assert!(one.body.contains("mia@example.com"));
+}
+
+async fn settings_apply_without_a_restart(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        json!({"name": "notes", "createRule": "", "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    let mut browser = Browser::new(&app);
+    assert_eq!(
+        browser
+            .sign_in("admin@basalt.test", "admin-password-1")
+            .await
+            .status,
+        303
+    );
+    let page = browser.get("/_/settings").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("placeholder=\"Basalt\""),
+        "the configured name"
+    );
+
+    // An invalid value: refused with its reason, nothing stored.
+    let bad = browser
+        .submit(
+            "/_/settings",
+            "/_/settings",
+            &[("rateLimit", "lots"), ("appUrl", "ftp://x")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("N/WINDOW"), "{}", bad.body);
+    assert_eq!(app.state.live.stored().rate_limit, None);
+
+    let saved = browser
+        .submit(
+            "/_/settings",
+            "/_/settings",
+            &[
+                ("appName", "Acme Notes"),
+                ("rateLimitAuth", "2/1m"),
+                ("batchMaxRequests", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+
+    // In force at once: the sign-in limit, the batch limit, the name in mails.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _) = app
+            .call(
+                Method::POST,
+                "/api/collections/users/auth-with-password",
+                None,
+                Some(json!({"identity": "nobody@example.com", "password": "wrong-password"})),
+            )
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![400, 400, 429]);
+    let create = |title: &str| json!({"method": "POST", "url": "/api/collections/notes/records", "body": {"title": title}});
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            None,
+            Some(json!({"requests": [create("a"), create("b")]})),
+        )
+        .await;
+    assert_eq!(status, 400, "two requests over a limit of one: {body}");
+    let sent = browser
+        .submit(
+            "/_/settings",
+            "/_/settings/test-mail",
+            &[("to", "ops@example.com")],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let (mails, _) = app.state.auth.mails(1, 10).await.unwrap();
+    let test = mails
+        .iter()
+        .find(|m| m.recipient == "ops@example.com")
+        .expect("the test mail is stored (no SMTP)");
+    assert_eq!(test.subject, "Acme Notes: test mail");
+
+    // Stored: a server started on this database starts with them.
+    let reloaded =
+        basalt_server::config::live::LiveSettings::load(&app.state.settings, app.state.db.clone())
+            .await
+            .unwrap();
+    assert_eq!(reloaded.current().app_name, "Acme Notes");
+    assert_eq!(reloaded.current().batch_max_requests, 1);
+
+    // Cleared: back to the configured values.
+    let cleared = browser.submit("/_/settings", "/_/settings", &[]).await;
+    assert_eq!(cleared.status, 303);
+    assert_eq!(app.state.live.current().app_name, "Basalt");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            None,
+            Some(json!({"requests": [create("a"), create("b")]})),
+        )
+        .await;
+    assert_eq!(status, 200);
 }
 
 /// The whole story in Debian's Chromium (headless) driven by `playwright-core`,

@@ -124,6 +124,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/mails", web::get().to(system::mails))
                 .route("/mails/{id}", web::get().to(system::mail))
                 .route("/settings", web::get().to(system::settings))
+                .route("/settings", web::post().to(system::save_settings))
+                .route("/settings/test-mail", web::post().to(system::test_mail))
                 .default_service(web::to(session::not_found)),
         );
 }
@@ -172,7 +174,7 @@ struct Renewed(String);
 fn secure(req: &HttpRequest) -> bool {
     let app_https = req
         .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.settings.app_url.starts_with("https://"));
+        .is_some_and(|s| s.live.current().app_url.starts_with("https://"));
     app_https || req.connection_info().scheme() == "https"
 }
 

@@ -130,11 +130,11 @@ pub async fn login(
         .unwrap_or_default();
     let limited = [
         (
-            state.settings.rate_limit_auth_ip,
+            state.live.current().rate_limit_auth_ip,
             format!("admin-login-ip:{ip}"),
         ),
         (
-            state.settings.rate_limit_auth,
+            state.live.current().rate_limit_auth,
             format!("password:_superusers:{}:{ip}", email.to_lowercase()),
         ),
     ]

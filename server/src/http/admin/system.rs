@@ -5,8 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use basalt_admin_ui::{
     EventRow, EventsPage, HistoryPage, HistoryRow, KeyRow, KeysPage, MailPage, MailRow, MailsPage,
-    SettingRow, SettingsPage,
+    SettingInput, SettingRow, SettingsPage,
 };
+use url::Url;
+
+use crate::config::live::{Runtime, SaveError, Stored};
 
 use super::{Admin, admin_message, page, page_with_status};
 use crate::AppState;
@@ -68,7 +71,7 @@ pub async fn mails(state: web::Data<AppState>, admin: Admin) -> HttpResponse {
     let (items, _) = state.auth.mails(1, 200).await.unwrap_or_default();
     page(MailsPage {
         chrome: admin.chrome("Mails", "mails"),
-        stores: state.settings.smtp_url.is_none(),
+        stores: state.live.current().smtp_url.is_none(),
         mails: items
             .into_iter()
             .map(|m| MailRow {
@@ -95,14 +98,117 @@ pub async fn mail(state: web::Data<AppState>, admin: Admin, id: web::Path<String
     }
 }
 
-/// `GET /_/settings`: what the server runs with, secrets left out.
-pub async fn settings(state: web::Data<AppState>, admin: Admin) -> HttpResponse {
+/// The changeable settings: form key, label, stored value, configured value.
+fn setting_inputs(
+    stored: &Stored,
+    configured: &Runtime,
+    errors: &[(String, String)],
+) -> Vec<SettingInput> {
+    let limit = |l: Option<crate::config::Limit>| {
+        l.map_or_else(
+            || "off".to_owned(),
+            |l| format!("{}/{}s", l.count, l.window.as_secs()),
+        )
+    };
+    let smtp = configured
+        .smtp_url
+        .as_ref()
+        .map_or_else(|| "off (mails stored)".to_owned(), crate::config::redact);
+    let rows: [(&str, &str, &Option<String>, String); 10] = [
+        (
+            "appName",
+            "Application name",
+            &stored.app_name,
+            configured.app_name.clone(),
+        ),
+        (
+            "appUrl",
+            "Application URL (links in mails)",
+            &stored.app_url,
+            configured.app_url.clone(),
+        ),
+        (
+            "smtpUrl",
+            "SMTP server URL (empty: store mails)",
+            &stored.smtp_url,
+            smtp,
+        ),
+        (
+            "mailFrom",
+            "Mails from",
+            &stored.mail_from,
+            configured.mail_from.clone(),
+        ),
+        (
+            "rateLimit",
+            "Requests per address (N/WINDOW, 0 for off)",
+            &stored.rate_limit,
+            limit(configured.rate_limit),
+        ),
+        (
+            "rateLimitAuth",
+            "Sign-in attempts per identity and address",
+            &stored.rate_limit_auth,
+            limit(configured.rate_limit_auth),
+        ),
+        (
+            "rateLimitAuthIp",
+            "Auth requests per address",
+            &stored.rate_limit_auth_ip,
+            limit(configured.rate_limit_auth_ip),
+        ),
+        (
+            "batchMaxRequests",
+            "Requests per batch",
+            &stored.batch_max_requests,
+            configured.batch_max_requests.to_string(),
+        ),
+        (
+            "realtimeMaxSubscriptions",
+            "Realtime subscriptions per connection",
+            &stored.realtime_max_subscriptions,
+            configured.realtime.max_subscriptions.to_string(),
+        ),
+        (
+            "realtimeMaxConnectionsPerIp",
+            "Realtime connections per address",
+            &stored.realtime_max_connections_per_ip,
+            configured.realtime.max_connections_per_ip.to_string(),
+        ),
+    ];
+    rows.into_iter()
+        .map(|(key, label, value, configured)| SettingInput {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            // A stored SMTP URL may hold a password: show it redacted.
+            value: match (key, value) {
+                ("smtpUrl", Some(url)) => {
+                    Url::parse(url).map_or_else(|_| url.clone(), |u| crate::config::redact(&u))
+                }
+                (_, value) => value.clone().unwrap_or_default(),
+            },
+            configured,
+            error: errors
+                .iter()
+                .filter(|(path, _)| path == key)
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect()
+}
+
+fn settings_page(
+    state: &AppState,
+    admin: &Admin,
+    status: StatusCode,
+    stored: &Stored,
+    errors: Vec<(String, String)>,
+    error: String,
+    done: Option<&str>,
+) -> HttpResponse {
     let s = &state.settings;
-    let limit =
-        |l: Option<crate::config::Limit>| l.map_or_else(|| "off".to_owned(), |l| format!("{l:?}"));
     let rows = [
-        ("app_name", s.app_name.clone()),
-        ("app_url", s.app_url.clone()),
         ("http", s.http.clone()),
         ("database_url", s.database.redacted()),
         (
@@ -115,25 +221,16 @@ pub async fn settings(state: web::Data<AppState>, admin: Admin) -> HttpResponse 
             "amqp_url",
             s.amqp_url
                 .as_ref()
-                .map_or("off (in-process events)".into(), |u| {
-                    crate::config::redact(u)
-                }),
+                .map_or("off (in-process events)".into(), crate::config::redact),
         ),
-        (
-            "smtp_url",
-            s.smtp_url
-                .as_ref()
-                .map_or("off (mails stored)".into(), crate::config::redact),
-        ),
-        ("mail_from", s.mail_from.clone()),
-        ("rate_limit", limit(s.rate_limit)),
-        ("rate_limit_auth", limit(s.rate_limit_auth)),
-        ("rate_limit_auth_ip", limit(s.rate_limit_auth_ip)),
         ("body_limit", format!("{} bytes", s.body_limit)),
-        ("batch_max_requests", s.batch_max_requests.to_string()),
         ("outbox_retention", format!("{:?}", s.outbox_retention)),
         ("sqlite_synchronous", format!("{:?}", s.sqlite_synchronous)),
-        ("realtime", format!("{:?}", s.realtime)),
+        ("realtime_keepalive", format!("{:?}", s.realtime.keepalive)),
+        (
+            "realtime_idle_timeout",
+            format!("{:?}", s.realtime.idle_timeout),
+        ),
     ]
     .into_iter()
     .map(|(key, value)| SettingRow {
@@ -141,10 +238,132 @@ pub async fn settings(state: web::Data<AppState>, admin: Admin) -> HttpResponse 
         value,
     })
     .collect();
-    page(SettingsPage {
-        chrome: admin.chrome("Settings", "settings"),
-        rows,
-    })
+    let mut chrome = admin.chrome("Settings", "settings");
+    chrome.notice = super::notice(done);
+    page_with_status(
+        status,
+        SettingsPage {
+            chrome,
+            inputs: setting_inputs(stored, state.live.configured(), &errors),
+            rows,
+            test_to: admin.0.email().to_owned(),
+            error,
+        },
+    )
+}
+
+/// `GET /_/settings`
+pub async fn settings(
+    state: web::Data<AppState>,
+    admin: Admin,
+    done: web::Query<super::Done>,
+) -> HttpResponse {
+    let stored = state.live.stored();
+    settings_page(
+        &state,
+        &admin,
+        StatusCode::OK,
+        &stored,
+        Vec::new(),
+        String::new(),
+        done.done.as_deref(),
+    )
+}
+
+/// `POST /_/settings`: store the values and put them in force at once (rate
+/// limits, batch and realtime limits, mail settings, links in mails).
+pub async fn save_settings(
+    state: web::Data<AppState>,
+    admin: Admin,
+    payload: web::Payload,
+) -> HttpResponse {
+    let form = or_page!(super::read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let previous = state.live.stored();
+    let given = |key: &str| {
+        let text = super::value(&form, key).trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    };
+    let smtp_url = match given("smtpUrl") {
+        // The page shows a stored URL redacted: sent back unchanged, keep it.
+        Some(url)
+            if previous
+                .smtp_url
+                .as_deref()
+                .is_some_and(|p| Url::parse(p).is_ok_and(|u| crate::config::redact(&u) == url)) =>
+        {
+            previous.smtp_url.clone()
+        }
+        other => other,
+    };
+    let stored = Stored {
+        app_name: given("appName"),
+        app_url: given("appUrl"),
+        smtp_url,
+        mail_from: given("mailFrom"),
+        rate_limit: given("rateLimit"),
+        rate_limit_auth: given("rateLimitAuth"),
+        rate_limit_auth_ip: given("rateLimitAuthIp"),
+        batch_max_requests: given("batchMaxRequests"),
+        realtime_max_subscriptions: given("realtimeMaxSubscriptions"),
+        realtime_max_connections_per_ip: given("realtimeMaxConnectionsPerIp"),
+    };
+    match state.live.save(stored.clone()).await {
+        Ok(runtime) => {
+            state.realtime.set_limits(runtime.realtime);
+            super::redirect("/_/settings?done=saved")
+        }
+        Err(SaveError::Invalid(errors)) => {
+            let errors = errors
+                .keys()
+                .filter_map(|k| Some((k.to_owned(), errors.get(k)?.message.clone())))
+                .collect();
+            settings_page(
+                &state,
+                &admin,
+                StatusCode::BAD_REQUEST,
+                &stored,
+                errors,
+                "The settings were not saved: fix the marked values.".into(),
+                None,
+            )
+        }
+        Err(SaveError::Db(message)) => {
+            tracing::error!(error = %message, "saving settings failed");
+            settings_page(
+                &state,
+                &admin,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &stored,
+                Vec::new(),
+                "The settings could not be stored.".into(),
+                None,
+            )
+        }
+    }
+}
+
+/// `POST /_/settings/test-mail`
+pub async fn test_mail(
+    state: web::Data<AppState>,
+    admin: Admin,
+    payload: web::Payload,
+) -> HttpResponse {
+    let form = or_page!(super::read_form(payload).await);
+    or_page!(admin.check_csrf(&form));
+    let to = super::value(&form, "to").trim().to_owned();
+    match state.auth.send_test_mail(&to).await {
+        Ok(()) => super::redirect("/_/settings?done=mailed"),
+        Err(err) => settings_page(
+            &state,
+            &admin,
+            StatusCode::BAD_GATEWAY,
+            &state.live.stored(),
+            Vec::new(),
+            format!("The test mail was not sent: {err}"),
+            None,
+        ),
+    }
 }
 
 fn key_rows(keys: Vec<crate::db::entities::api_keys::Model>) -> Vec<KeyRow> {
