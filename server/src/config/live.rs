@@ -141,30 +141,34 @@ impl Runtime {
                 }
             }
         }
-        for (key, value, slot) in [
+        // The batch limit may be 0 (batches off), as in the configuration.
+        for (key, value, slot, least) in [
             (
                 "batchMaxRequests",
                 &stored.batch_max_requests,
                 &mut out.batch_max_requests,
+                0,
             ),
             (
                 "realtimeMaxSubscriptions",
                 &stored.realtime_max_subscriptions,
                 &mut out.realtime.max_subscriptions,
+                1,
             ),
             (
                 "realtimeMaxConnectionsPerIp",
                 &stored.realtime_max_connections_per_ip,
                 &mut out.realtime.max_connections_per_ip,
+                1,
             ),
         ] {
             if let Some(text) = given(value) {
                 match text.parse::<usize>() {
-                    Ok(n) if (1..=1_000_000).contains(&n) => *slot = n,
+                    Ok(n) if (least..=1_000_000).contains(&n) => *slot = n,
                     _ => errors.add(
                         key,
                         "validation_invalid_number",
-                        "A whole number from 1 to 1000000.".into(),
+                        format!("A whole number from {least} to 1000000."),
                     ),
                 }
             }
@@ -308,7 +312,7 @@ mod tests {
             smtp_url: Some("http://mail".into()),
             mail_from: Some("not a mailbox".into()),
             rate_limit: Some("lots".into()),
-            batch_max_requests: Some("0".into()),
+            batch_max_requests: Some("-1".into()),
             ..Stored::default()
         };
         let errors = base().with(&bad).unwrap_err();
