@@ -118,10 +118,18 @@ try {
     ["mails", "/_/mails"],
     ["settings", "/_/settings"],
     ["schema", "/_/schema"],
+    ["schema-history", "/_/schema/history"],
+    ["keys", "/_/keys"],
   ]) {
     await page.goto(base + path);
     await shot(name);
   }
+  await page.goto(`${base}/_/collections/posts/records`);
+  await page.getByRole("link", { name: "raw" }).first().click();
+  await page.waitForURL("**/json");
+  await shot("record-json");
+  await page.goto(`${base}/_/collections/posts/delete`);
+  await shot("collection-delete");
   await page.goto(`${base}/_/collections/posts/records`);
   const phone = await context.newPage();
   await phone.setViewportSize({ width: 390, height: 844 });

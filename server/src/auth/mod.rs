@@ -1048,7 +1048,7 @@ impl AuthService {
         per_page: u64,
     ) -> Result<(Vec<crate::db::entities::mails::Model>, u64), AuthError> {
         self.mailer
-            .stored(page, per_page)
+            .stored(page.max(1), per_page.clamp(1, 1000))
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))
     }

@@ -302,6 +302,7 @@ pub async fn mails(
     caller.require_superuser()?;
     let page = query.page.unwrap_or(1).max(1);
     let per_page = query.per_page.unwrap_or(30).clamp(1, 1000);
+    // The service pages (and bounds) the same way for the admin UI.
     let (items, total) = state.auth.mails(page, per_page).await?;
     let items: Vec<_> = items
         .into_iter()

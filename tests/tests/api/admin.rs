@@ -1095,6 +1095,27 @@ async fn admin_story_in_a_real_browser() {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-screenshots")
     };
     std::fs::create_dir_all(&shots).unwrap();
+    let pages = [
+        "setup",
+        "collections",
+        "collection-editor",
+        "records",
+        "record-form",
+        "events",
+        "mails",
+        "settings",
+        "schema",
+        "schema-history",
+        "keys",
+        "record-json",
+        "collection-delete",
+        "login",
+        "records-390px",
+    ];
+    // Every screenshot is this run's.
+    for page in pages {
+        let _ = std::fs::remove_file(shots.join(format!("{page}.png")));
+    }
     let output = tokio::process::Command::new("node")
         .arg("story.mjs")
         .current_dir(&tools)
@@ -1117,19 +1138,7 @@ async fn admin_story_in_a_real_browser() {
         9,
         "{stdout}"
     );
-    for page in [
-        "setup",
-        "collections",
-        "collection-editor",
-        "records",
-        "record-form",
-        "events",
-        "mails",
-        "settings",
-        "schema",
-        "login",
-        "records-390px",
-    ] {
+    for page in pages {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
     }
 }
