@@ -394,7 +394,18 @@ impl App {
             startup_ms = started.elapsed().as_millis() as u64,
             "Basalt is listening on http://{addr}"
         );
-        let url = format!("http://{addr}");
+        // The setup link starts with `app_url` when one was set (a container's
+        // published address, a proxy's); else with the address bound, a wildcard
+        // shown as localhost.
+        let url = if state.settings.app_url == format!("http://{}", state.settings.http) {
+            let mut shown = addr;
+            if shown.ip().is_unspecified() {
+                shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{shown}")
+        } else {
+            state.settings.app_url.clone()
+        };
         if let Some(token) = state.auth.setup_token(&state.schema.snapshot()).await? {
             tracing::warn!(
                 "No superuser yet. Create one with `basalt superuser upsert EMAIL PASSWORD`, \

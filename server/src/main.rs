@@ -28,6 +28,9 @@ fn cli() -> Command {
         )
         .subcommand(Command::new("serve").about("Run the server (the default command)"))
         .subcommand(Command::new("migrate").about("Apply pending system migrations and exit"))
+        .subcommand(Command::new("health").about(
+            "Exit 0 if the server on `http` answers GET /api/health with 200 (for container healthchecks)",
+        ))
         .subcommand(
             Command::new("superuser")
                 .about("Manage superusers")
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match matches.subcommand() {
             Some(("migrate", _)) => migrate(settings).await,
+            Some(("health", _)) => health(&settings).await,
             Some(("superuser", sub)) => superuser(settings, sub).await,
             Some(("schema", sub)) => schema(settings, sub).await,
             _ => serve(settings).await,
@@ -167,6 +171,43 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         std::process::exit(130);
     });
     app.run_until_stopped().await
+}
+
+/// Ask the server this configuration serves (`http`; a wildcard address is asked on
+/// loopback) for `GET /api/health`, within 3 seconds. A container healthcheck runs
+/// this, so the image needs no curl.
+async fn health(settings: &Settings) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = settings.http_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /api/health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 32];
+        let n = stream.read(&mut head).await?;
+        Ok::<_, std::io::Error>(
+            String::from_utf8_lossy(head.get(..n).unwrap_or_default()).into_owned(),
+        )
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {addr} within 3 s"))?
+        .map_err(|e| anyhow::anyhow!("cannot reach {addr}: {e}"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "200" {
+        println!("ok");
+        Ok(())
+    } else {
+        anyhow::bail!("{addr} answered /api/health with {status:?}")
+    }
 }
 
 /// Every realtime client holds a socket: lift the soft limit on open files to the hard

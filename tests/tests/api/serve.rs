@@ -314,3 +314,56 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
             .any(|l| l["message"] == "stopped")
     );
 }
+
+/// `basalt health` (the image's healthcheck) exits 0 when the server on `http`
+/// answers, non-zero when nothing does; the setup link starts with `app_url` when it
+/// is set (a container's published address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_command_and_the_setup_link_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = process::command(dir.path());
+    cmd.env("BASALT_HTTP", format!("0.0.0.0:{port}"))
+        .env("BASALT_APP_URL", "https://basalt.example.com");
+    let (mut server, _) = BasaltProcess::start(cmd).await;
+    let link = eventually(Duration::from_secs(10), "the setup link", || {
+        let link = server
+            .json_logs()
+            .iter()
+            .filter_map(|l| l["message"].as_str().map(str::to_owned))
+            .find(|m| m.contains("/_/setup/"));
+        async move { link }
+    })
+    .await;
+    assert!(
+        link.contains("https://basalt.example.com/_/setup/"),
+        "{link}"
+    );
+
+    let check = |port: u16| {
+        let mut cmd = process::command(dir.path());
+        cmd.env("BASALT_HTTP", format!("0.0.0.0:{port}"))
+            .arg("health");
+        cmd.output().unwrap()
+    };
+    let up = check(port);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&up.stdout).trim(), "ok");
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(15)).await.success());
+    let down = check(port);
+    assert!(!down.status.success(), "nothing listens: unhealthy");
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("cannot reach"),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+}
