@@ -57,6 +57,15 @@ impl RateLimiter {
     }
 }
 
+/// The limiter key of password attempts on auth collection `collection` for
+/// `identity` from `ip`: the API's sign-in and the admin UI's count together.
+pub fn password_key(collection: &str, identity: &str, ip: &str) -> String {
+    format!(
+        "password:{collection}:{}:{ip}",
+        identity.trim().to_lowercase()
+    )
+}
+
 /// The client's address: the peer, or — when the peer is a trusted proxy — the
 /// nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpBlock]) -> IpAddr {

@@ -46,6 +46,19 @@ pub fn install_once(
     dir
 }
 
+/// [`install_once`] of an npm project: `files` (a `package.json` with pinned
+/// versions, and scripts) from `source`, `npm install`ed.
+pub fn npm_once(root: &Path, name: &str, source: &Path, files: &[&str], marker: &str) -> PathBuf {
+    install_once(root, name, source, files, marker, |staging| {
+        let status = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(staging)
+            .status()
+            .expect("run npm");
+        assert!(status.success(), "npm install for {name} failed");
+    })
+}
+
 /// A Python virtualenv under `root` holding `requirements.txt` from `source` (pinned
 /// versions), installed with pip from PyPI. Returns the venv's interpreter; run tools
 /// as `python -m module` (the venv was moved after install, so the scripts' `#!`

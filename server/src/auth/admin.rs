@@ -72,22 +72,8 @@ impl AuthService {
         record: Record,
         started: u64,
     ) -> Result<AdminSession, AuthError> {
-        let collection = Self::auth_collection(snapshot, SUPERUSERS)?;
-        let material = Self::material(Kind::AdminSession, &record)
-            .ok_or_else(|| AuthError::Internal("the superuser has no token key".into()))?;
+        let token = self.session_token(snapshot, &record, now(), started)?;
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
-        let exp = Ord::min(now() + SESSION_IDLE, started + SESSION_ABSOLUTE);
-        let claims = Claims {
-            id: id.to_owned(),
-            collection_id: collection.id.clone(),
-            kind: Kind::AdminSession.as_str().to_owned(),
-            refreshable: false,
-            exp,
-            email: None,
-            new_email: None,
-            started: Some(started),
-        };
-        let token = token::sign(&self.secret, &claims, &material).map_err(AuthError::Internal)?;
         let csrf = self.csrf_of(id, started);
         Ok(AdminSession {
             record,
@@ -95,6 +81,36 @@ impl AuthService {
             renewed: true,
             csrf,
         })
+    }
+
+    /// A session token for `record` issued at `issued` of a session begun at
+    /// `started` (seconds since the epoch): it ends after [`SESSION_IDLE`] unused,
+    /// and never later than [`SESSION_ABSOLUTE`] after `started`.
+    fn session_token(
+        &self,
+        snapshot: &Snapshot,
+        record: &Record,
+        issued: u64,
+        started: u64,
+    ) -> Result<String, AuthError> {
+        let collection = Self::auth_collection(snapshot, SUPERUSERS)?;
+        let material = Self::material(Kind::AdminSession, record)
+            .ok_or_else(|| AuthError::Internal("the superuser has no token key".into()))?;
+        let claims = Claims {
+            id: record
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            collection_id: collection.id.clone(),
+            kind: Kind::AdminSession.as_str().to_owned(),
+            refreshable: false,
+            exp: Ord::min(issued + SESSION_IDLE, started + SESSION_ABSOLUTE),
+            email: None,
+            new_email: None,
+            started: Some(started),
+        };
+        token::sign(&self.secret, &claims, &material).map_err(AuthError::Internal)
     }
 
     /// The CSRF token of a session: stable for the session's life, unguessable
@@ -188,23 +204,12 @@ impl AuthService {
         age: u64,
         started_ago: u64,
     ) -> Result<String, AuthError> {
-        let collection = Self::auth_collection(snapshot, SUPERUSERS)?;
-        let material = Self::material(Kind::AdminSession, &record)
-            .ok_or_else(|| AuthError::Internal("the superuser has no token key".into()))?;
-        let claims = Claims {
-            id: record
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            collection_id: collection.id.clone(),
-            kind: Kind::AdminSession.as_str().to_owned(),
-            refreshable: false,
-            exp: (now() + SESSION_IDLE).saturating_sub(age),
-            email: None,
-            new_email: None,
-            started: Some(now().saturating_sub(started_ago)),
-        };
-        token::sign(&self.secret, &claims, &material).map_err(AuthError::Internal)
+        let now = now();
+        self.session_token(
+            snapshot,
+            &record,
+            now.saturating_sub(age),
+            now.saturating_sub(started_ago),
+        )
     }
 }

@@ -232,23 +232,11 @@ impl LiveSettings {
     /// when `_settings` cannot be written.
     pub async fn save(&self, stored: Stored) -> Result<Arc<Runtime>, SaveError> {
         let runtime = self.configured.with(&stored).map_err(SaveError::Invalid)?;
-        let value = serde_json::to_string(&stored).map_err(|e| SaveError::Db(e.to_string()))?;
-        use crate::db::entities::settings;
-        use sea_orm::sea_query::OnConflict;
-        use sea_orm::{EntityTrait, Set};
-        settings::Entity::insert(settings::ActiveModel {
-            key: Set(KEY.to_owned()),
-            value: Set(value),
-            updated: Set(chrono::Utc::now()),
-        })
-        .on_conflict(
-            OnConflict::column(settings::Column::Key)
-                .update_columns([settings::Column::Value, settings::Column::Updated])
-                .to_owned(),
-        )
-        .exec(self.db.conn())
-        .await
-        .map_err(|e| SaveError::Db(e.to_string()))?;
+        let value = serde_json::to_value(&stored).map_err(|e| SaveError::Db(e.to_string()))?;
+        self.db
+            .set_setting(KEY, &value)
+            .await
+            .map_err(|e| SaveError::Db(e.to_string()))?;
         let runtime = Arc::new(runtime);
         self.current.store(Arc::clone(&runtime));
         self.stored.store(Arc::new(stored));

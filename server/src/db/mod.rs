@@ -516,6 +516,33 @@ impl Db {
             .map_err(|_| DbErr::Type(format!("_settings.{key} is not JSON")))
     }
 
+    /// Store `value` as the setting `key`, replacing any earlier value.
+    ///
+    /// Fails when `_settings` cannot be written.
+    pub async fn set_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), DbErr> {
+        use entities::settings;
+        let upsert = Query::insert()
+            .into_table(settings::Entity)
+            .columns([
+                settings::Column::Key,
+                settings::Column::Value,
+                settings::Column::Updated,
+            ])
+            .values([
+                key.into(),
+                value.to_string().into(),
+                chrono::Utc::now().into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?
+            .on_conflict(
+                OnConflict::column(settings::Column::Key)
+                    .update_columns([settings::Column::Value, settings::Column::Updated])
+                    .to_owned(),
+            )
+            .to_owned();
+        self.conn.execute(&upsert).await.map(|_| ())
+    }
+
     /// Close every pooled connection. Later calls on clones fail.
     pub async fn close(self) -> Result<(), DbErr> {
         self.conn.close().await

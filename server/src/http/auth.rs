@@ -33,11 +33,7 @@ pub async fn auth_with_password(
             .get::<super::middleware::ClientIp>()
             .map(|c| c.0.to_string())
             .unwrap_or_default();
-        let key = format!(
-            "password:{}:{}:{ip}",
-            path.as_str(),
-            body.identity.trim().to_lowercase()
-        );
+        let key = crate::ratelimit::password_key(path.as_str(), &body.identity, &ip);
         state
             .limiter
             .hit(&key, limit)

@@ -86,9 +86,6 @@ impl Caller {
 
     /// For the schema history: which superuser acted.
     pub fn actor(&self) -> crate::schema::Actor {
-        match self.0.id() {
-            Some(id) if self.0.is_superuser() => crate::schema::Actor::Superuser(id.to_owned()),
-            _ => crate::schema::Actor::System,
-        }
+        crate::schema::Actor::of(&self.0)
     }
 }

@@ -162,13 +162,14 @@ fn rate_limited(state: &AppState, req: &ServiceRequest, route: &str) -> Option<A
         .and_then(|v| v.to_str().ok());
     let ip = crate::ratelimit::client_ip(peer, forwarded, &state.settings.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
-    if let Some(limit) = state.live.current().rate_limit
+    let live = state.live.current();
+    if let Some(limit) = live.rate_limit
         && let Err(wait) = state.limiter.hit(&format!("ip:{ip}"), limit)
     {
         return Some(ApiError::too_many_requests(wait));
     }
     if is_auth_route(route)
-        && let Some(limit) = state.live.current().rate_limit_auth_ip
+        && let Some(limit) = live.rate_limit_auth_ip
         && let Err(wait) = state.limiter.hit(&format!("auth-ip:{ip}"), limit)
     {
         return Some(ApiError::too_many_requests(wait));

@@ -127,6 +127,14 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// Who acts for `identity`: a superuser by id, anyone else as the system.
+    pub fn of(identity: &crate::identity::Identity) -> Actor {
+        match identity.id() {
+            Some(id) if identity.is_superuser() => Actor::Superuser(id.to_owned()),
+            _ => Actor::System,
+        }
+    }
+
     fn label(&self) -> String {
         match self {
             Actor::System => "system".to_owned(),

@@ -131,6 +131,17 @@ impl<'a> Browser<'a> {
         self.post(action, &with).await
     }
 
+    /// A browser signed in as the superuser `TestApp::superuser_token` made (call that
+    /// first: it sets the password again, which ends earlier sessions).
+    async fn superuser(app: &'a TestApp) -> Browser<'a> {
+        let mut browser = Browser::new(app);
+        let page = browser
+            .sign_in("admin@basalt.test", "admin-password-1")
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        browser
+    }
+
     async fn sign_in(&mut self, email: &str, password: &str) -> Page {
         let csrf = self.get("/_/login").await.csrf();
         self.post(
@@ -384,14 +395,7 @@ async fn pages_are_locked_down_and_escape_what_users_stored(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    let mut browser = Browser::new(&app);
-    assert_eq!(
-        browser
-            .sign_in("admin@basalt.test", "admin-password-1")
-            .await
-            .status,
-        303
-    );
+    let mut browser = Browser::superuser(&app).await;
     for path in [
         "/_/collections",
         "/_/collections/notes",
@@ -451,14 +455,7 @@ async fn pages_are_locked_down_and_escape_what_users_stored(backend: Backend) {
 async fn collections_and_records_through_the_forms(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.superuser_token().await;
-    let mut browser = Browser::new(&app);
-    assert_eq!(
-        browser
-            .sign_in("admin@basalt.test", "admin-password-1")
-            .await
-            .status,
-        303
-    );
+    let mut browser = Browser::superuser(&app).await;
     let posts = [
         ("name", "posts"),
         ("type", "base"),
@@ -784,14 +781,7 @@ async fn collections_and_records_through_the_forms(backend: Backend) {
 async fn keys_history_import_and_mails(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let _ = app.superuser_token().await;
-    let mut browser = Browser::new(&app);
-    assert_eq!(
-        browser
-            .sign_in("admin@basalt.test", "admin-password-1")
-            .await
-            .status,
-        303
-    );
+    let mut browser = Browser::superuser(&app).await;
 
     // An API key: its secret shown once, usable at once, never listed, revocable.
     let created = browser
@@ -936,14 +926,7 @@ async fn settings_apply_without_a_restart(backend: Backend) {
         json!({"name": "notes", "createRule": "", "fields": [{"name": "title", "type": "text"}]}),
     )
     .await;
-    let mut browser = Browser::new(&app);
-    assert_eq!(
-        browser
-            .sign_in("admin@basalt.test", "admin-password-1")
-            .await
-            .status,
-        303
-    );
+    let mut browser = Browser::superuser(&app).await;
     let page = browser.get("/_/settings").await;
     assert_eq!(page.status, 200);
     assert!(
@@ -1054,20 +1037,12 @@ async fn admin_story_in_a_real_browser() {
         return;
     }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let tools = basalt_tests::tools::install_once(
+    let tools = basalt_tests::tools::npm_once(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
         "browser",
         &source,
         &["package.json", "story.mjs"],
         "node_modules/playwright-core",
-        |staging| {
-            let status = std::process::Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(staging)
-                .status()
-                .expect("run npm");
-            assert!(status.success(), "npm install of playwright-core failed");
-        },
     );
     let data = tempfile::tempdir().unwrap();
     let (process, url) = BasaltProcess::start(command(data.path())).await;

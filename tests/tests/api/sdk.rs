@@ -4,7 +4,6 @@
 //! loudly, or fails under CI=true.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use basalt_tests::{Backend, TestApp, require_tool};
 
@@ -14,7 +13,7 @@ fn sdk_dir() -> PathBuf {
 
 /// The pinned SDK and the scripts, installed once per content (see `tools`).
 fn install_sdk() -> PathBuf {
-    basalt_tests::tools::install_once(
+    basalt_tests::tools::npm_once(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
         "pocketbase-sdk",
         &sdk_dir(),
@@ -26,14 +25,6 @@ fn install_sdk() -> PathBuf {
             "realtime.mjs",
         ],
         "node_modules/pocketbase",
-        |staging| {
-            let status = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(staging)
-                .status()
-                .expect("run npm");
-            assert!(status.success(), "npm install of the PocketBase SDK failed");
-        },
     )
 }
 

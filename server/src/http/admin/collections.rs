@@ -10,9 +10,7 @@ use basalt_admin_ui::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{
-    Admin, Done, Form, admin_message, notice, page, page_with_status, read_form, redirect, value,
-};
+use super::{Admin, Done, Form, admin_message, notice, page, page_with_status, redirect, value};
 use crate::AppState;
 use crate::schema::{Actor, Collection};
 
@@ -58,13 +56,6 @@ const RULES: [(&str, &str); 5] = [
     ("updateRule", "Update rule"),
     ("deleteRule", "Delete rule"),
 ];
-
-fn actor(admin: &Admin) -> Actor {
-    match admin.0.record.get("id").and_then(Value::as_str) {
-        Some(id) => Actor::Superuser(id.to_owned()),
-        None => Actor::System,
-    }
-}
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -287,6 +278,18 @@ fn body_of(form: &Form, kind: &str) -> (Value, Vec<FieldRow>, Vec<(String, Strin
     (Value::Object(body), rows, errors)
 }
 
+/// Whether the editor is shown again instead of saving, and with what status: a
+/// row was asked for (200), or the form itself is malformed (400).
+fn shown_again(form: &Form, errors: &[(String, String)]) -> Option<StatusCode> {
+    if !errors.is_empty() {
+        Some(StatusCode::BAD_REQUEST)
+    } else if form.iter().any(|(k, _)| k == "add_field") {
+        Some(StatusCode::OK)
+    } else {
+        None
+    }
+}
+
 /// The editor again with what was typed and why it was refused.
 fn refused(
     admin: &Admin,
@@ -318,8 +321,8 @@ fn refused(
             row
         })
         .collect();
-    if !form.iter().any(|(k, _)| k == "add_field") || page.fields.iter().all(|r| !r.name.is_empty())
-    {
+    // One empty row to add a field with (the form's own, if it came back empty).
+    if page.fields.iter().all(|r| !r.name.is_empty()) {
         page.fields.push(FieldRow {
             kind: "text".into(),
             ..FieldRow::default()
@@ -349,37 +352,30 @@ pub async fn create(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let kind = if value(&form, "type") == "auth" {
         "auth"
     } else {
         "base"
     };
     let (body, rows, errors) = body_of(&form, kind);
-    if form.iter().any(|(k, _)| k == "add_field") || !errors.is_empty() {
-        let status = if errors.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+    if let Some(status) = shown_again(&form, &errors) {
         return refused(&admin, None, &form, rows, errors, status);
     }
-    match state.schema.create(&body, &actor(&admin)).await {
+    match state
+        .schema
+        .create(&body, &Actor::of(&admin.identity()))
+        .await
+    {
         Ok(collection) => redirect(&format!(
             "/_/collections/{}?done=created",
             super::urlencode(&collection.name)
         )),
         Err(err) => {
             let problem = err.problem();
-            refused(
-                &admin,
-                None,
-                &form,
-                rows,
-                super::problem_errors(&problem),
-                crate::http::error::status_of(problem.code),
-            )
+            let status = crate::http::error::status_of(problem.code);
+            let errors = super::problem_errors(&problem);
+            refused(&admin, None, &form, rows, errors, status)
         }
     }
 }
@@ -391,8 +387,7 @@ pub async fn update(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let snapshot = state.schema.snapshot();
     let Some(collection) = snapshot.get(&name).cloned() else {
         return admin_message(
@@ -403,12 +398,7 @@ pub async fn update(
         );
     };
     let (body, rows, errors) = body_of(&form, collection.kind.as_str());
-    if form.iter().any(|(k, _)| k == "add_field") || !errors.is_empty() {
-        let status = if errors.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+    if let Some(status) = shown_again(&form, &errors) {
         return refused(&admin, Some(&collection), &form, rows, errors, status);
     }
     let kept: Vec<&str> = body
@@ -452,7 +442,7 @@ pub async fn update(
     }
     match state
         .schema
-        .update(&collection.id, &body, &actor(&admin))
+        .update(&collection.id, &body, &Actor::of(&admin.identity()))
         .await
     {
         Ok(updated) => redirect(&format!(
@@ -461,14 +451,9 @@ pub async fn update(
         )),
         Err(err) => {
             let problem = err.problem();
-            refused(
-                &admin,
-                Some(&collection),
-                &form,
-                rows,
-                super::problem_errors(&problem),
-                crate::http::error::status_of(problem.code),
-            )
+            let status = crate::http::error::status_of(problem.code);
+            let errors = super::problem_errors(&problem);
+            refused(&admin, Some(&collection), &form, rows, errors, status)
         }
     }
 }
@@ -531,8 +516,7 @@ pub async fn delete(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let snapshot = state.schema.snapshot();
     let Some(collection) = snapshot.get(&name).cloned() else {
         return admin_message(
@@ -552,7 +536,11 @@ pub async fn delete(
         .await;
         return page_with_status(StatusCode::BAD_REQUEST, page_);
     }
-    match state.schema.delete(&collection.id, &actor(&admin)).await {
+    match state
+        .schema
+        .delete(&collection.id, &Actor::of(&admin.identity()))
+        .await
+    {
         Ok(()) => redirect("/_/collections?done=deleted"),
         Err(err) => {
             let problem = err.problem();
@@ -593,8 +581,7 @@ pub async fn import(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let text = value(&form, "import").to_owned();
     let delete_missing = !value(&form, "delete_missing").is_empty();
     let export = serde_json::to_string_pretty(&state.schema.export()).unwrap_or_default();
@@ -651,7 +638,7 @@ pub async fn import(
     }
     match state
         .schema
-        .import(&definitions, delete_missing, &actor(&admin))
+        .import(&definitions, delete_missing, &Actor::of(&admin.identity()))
         .await
     {
         Ok(_) => redirect("/_/collections?done=imported"),

@@ -266,6 +266,20 @@ impl Admin {
         }
     }
 
+    /// The superuser as the services see the caller.
+    fn identity(&self) -> crate::identity::Identity {
+        crate::identity::Identity::Superuser {
+            record: self.0.record.clone(),
+        }
+    }
+
+    /// The posted form, refused without this session's CSRF token.
+    async fn form(&self, payload: web::Payload) -> Result<Form, Refusal> {
+        let form = read_form(payload).await?;
+        self.check_csrf(&form)?;
+        Ok(form)
+    }
+
     /// Refuse a form without this session's CSRF token.
     fn check_csrf(&self, form: &Form) -> Result<(), Refusal> {
         if constant_time_eq(value(form, "csrf").as_bytes(), self.0.csrf.as_bytes()) {
@@ -403,6 +417,16 @@ fn admin_message(admin: &Admin, status: StatusCode, title: &str, text: &str) -> 
     )
 }
 
+/// A message page saying why an action failed, with the status of its code.
+fn failed(admin: &Admin, title: &str, problem: crate::errors::Problem) -> HttpResponse {
+    admin_message(
+        admin,
+        crate::http::error::status_of(problem.code),
+        title,
+        &problem.message,
+    )
+}
+
 /// What a finished action says on the next page (`?done=`): a fixed set, so no link
 /// can make the UI say something else.
 fn notice(done: Option<&str>) -> Option<String> {
@@ -426,13 +450,17 @@ struct Done {
     done: Option<String>,
 }
 
+/// Field errors as `(path, message)` pairs, for the templates.
+fn field_errors(errors: &crate::validation::FieldErrors) -> Vec<(String, String)> {
+    errors
+        .keys()
+        .filter_map(|path| Some((path.to_owned(), errors.get(path)?.message.clone())))
+        .collect()
+}
+
 /// Field errors of a domain error as `(path, message)` pairs, or one general message.
 fn problem_errors(problem: &crate::errors::Problem) -> Vec<(String, String)> {
-    let mut errors: Vec<(String, String)> = problem
-        .fields
-        .keys()
-        .filter_map(|path| Some((path.to_owned(), problem.fields.get(path)?.message.clone())))
-        .collect();
+    let mut errors = field_errors(&problem.fields);
     if errors.is_empty() {
         errors.push((String::new(), problem.message.clone()));
     }

@@ -12,20 +12,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    Admin, Done, Form, admin_message, notice, page, page_with_status, read_form, redirect,
-    urlencode,
+    Admin, Done, Form, admin_message, notice, page, page_with_status, redirect, urlencode,
 };
 use crate::AppState;
 use crate::filter::compile::Request;
 use crate::identity::Identity;
 use crate::records::read::ListQuery as RecordQuery;
 use crate::schema::{Collection, FieldKind};
-
-fn identity(admin: &Admin) -> Identity {
-    Identity::Superuser {
-        record: admin.0.record.clone(),
-    }
-}
 
 fn request(method: &str, identity: &Identity) -> Request {
     let mut request = Request::new(method);
@@ -102,7 +95,7 @@ pub async fn list(
     };
     let per_page = params.per_page.unwrap_or(30).clamp(1, 500);
     let page_no = params.page.unwrap_or(1).max(1);
-    let identity = identity(&admin);
+    let identity = admin.identity();
     let query = RecordQuery {
         page: Some(page_no),
         per_page: Some(per_page),
@@ -232,7 +225,7 @@ async fn relation_choices(
             })
         })
         .map(|f| f.name.clone());
-    let identity = identity(admin);
+    let identity = admin.identity();
     let query = RecordQuery {
         page: Some(1),
         per_page: Some(200),
@@ -474,11 +467,10 @@ pub async fn create(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let collection = or_page!(collection_of(&state, &admin, &name));
     let values = values_of(&collection, &form, false);
-    let identity = identity(&admin);
+    let identity = admin.identity();
     match state
         .records
         .create(
@@ -505,7 +497,7 @@ async fn edit_form(
     token: String,
     done: Option<&str>,
 ) -> HttpResponse {
-    let identity = identity(admin);
+    let identity = admin.identity();
     match state
         .records
         .view(
@@ -563,11 +555,10 @@ pub async fn update(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let collection = or_page!(collection_of(&state, &admin, &name));
     let values = values_of(&collection, &form, true);
-    let identity = identity(&admin);
+    let identity = admin.identity();
     match state
         .records
         .update(
@@ -600,7 +591,7 @@ pub async fn json(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let identity = identity(&admin);
+    let identity = admin.identity();
     match state
         .records
         .view(&name, &id, &identity, &request("GET", &identity), None)
@@ -675,8 +666,7 @@ pub async fn delete(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let ids: Vec<String> = super::values(&form, "ids")
         .into_iter()
         .filter(|s| !s.is_empty())
@@ -688,7 +678,7 @@ pub async fn delete(
     if super::value(&form, "confirmed").is_empty() {
         return page(confirm_delete(&admin, &name, &ids, String::new()));
     }
-    let identity = identity(&admin);
+    let identity = admin.identity();
     for id in &ids {
         if let Err(err) = state
             .records
@@ -716,8 +706,7 @@ pub async fn impersonate(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    or_page!(admin.form(payload).await);
     let collection = or_page!(collection_of(&state, &admin, &name));
     match state
         .auth
@@ -725,15 +714,7 @@ pub async fn impersonate(
         .await
     {
         Ok((token, _, _)) => edit_form(&state, &admin, &collection, &id, token, None).await,
-        Err(err) => {
-            let problem = err.problem();
-            admin_message(
-                &admin,
-                crate::http::error::status_of(problem.code),
-                "Impersonation failed",
-                &problem.message,
-            )
-        }
+        Err(err) => super::failed(&admin, "Impersonation failed", err.problem()),
     }
 }
 
@@ -745,8 +726,7 @@ pub async fn revoke(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    or_page!(admin.form(payload).await);
     match state
         .auth
         .revoke_sessions(&state.schema.snapshot(), &name, &id)
@@ -757,15 +737,7 @@ pub async fn revoke(
             urlencode(&name),
             urlencode(&id)
         )),
-        Err(err) => {
-            let problem = err.problem();
-            admin_message(
-                &admin,
-                crate::http::error::status_of(problem.code),
-                "Revoking failed",
-                &problem.message,
-            )
-        }
+        Err(err) => super::failed(&admin, "Revoking failed", err.problem()),
     }
 }
 
@@ -777,9 +749,8 @@ pub async fn mail(
     payload: web::Payload,
 ) -> HttpResponse {
     let (name, id) = path.into_inner();
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
-    let identity = identity(&admin);
+    let form = or_page!(admin.form(payload).await);
+    let identity = admin.identity();
     let email = match state
         .records
         .view(&name, &id, &identity, &request("GET", &identity), None)
@@ -810,14 +781,6 @@ pub async fn mail(
             urlencode(&name),
             urlencode(&id)
         )),
-        Err(err) => {
-            let problem = err.problem();
-            admin_message(
-                &admin,
-                crate::http::error::status_of(problem.code),
-                "Sending failed",
-                &problem.message,
-            )
-        }
+        Err(err) => super::failed(&admin, "Sending failed", err.problem()),
     }
 }

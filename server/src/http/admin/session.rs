@@ -135,7 +135,7 @@ pub async fn login(
         ),
         (
             state.live.current().rate_limit_auth,
-            format!("password:_superusers:{}:{ip}", email.to_lowercase()),
+            crate::ratelimit::password_key(crate::identity::SUPERUSERS, &email, &ip),
         ),
     ]
     .into_iter()
@@ -187,8 +187,7 @@ pub async fn login(
 
 /// `POST /_/logout`
 pub async fn logout(admin: Admin, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let form = or_page!(read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    or_page!(admin.form(payload).await);
     let mut res = redirect("/_/login");
     if let Ok(value) = HeaderValue::from_str(&clear_cookie(SESSION_COOKIE, secure(&req))) {
         res.headers_mut().append(header::SET_COOKIE, value);

@@ -277,8 +277,7 @@ pub async fn save_settings(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(super::read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let previous = state.live.stored();
     let given = |key: &str| {
         let text = super::value(&form, key).trim();
@@ -314,10 +313,7 @@ pub async fn save_settings(
             super::redirect("/_/settings?done=saved")
         }
         Err(SaveError::Invalid(errors)) => {
-            let errors = errors
-                .keys()
-                .filter_map(|k| Some((k.to_owned(), errors.get(k)?.message.clone())))
-                .collect();
+            let errors = super::field_errors(&errors);
             settings_page(
                 &state,
                 &admin,
@@ -349,8 +345,7 @@ pub async fn test_mail(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(super::read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let to = super::value(&form, "to").trim().to_owned();
     match state.auth.send_test_mail(&to).await {
         Ok(()) => super::redirect("/_/settings?done=mailed"),
@@ -431,8 +426,7 @@ pub async fn create_key(
     admin: Admin,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(super::read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    let form = or_page!(admin.form(payload).await);
     let (name, scopes, expires) = (
         super::value(&form, "name"),
         super::value(&form, "scopes"),
@@ -503,8 +497,7 @@ pub async fn revoke_key(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let form = or_page!(super::read_form(payload).await);
-    or_page!(admin.check_csrf(&form));
+    or_page!(admin.form(payload).await);
     match state.auth.keys.revoke(&id).await {
         Ok(true) => super::redirect("/_/keys?done=revoked-key"),
         Ok(false) => admin_message(&admin, StatusCode::NOT_FOUND, "Not found", "No such key."),
