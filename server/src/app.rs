@@ -39,6 +39,7 @@ pub struct Services {
     /// Record events after they were published (realtime and other subscribers).
     pub events: crate::events::Events,
     pub realtime: Arc<crate::realtime::Hub>,
+    pub graphql: Arc<crate::graphql::GraphqlService>,
     pub limiter: crate::ratelimit::RateLimiter,
     pub installation_id: String,
     /// Settings the admin UI may change while the server runs: read these, not
@@ -350,6 +351,11 @@ impl App {
             shutdown.child_token(),
         ));
 
+        let graphql = Arc::new(crate::graphql::GraphqlService::new(
+            records.clone(),
+            Arc::clone(&schema),
+            settings.graphql,
+        ));
         let state = AppState(Arc::new(Services {
             settings,
             db,
@@ -363,6 +369,7 @@ impl App {
             limiter: crate::ratelimit::RateLimiter::default(),
             events,
             realtime,
+            graphql,
             installation_id,
             live,
         }));

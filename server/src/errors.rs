@@ -25,6 +25,9 @@ pub enum Code {
     InvalidSort,
     /// The `expand` parameter names something that cannot be expanded.
     InvalidExpand,
+    /// A GraphQL operation beyond the limits (length, depth, cost, aliases, root
+    /// fields).
+    QueryTooComplex,
     /// Text with a character the database cannot store.
     InvalidText,
     /// Superusers only.
@@ -57,7 +60,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for adapters' exhaustive tables and their tests.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::NotFound,
         Code::ValidationFailed,
         Code::NotUnique,
@@ -66,6 +69,7 @@ impl Code {
         Code::InvalidFilter,
         Code::InvalidSort,
         Code::InvalidExpand,
+        Code::QueryTooComplex,
         Code::InvalidText,
         Code::Forbidden,
         Code::OutOfScope,
@@ -93,6 +97,7 @@ impl Code {
             Code::InvalidFilter => "invalid_filter",
             Code::InvalidSort => "invalid_sort",
             Code::InvalidExpand => "invalid_expand",
+            Code::QueryTooComplex => "query_too_complex",
             Code::InvalidText => "invalid_text",
             Code::Forbidden => "forbidden",
             Code::OutOfScope => "out_of_scope",

@@ -208,6 +208,25 @@ fn message(id: Option<&str>, event: &str, data: &Value) -> Bytes {
     Bytes::from(text)
 }
 
+/// The changed record an event carries, with its hidden values (kept beside the
+/// event: view rules may name them and superusers see them; `shape` strips them for
+/// everyone else).
+pub fn event_record(event: &Event) -> Option<Map<String, Value>> {
+    let mut record = event
+        .payload
+        .pointer("/data/record")
+        .and_then(Value::as_object)
+        .cloned()?;
+    record.extend(
+        event
+            .hidden
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    Some(record)
+}
+
 /// Whose record an identity is: (collection id, record id).
 fn owner_of(identity: &Identity) -> Option<(String, String)> {
     match identity {
@@ -371,23 +390,9 @@ impl Hub {
 
     /// Deliver one event to every subscriber allowed to see it.
     pub async fn deliver(&self, event: &Event, records: &RecordService) {
-        let Some(mut record) = event
-            .payload
-            .pointer("/data/record")
-            .and_then(Value::as_object)
-            .cloned()
-        else {
+        let Some(record) = event_record(event) else {
             return;
         };
-        // Hidden values, kept beside the event: view rules may name them and
-        // superusers see them; `shape` strips them for everyone else.
-        record.extend(
-            event
-                .hidden
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
         let id = record
             .get("id")
             .and_then(Value::as_str)
@@ -483,6 +488,9 @@ impl Hub {
         request.auth = request_auth(identity);
         request.query = subscription.query.clone();
         request.headers = subscription.headers.clone();
+        // A filter that does not parse matches nothing (as before it reached a query).
+        let filter =
+            crate::filter::parse(subscription.filter.as_deref().unwrap_or_default()).ok()?;
         let shaped = if event.action == "deleted" {
             records
                 .view_gone(
@@ -490,7 +498,7 @@ impl Hub {
                     record,
                     identity,
                     &request,
-                    subscription.filter.as_deref(),
+                    filter.as_ref(),
                 )
                 .await
                 .ok()
@@ -502,7 +510,7 @@ impl Hub {
                     record,
                     identity,
                     &request,
-                    subscription.filter.as_deref(),
+                    filter.as_ref(),
                     subscription.expand.as_deref(),
                 )
                 .await

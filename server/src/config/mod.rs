@@ -115,6 +115,18 @@ keys! {
         "How often an idle realtime stream gets a keep-alive comment [default: 25s]";
     REALTIME_IDLE_TIMEOUT = "realtime_idle_timeout", "BASALT_REALTIME_IDLE_TIMEOUT",
         "--realtime-idle-timeout", "A realtime client without subscriptions is dropped after [default: 5m]";
+    GRAPHQL_INTROSPECTION = "graphql_introspection", "BASALT_GRAPHQL_INTROSPECTION",
+        "--graphql-introspection", "true or false: whether GraphQL answers introspection (the explorer and code generators need it) [default: true]";
+    GRAPHQL_MAX_DEPTH = "graphql_max_depth", "BASALT_GRAPHQL_MAX_DEPTH", "--graphql-max-depth",
+        "Deepest nesting of a GraphQL operation [default: 10]";
+    GRAPHQL_MAX_COST = "graphql_max_cost", "BASALT_GRAPHQL_MAX_COST", "--graphql-max-cost",
+        "Most a GraphQL operation may cost: a field counts 1, a list's fields once per item it may hold [default: 50000]";
+    GRAPHQL_MAX_ALIASES = "graphql_max_aliases", "BASALT_GRAPHQL_MAX_ALIASES", "--graphql-max-aliases",
+        "Most aliases in one GraphQL operation [default: 30]";
+    GRAPHQL_MAX_ROOT_FIELDS = "graphql_max_root_fields", "BASALT_GRAPHQL_MAX_ROOT_FIELDS",
+        "--graphql-max-root-fields", "Most root fields in one GraphQL operation [default: 20]";
+    GRAPHQL_MAX_LENGTH = "graphql_max_length", "BASALT_GRAPHQL_MAX_LENGTH", "--graphql-max-length",
+        "Longest GraphQL operation text, in bytes or with a unit [default: 32KiB]";
 }
 
 /// `30s`, `15m`, `24h` (or plain seconds).
@@ -269,6 +281,7 @@ pub struct Settings {
     /// SQLite: how commits are synced to disk (WAL mode).
     pub sqlite_synchronous: crate::db::lite::Synchronous,
     pub realtime: crate::realtime::Limits,
+    pub graphql: crate::graphql::Limits,
     /// Notes for the log once logging is up (unknown `BASALT_*` variables, say).
     pub warnings: Vec<String>,
 }
@@ -566,7 +579,22 @@ impl Layers {
             keepalive: self.parse(key::REALTIME_KEEPALIVE, "25s", positive)?,
             idle_timeout: self.parse(key::REALTIME_IDLE_TIMEOUT, "5m", positive)?,
         };
+        let graphql = crate::graphql::Limits {
+            introspection: self.parse(key::GRAPHQL_INTROSPECTION, "true", |s| match s {
+                "true" | "1" | "on" => Ok(true),
+                "false" | "0" | "off" => Ok(false),
+                _ => Err("expected true or false".to_owned()),
+            })?,
+            max_depth: self.parse(key::GRAPHQL_MAX_DEPTH, "10", count)?,
+            max_cost: self.parse(key::GRAPHQL_MAX_COST, "50000", count)? as u64,
+            max_aliases: self.parse(key::GRAPHQL_MAX_ALIASES, "30", count)?,
+            max_root_fields: self.parse(key::GRAPHQL_MAX_ROOT_FIELDS, "20", count)?,
+            max_length: self.parse(key::GRAPHQL_MAX_LENGTH, "32KiB", |s| {
+                parse_size(s).map(|n| n as usize)
+            })?,
+        };
         Ok(Settings {
+            graphql,
             app_name,
             app_url,
             smtp_url,

@@ -8,6 +8,9 @@ pub enum Expr {
     All(Vec<Expr>),
     /// At least one part must hold (`a || b`).
     Any(Vec<Expr>),
+    /// The part must not hold. The filter language has no syntax for it; GraphQL's
+    /// `_not` lowers to it.
+    Not(Box<Expr>),
     Compare(Comparison),
 }
 
@@ -150,6 +153,7 @@ impl Expr {
         fn walk<'a>(expr: &'a Expr, out: &mut Vec<&'a Comparison>) {
             match expr {
                 Expr::All(parts) | Expr::Any(parts) => parts.iter().for_each(|p| walk(p, out)),
+                Expr::Not(inner) => walk(inner, out),
                 Expr::Compare(c) => out.push(c),
             }
         }

@@ -298,6 +298,7 @@ impl<'a> Compiler<'a> {
                 }
                 Ok(out.unwrap_or_else(|| Expr::val(false)))
             }
+            Filter::Not(inner) => Ok(self.expr(inner, collection)?.not()),
             Filter::Compare(c) => self.comparison(c, collection),
         }
     }

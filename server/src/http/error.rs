@@ -158,6 +158,7 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::InvalidRequest
         | Code::InvalidFilter
         | Code::InvalidSort
+        | Code::QueryTooComplex
         | Code::InvalidExpand
         | Code::InvalidText
         | Code::InvalidCredentials

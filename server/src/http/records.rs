@@ -68,6 +68,7 @@ pub async fn list_records(
         filter: params.filter.clone(),
         skip_total: matches!(params.skip_total.as_deref(), Some("1" | "true")),
         expand: params.expand.clone(),
+        condition: None,
     };
     let page = state
         .records

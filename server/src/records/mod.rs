@@ -9,6 +9,7 @@ pub mod ctx;
 mod direct;
 pub mod expand;
 pub mod read;
+pub mod related;
 mod statements;
 pub mod validate;
 mod write;

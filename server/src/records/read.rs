@@ -30,6 +30,9 @@ pub struct ListQuery {
     pub skip_total: bool,
     /// `expand=author,comments_via_post.user`
     pub expand: Option<String>,
+    /// A condition already in the filter language's syntax tree (GraphQL's `where`),
+    /// held with `filter` when both are given.
+    pub condition: Option<crate::filter::Expr>,
 }
 
 /// One page of records, PocketBase-shaped.
@@ -111,7 +114,7 @@ impl RecordService {
         Ok(())
     }
 
-    fn select_fields(collection: &Collection) -> SelectStatement {
+    pub(super) fn select_fields(collection: &Collection) -> SelectStatement {
         let mut query = Query::select();
         for field in &collection.fields {
             query.column((col(BASE), col(&field.name)));
@@ -146,12 +149,14 @@ impl RecordService {
         {
             conditions.push(rule);
         }
-        if let Some(text) = query.filter.as_deref()
-            && let Some(expr) = crate::filter::parse(text).map_err(RecordError::Filter)?
-        {
+        let parsed = match query.filter.as_deref() {
+            Some(text) => crate::filter::parse(text).map_err(RecordError::Filter)?,
+            None => None,
+        };
+        for expr in parsed.iter().chain(query.condition.as_ref()) {
             conditions.push(
                 compile(
-                    &expr,
+                    expr,
                     &collection,
                     &snapshot,
                     request,
@@ -260,8 +265,9 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         identity.require_scope(&collection.name, Op::View)?;
+        let filter = crate::filter::parse(filter.unwrap_or_default()).map_err(RecordError::Filter)?;
         let conditions: Vec<_> = [
-            self.client_filter(&collection, &snapshot, identity, request, filter)?,
+            self.client_filter(&collection, &snapshot, identity, request, filter.as_ref())?,
             self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request)?,
         ]
         .into_iter()
@@ -306,15 +312,13 @@ impl RecordService {
         snapshot: &Snapshot,
         identity: &Identity,
         request: &Request,
-        filter: Option<&str>,
+        filter: Option<&crate::filter::Expr>,
     ) -> Result<Option<SimpleExpr>, RecordError> {
-        let Some(expr) =
-            crate::filter::parse(filter.unwrap_or_default()).map_err(RecordError::Filter)?
-        else {
+        let Some(expr) = filter else {
             return Ok(None);
         };
         compile(
-            &expr,
+            expr,
             collection,
             snapshot,
             request,
@@ -329,7 +333,7 @@ impl RecordService {
 
     /// A changed record, as carried by its event, shaped for `identity` with `expand` —
     /// or `None` when `identity` may not see it. Access (the view rule and the
-    /// client's `filter`) is checked against the stored row, which also sees hidden
+    /// client's `filter`, parsed) is checked against the stored row, which also sees hidden
     /// fields; the content is the event's, so a subscriber gets each change as it
     /// was made even when a later one has already committed.
     ///
@@ -340,7 +344,7 @@ impl RecordService {
         record: &super::Record,
         identity: &Identity,
         request: &Request,
-        filter: Option<&str>,
+        filter: Option<&crate::filter::Expr>,
         expand: Option<&str>,
     ) -> Result<Option<Value>, RecordError> {
         let snapshot = self.schema.snapshot();
@@ -400,7 +404,7 @@ impl RecordService {
         record: &super::Record,
         identity: &Identity,
         request: &Request,
-        filter: Option<&str>,
+        filter: Option<&crate::filter::Expr>,
     ) -> Result<Option<Value>, RecordError> {
         let snapshot = self.schema.snapshot();
         let collection = snapshot
@@ -501,9 +505,9 @@ impl RecordService {
     }
 
     /// `sort=-created,title` or `@random`; only fields the caller may see.
-    fn sort(
+    pub(super) fn sort<S: sea_orm::sea_query::OrderedStatement>(
         &self,
-        select: &mut SelectStatement,
+        select: &mut S,
         collection: &Collection,
         sort: Option<&str>,
         scope: Scope,

@@ -103,6 +103,7 @@ pub async fn list(
         filter: (!filter.trim().is_empty()).then(|| filter.clone()),
         skip_total: false,
         expand: None,
+        condition: None,
     };
     let link = |sort: &str, page: u64| {
         let mut out = format!(
@@ -233,6 +234,7 @@ async fn relation_choices(
         filter: None,
         skip_total: true,
         expand: None,
+        condition: None,
     };
     let items = state
         .records

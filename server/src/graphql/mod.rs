@@ -1,0 +1,256 @@
+//! GraphQL over the collections: a schema built with async-graphql's dynamic API
+//! from each schema snapshot, swapped atomically when the snapshot changes (an
+//! operation keeps the schema it started with). Resolvers call `records` — the same
+//! rules, hidden fields, API-key scopes and errors as REST — and nested relations
+//! are loaded in batches ([`loader`]). Limits on length, depth, aliases, root fields
+//! and cost are checked before an operation runs ([`limits`]).
+
+pub mod batch;
+mod build;
+pub mod limits;
+mod loader;
+pub mod lower;
+pub mod names;
+pub mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_graphql::{Error, ErrorExtensions, Response};
+use futures_util::stream::{BoxStream, StreamExt};
+
+use crate::errors::{Code, Problem};
+use crate::filter::compile::Request;
+use crate::identity::Identity;
+use crate::records::read::request_auth;
+use crate::records::{RecordError, RecordService};
+use crate::schema::{SchemaService, Snapshot};
+pub use build::Built;
+pub use limits::Limits;
+
+/// A domain error as a GraphQL error: the message, `extensions.code` from the shared
+/// table and, for invalid input, `extensions.fields` (path → code and message).
+pub fn problem_error(problem: Problem) -> Error {
+    let fields: serde_json::Map<String, serde_json::Value> = problem
+        .fields
+        .into_map()
+        .into_iter()
+        .map(|(path, e)| {
+            (
+                path,
+                serde_json::json!({"code": e.code, "message": e.message}),
+            )
+        })
+        .collect();
+    let code = problem.code;
+    Error::new(problem.message).extend_with(move |_, e| {
+        e.set("code", code.name());
+        if !fields.is_empty()
+            && let Ok(value) =
+                async_graphql::Value::from_json(serde_json::Value::Object(fields.clone()))
+        {
+            e.set("fields", value);
+        }
+    })
+}
+
+/// A record error as a GraphQL error.
+pub fn error(err: RecordError) -> Error {
+    problem_error(err.problem())
+}
+
+/// What a WebSocket connection gives its subscriptions.
+#[derive(Clone)]
+pub struct Session {
+    pub events: crate::events::Events,
+    pub subscriptions: Arc<AtomicUsize>,
+    pub max_subscriptions: usize,
+}
+
+/// One operation's data: who asks, with what request context, and its batches.
+pub struct Ctx {
+    pub records: RecordService,
+    pub identity: Identity,
+    pub snapshot: Arc<Snapshot>,
+    base: Request,
+    pub loader: loader::Loader,
+    pub batch_max: usize,
+    pub session: Option<Session>,
+}
+
+impl Ctx {
+    /// The filter language's view of this operation, as `method` (queries read as
+    /// `GET`, creates as `POST`, …, so rules naming `@request.method` agree with REST).
+    pub fn request(&self, method: &str) -> Request {
+        let mut request = self.base.clone();
+        method.clone_into(&mut request.method);
+        request
+    }
+}
+
+/// The schemas of one snapshot: everyone's, and superusers' (hidden fields too).
+struct Cached {
+    snapshot: Arc<Snapshot>,
+    public: Result<Built, String>,
+    superuser: OnceLock<Result<Built, String>>,
+}
+
+/// Builds, caches and runs the GraphQL schema.
+pub struct GraphqlService {
+    records: RecordService,
+    schema: Arc<SchemaService>,
+    limits: Limits,
+    cached: arc_swap::ArcSwapOption<Cached>,
+    building: Mutex<()>,
+}
+
+impl std::fmt::Debug for GraphqlService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphqlService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who asks and how, as an adapter knows it.
+pub struct Caller {
+    pub identity: Identity,
+    /// Request headers, lower-case names (`@request.headers.*`).
+    pub headers: HashMap<String, String>,
+    pub batch_max: usize,
+    pub session: Option<Session>,
+}
+
+fn refused(problem: Problem) -> Response {
+    Response::from_errors(vec![
+        problem_error(problem).into_server_error(async_graphql::Pos::default()),
+    ])
+}
+
+impl GraphqlService {
+    pub fn new(records: RecordService, schema: Arc<SchemaService>, limits: Limits) -> Self {
+        GraphqlService {
+            records,
+            schema,
+            limits,
+            cached: arc_swap::ArcSwapOption::empty(),
+            building: Mutex::new(()),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The schema of the current snapshot, for superusers or for everyone else:
+    /// built once per snapshot.
+    ///
+    /// Fails when the schema cannot be built (logged; a bug).
+    pub fn current(&self, superuser: bool) -> Result<Built, Problem> {
+        let snapshot = self.schema.snapshot();
+        let cached = match self.cached.load_full() {
+            Some(c) if c.snapshot.version() == snapshot.version() => c,
+            _ => {
+                let _building = self.building.lock();
+                match self.cached.load_full() {
+                    Some(c) if c.snapshot.version() == snapshot.version() => c,
+                    _ => {
+                        let public = build::build(Arc::clone(&snapshot), false, &self.limits);
+                        let fresh = Arc::new(Cached {
+                            snapshot,
+                            public,
+                            superuser: OnceLock::new(),
+                        });
+                        self.cached.store(Some(Arc::clone(&fresh)));
+                        fresh
+                    }
+                }
+            }
+        };
+        let built = if superuser {
+            cached
+                .superuser
+                .get_or_init(|| build::build(Arc::clone(&cached.snapshot), true, &self.limits))
+        } else {
+            &cached.public
+        };
+        built.clone().map_err(|message| {
+            tracing::error!(%message, "the GraphQL schema cannot be built");
+            Problem::new(Code::Internal, "The GraphQL schema cannot be built.")
+        })
+    }
+
+    /// The schema's SDL, as everyone but superusers sees it.
+    ///
+    /// Fails like [`GraphqlService::current`].
+    pub fn sdl(&self) -> Result<String, Problem> {
+        Ok(self.current(false)?.schema.sdl())
+    }
+
+    fn context(&self, caller: Caller, snapshot: Arc<Snapshot>) -> Ctx {
+        let mut base = Request::new("GET");
+        base.auth = request_auth(&caller.identity);
+        base.headers = caller.headers;
+        base.context = "graphql".to_owned();
+        Ctx {
+            records: self.records.clone(),
+            loader: loader::Loader::new(
+                self.records.clone(),
+                caller.identity.clone(),
+                base.clone(),
+            ),
+            identity: caller.identity,
+            snapshot,
+            base,
+            batch_max: caller.batch_max,
+            session: caller.session,
+        }
+    }
+
+    /// Check `request` against the limits and attach the operation's data.
+    fn prepare(
+        &self,
+        caller: Caller,
+        request: async_graphql::Request,
+    ) -> Result<(Built, async_graphql::Request), Box<Response>> {
+        let built = self
+            .current(caller.identity.is_superuser())
+            .map_err(|p| Box::new(refused(p)))?;
+        if let Err(message) =
+            limits::check(&request.query, &request.variables, &self.limits, &built.lists)
+        {
+            return Err(Box::new(refused(Problem::new(
+                Code::QueryTooComplex,
+                message,
+            ))));
+        }
+        let ctx = self.context(caller, Arc::clone(&built.snapshot));
+        Ok((built, request.data(ctx)))
+    }
+
+    /// Run one query or mutation.
+    pub async fn execute(&self, caller: Caller, request: async_graphql::Request) -> Response {
+        match self.prepare(caller, request) {
+            Ok((built, request)) => built.schema.execute(request).await,
+            Err(response) => *response,
+        }
+    }
+
+    /// Run an operation that may be a subscription: its responses as a stream.
+    pub fn execute_stream(
+        &self,
+        caller: Caller,
+        request: async_graphql::Request,
+    ) -> BoxStream<'static, Response> {
+        match self.prepare(caller, request) {
+            Ok((built, request)) => built.schema.execute_stream(request).boxed(),
+            Err(response) => futures_util::stream::once(async move { *response }).boxed(),
+        }
+    }
+}
+
+/// An error before any resolver ran, as a response.
+pub fn error_response(code: Code, message: impl Into<String>) -> Response {
+    refused(Problem::new(code, message))
+}

@@ -1,0 +1,274 @@
+//! Reads for adapters that resolve relations lazily and in batches (GraphQL): the
+//! records of one collection among many ids, the records pointing back at many
+//! parents with a per-parent limit, and aggregates. Each is one statement whatever
+//! the number of parents, and applies the caller's view (or list) rule like every
+//! other read.
+
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, Func, OverStatement, Query, SimpleExpr, WindowStatement,
+};
+use serde_json::Value;
+
+use super::read::shape;
+use super::{RecordError, RecordService, ScopeCheck};
+use crate::filter::compile::{BASE, Request, compile};
+use crate::filter::resolve::Scope;
+use crate::filter::rules::RuleOp;
+use crate::identity::{Identity, Op};
+use crate::schema::{Collection, FieldKind, Snapshot};
+
+/// Most records a back-relation yields per parent.
+pub const MAX_BACK_LIMIT: u64 = 1000;
+
+/// Aggregates of the records a caller may list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aggregate {
+    pub count: i64,
+    /// Per number field: `[sum, avg, min, max]` (each `None` over no records).
+    pub numbers: BTreeMap<String, [Option<f64>; 4]>,
+}
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+impl RecordService {
+    /// `condition` (a client's, with the caller's rights) on [`BASE`] of `collection`.
+    fn client_condition(
+        &self,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        identity: &Identity,
+        request: &Request,
+        condition: Option<&crate::filter::Expr>,
+    ) -> Result<Option<SimpleExpr>, RecordError> {
+        condition
+            .map(|expr| {
+                compile(
+                    expr,
+                    collection,
+                    snapshot,
+                    request,
+                    Scope {
+                        hidden: identity.is_superuser(),
+                    },
+                    self.db.database_backend(),
+                )
+                .map_err(RecordError::Filter)
+            })
+            .transpose()
+    }
+
+    /// The view rule as a condition, or `None` when the caller may see nothing of
+    /// `collection` (outside an API key's scopes, or superusers only) — which a nested
+    /// read answers with no records rather than an error, as `expand` does.
+    fn nested_view_rule(
+        &self,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<Option<Option<SimpleExpr>>, RecordError> {
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(None);
+        }
+        match self.rule_condition(RuleOp::View, identity, collection, snapshot, request) {
+            Ok(rule) => Ok(Some(rule)),
+            Err(RecordError::Forbidden) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The records of `collection` among `ids` that the caller may view, shaped for
+    /// them, in no particular order. One statement.
+    ///
+    /// Fails with `NotFound` for an unknown collection, or when the query fails.
+    pub async fn related(
+        &self,
+        collection: &str,
+        ids: &[String],
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<Vec<Value>, RecordError> {
+        let snapshot = self.schema.snapshot();
+        let collection = snapshot.get(collection).ok_or(RecordError::NotFound)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(rule) = self.nested_view_rule(collection, &snapshot, identity, request)? else {
+            return Ok(Vec::new());
+        };
+        let mut select = Self::select_fields(collection);
+        select.and_where(Expr::col((col(BASE), col("id"))).is_in(ids.iter().cloned()));
+        if let Some(rule) = rule {
+            select.and_where(rule);
+        }
+        let rows = self
+            .db
+            .reads()
+            .all(self.statement(&select, snapshot.version()))
+            .await
+            .map_err(RecordError::Db)?;
+        rows.iter()
+            .map(|row| Ok(shape(collection, &self.decode(collection, row)?, identity)))
+            .collect()
+    }
+
+    /// The records of `source` whose relation field `via` points at one of
+    /// `parents`, that the caller may view and that match `condition`, in `sort`
+    /// order, at most `limit` per parent: `(parent id, record)` pairs. One statement
+    /// (a window over the parents), whatever their number.
+    ///
+    /// Fails with `NotFound` for an unknown collection, `Expand` when `via` is not a
+    /// relation field, `Filter`/`Sort` for a bad condition or sort, or when the query
+    /// fails.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn back_related(
+        &self,
+        source: &str,
+        via: &str,
+        parents: &[String],
+        identity: &Identity,
+        request: &Request,
+        condition: Option<&crate::filter::Expr>,
+        sort: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<(String, Value)>, RecordError> {
+        let snapshot = self.schema.snapshot();
+        let source = snapshot.get(source).ok_or(RecordError::NotFound)?;
+        let field = source
+            .field(via)
+            .filter(|f| matches!(f.kind, FieldKind::Relation { .. }))
+            .filter(|f| !f.hidden || identity.is_superuser())
+            .ok_or_else(|| {
+                RecordError::Expand(crate::filter::FilterError::new(
+                    0,
+                    format!("`{via}` is not a relation of `{}`", source.name),
+                ))
+            })?;
+        if parents.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(rule) = self.nested_view_rule(source, &snapshot, identity, request)? else {
+            return Ok(Vec::new());
+        };
+        let client = self.client_condition(source, &snapshot, identity, request, condition)?;
+        let mut inner = Self::select_fields(source);
+        let parent = if field.kind.is_multi() {
+            let column = Expr::col((col(BASE), col(via)));
+            inner.from_function(
+                crate::db::json_elements(self.db.database_backend(), column.into()),
+                col("e"),
+            );
+            Expr::col((col("e"), col("value")))
+        } else {
+            Expr::col((col(BASE), col(via)))
+        };
+        inner.and_where(parent.clone().is_in(parents.iter().cloned()));
+        for condition in rule.into_iter().chain(client) {
+            inner.and_where(condition);
+        }
+        let mut window = WindowStatement::new();
+        window.add_partition_by(parent.clone());
+        self.sort(
+            &mut window,
+            source,
+            sort,
+            Scope {
+                hidden: identity.is_superuser(),
+            },
+            request,
+        )?;
+        inner
+            .expr_as(parent, col("_parent"))
+            .expr_window_as(Func::cust(col("ROW_NUMBER")), window, col("_rn"));
+        let mut outer = Query::select();
+        outer
+            .column(sea_orm::sea_query::Asterisk)
+            .from_subquery(inner, col("t"))
+            .and_where(Expr::col(col("_rn")).lte(Ord::min(limit, MAX_BACK_LIMIT) as i64))
+            .order_by(col("_parent"), sea_orm::Order::Asc)
+            .order_by(col("_rn"), sea_orm::Order::Asc);
+        let rows = self
+            .db
+            .reads()
+            .all(self.statement(&outer, snapshot.version()))
+            .await
+            .map_err(RecordError::Db)?;
+        rows.iter()
+            .map(|row| {
+                let parent: String = row.get("_parent").map_err(RecordError::Db)?;
+                let record = self.decode(source, row)?;
+                Ok((parent, shape(source, &record, identity)))
+            })
+            .collect()
+    }
+
+    /// How many records of `collection` the caller may list that match `condition`,
+    /// and the sum, average, minimum and maximum of each of `numbers` over them. One
+    /// statement.
+    ///
+    /// Fails like [`RecordService::list`], and with `Filter` when one of `numbers` is
+    /// not a number field the caller may read.
+    pub async fn aggregate(
+        &self,
+        collection: &str,
+        identity: &Identity,
+        request: &Request,
+        condition: Option<&crate::filter::Expr>,
+        numbers: &[String],
+    ) -> Result<Aggregate, RecordError> {
+        let snapshot = self.schema.snapshot();
+        let collection = snapshot.get(collection).ok_or(RecordError::NotFound)?;
+        identity.require_scope(&collection.name, Op::List)?;
+        let rule = self.rule_condition(RuleOp::List, identity, collection, &snapshot, request)?;
+        let client = self.client_condition(collection, &snapshot, identity, request, condition)?;
+        let mut select = Query::select();
+        select
+            .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
+            .from_as(col(&collection.name), col(BASE));
+        for (i, name) in numbers.iter().enumerate() {
+            let readable = collection.field(name).is_some_and(|f| {
+                matches!(f.kind, FieldKind::Number { .. }) && (!f.hidden || identity.is_superuser())
+            });
+            if !readable {
+                return Err(RecordError::Filter(crate::filter::FilterError::new(
+                    0,
+                    format!("`{name}` is not a number field"),
+                )));
+            }
+            let column = || Expr::col((col(BASE), col(name)));
+            select
+                .expr_as(column().sum(), col(&format!("s{i}")))
+                .expr_as(Func::avg(column()), col(&format!("a{i}")))
+                .expr_as(column().min(), col(&format!("l{i}")))
+                .expr_as(column().max(), col(&format!("h{i}")));
+        }
+        for condition in rule.into_iter().chain(client) {
+            select.and_where(condition);
+        }
+        let row = self
+            .db
+            .reads()
+            .one(self.statement(&select, snapshot.version()))
+            .await
+            .map_err(RecordError::Db)?;
+        let Some(row) = row else {
+            return Ok(Aggregate::default());
+        };
+        let mut out = Aggregate {
+            count: row.get("n").map_err(RecordError::Db)?,
+            numbers: BTreeMap::new(),
+        };
+        for (i, name) in numbers.iter().enumerate() {
+            let get = |prefix: &str| -> Result<Option<f64>, RecordError> {
+                row.get(&format!("{prefix}{i}")).map_err(RecordError::Db)
+            };
+            out.numbers
+                .insert(name.clone(), [get("s")?, get("a")?, get("l")?, get("h")?]);
+        }
+        Ok(out)
+    }
+}
