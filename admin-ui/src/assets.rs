@@ -85,9 +85,17 @@ asset!(
     "text/javascript; charset=utf-8"
 );
 
+asset!(
+    EXPLORER_JS,
+    "explorer.js",
+    "/_/assets/explorer.",
+    ".js",
+    "text/javascript; charset=utf-8"
+);
+
 /// The asset at `path` (`/_/assets/...`), if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
-    [&CSS, &JS].into_iter().find(|a| a.url == path)
+    [&CSS, &JS, &EXPLORER_JS].into_iter().find(|a| a.url == path)
 }
 
 #[cfg(test)]

@@ -9,6 +9,26 @@ pub use askama::Template;
 
 pub mod assets;
 
+/// The GraphQL explorer (`GET /graphql` in a browser): standalone, no session.
+#[derive(Template, Debug)]
+#[template(path = "explorer.html")]
+pub struct Explorer {
+    pub css: &'static str,
+    pub js: &'static str,
+    /// The operation the editor starts with.
+    pub sample: String,
+}
+
+impl Default for Explorer {
+    fn default() -> Self {
+        Explorer {
+            css: assets::CSS.url,
+            js: assets::EXPLORER_JS.url,
+            sample: "query {\n  schemaVersion\n}\n".to_owned(),
+        }
+    }
+}
+
 /// What every signed-in page shows around its content.
 #[derive(Debug, Clone, Default)]
 pub struct Chrome {

@@ -227,6 +227,50 @@ pub fn event_record(event: &Event) -> Option<Map<String, Value>> {
     Some(record)
 }
 
+/// Whether the identity's record still exists with the same token key.
+async fn still_valid(
+    identity: &Identity,
+    collection: &str,
+    id: &str,
+    records: &RecordService,
+) -> bool {
+    let key = |record: &Map<String, Value>| record.get("tokenKey").cloned();
+    let held = match identity {
+        Identity::Record { record, .. } | Identity::Superuser { record } => key(record),
+        _ => return true,
+    };
+    match records.find_by_id(collection, id).await {
+        Ok(Some(current)) => key(&current) == held,
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+/// Whether `event` ends the session of `identity`: it changes the record they are
+/// signed in as, and that record is gone or has a new token key (a password change,
+/// revoked sessions).
+pub async fn ends_session(event: &Event, identity: &Identity, records: &RecordService) -> bool {
+    let Some(record) = event_record(event) else {
+        return false;
+    };
+    let field = |name: &str| {
+        record
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, collection_id) = (field("id"), field("collectionId"));
+    let target = Target {
+        collection: &event.collection,
+        collection_id: &collection_id,
+        record_id: &id,
+        action: &event.action,
+    };
+    target.changes_own_record(identity)
+        && !still_valid(identity, &event.collection, &id, records).await
+}
+
 /// Whose record an identity is: (collection id, record id).
 fn owner_of(identity: &Identity) -> Option<(String, String)> {
     match identity {
@@ -421,9 +465,7 @@ impl Hub {
             };
             // The subscriber's own record changed: a new token key (or none) ends it.
             if target.changes_own_record(&identity)
-                && !self
-                    .still_valid(&identity, &event.collection, &id, records)
-                    .await
+                && !still_valid(&identity, &event.collection, &id, records).await
             {
                 self.disconnect(&client_id);
                 continue;
@@ -452,26 +494,6 @@ impl Hub {
                     break;
                 }
             }
-        }
-    }
-
-    /// Whether the identity's record still exists with the same token key.
-    async fn still_valid(
-        &self,
-        identity: &Identity,
-        collection: &str,
-        id: &str,
-        records: &RecordService,
-    ) -> bool {
-        let key = |record: &Map<String, Value>| record.get("tokenKey").cloned();
-        let held = match identity {
-            Identity::Record { record, .. } | Identity::Superuser { record } => key(record),
-            _ => return true,
-        };
-        match records.find_by_id(collection, id).await {
-            Ok(Some(current)) => key(&current) == held,
-            Ok(None) => false,
-            Err(_) => true,
         }
     }
 

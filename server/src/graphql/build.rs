@@ -670,9 +670,10 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                     let asked: Vec<String> = numbers
                         .iter()
                         .filter(|f| {
-                            ctx.look_ahead().selection_fields().iter().any(|stat| {
-                                stat.selection_set().any(|sel| sel.name() == f.as_str())
-                            })
+                            let ahead = ctx.look_ahead();
+                            ["sum", "avg", "min", "max"]
+                                .iter()
+                                .any(|stat| ahead.field(stat).field(f).exists())
                         })
                         .cloned()
                         .collect();

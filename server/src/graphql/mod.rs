@@ -103,6 +103,27 @@ pub struct GraphqlService {
     limits: Limits,
     cached: arc_swap::ArcSwapOption<Cached>,
     building: Mutex<()>,
+    /// Open WebSocket connections per client address.
+    connections: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One open WebSocket connection, counted against its address until dropped.
+pub struct Connection {
+    service: Arc<GraphqlService>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.service.connections.lock()
+            && let Some(n) = open.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for GraphqlService {
@@ -136,7 +157,22 @@ impl GraphqlService {
             limits,
             cached: arc_swap::ArcSwapOption::empty(),
             building: Mutex::new(()),
+            connections: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Count a new WebSocket connection from `ip`; `None` when it has `max` open.
+    pub fn connect(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<Connection> {
+        let mut open = self.connections.lock().ok()?;
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Connection {
+            service: Arc::clone(self),
+            ip,
+        })
     }
 
     pub fn limits(&self) -> &Limits {

@@ -33,8 +33,10 @@ pub const BUILTIN_TYPES: &[&str] = &[
     "BatchDelete",
 ];
 
-/// Root fields the schema defines itself.
-pub const BUILTIN_FIELDS: &[&str] = &["schemaVersion", "batch"];
+/// Query fields the schema defines itself.
+pub const BUILTIN_QUERIES: &[&str] = &["schemaVersion"];
+/// Mutations the schema defines itself.
+pub const BUILTIN_MUTATIONS: &[&str] = &["batch"];
 
 /// `blog_posts` → `BlogPosts`.
 pub fn pascal(name: &str) -> String {
@@ -63,6 +65,9 @@ pub fn camel(name: &str) -> String {
 /// An English singular good enough for names: `categories` → `category`,
 /// `posts` → `post`, `news` stays (`s` after `s`, `u`, `i` is kept).
 pub fn singular(name: &str) -> String {
+    if matches!(name, "news" | "series" | "species" | "status" | "data" | "media") {
+        return name.to_owned();
+    }
     if let Some(stem) = name.strip_suffix("ies")
         && !stem.is_empty()
     {
@@ -142,10 +147,10 @@ pub fn assign(snapshot: &Snapshot) -> Vec<(std::sync::Arc<Collection>, Collectio
         .extend(BUILTIN_TYPES.iter().map(|s| (*s).to_owned()));
     claims
         .query
-        .extend(BUILTIN_FIELDS.iter().map(|s| (*s).to_owned()));
+        .extend(BUILTIN_QUERIES.iter().map(|s| (*s).to_owned()));
     claims
         .mutation
-        .extend(BUILTIN_FIELDS.iter().map(|s| (*s).to_owned()));
+        .extend(BUILTIN_MUTATIONS.iter().map(|s| (*s).to_owned()));
     let collections: Vec<_> = snapshot
         .all()
         .iter()
@@ -211,15 +216,11 @@ pub fn assign(snapshot: &Snapshot) -> Vec<(std::sync::Arc<Collection>, Collectio
                 format!("Record_{n}_Numbers"),
             ],
         );
+        // Mutations carry the record type's name, unique by construction.
         let mut mutation = |verb: &str| {
-            let base = if single.ends_with("ById") || single.ends_with("_by_id") {
-                pascal(n)
-            } else {
-                pascal(&one)
-            };
             claim(
                 &mut claims.mutation,
-                &[format!("{verb}{base}"), format!("{verb}_{n}")],
+                &[format!("{verb}{record}"), format!("{verb}_{n}")],
             )
         };
         let create = mutation("create");

@@ -6,6 +6,7 @@ pub mod admin;
 mod auth;
 pub mod body;
 mod collections;
+mod graphql;
 pub mod error;
 mod health;
 pub mod identity;
@@ -56,6 +57,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(records::update_record))
             .route(web::delete().to(records::delete_record)),
     )
+    .service(
+        web::resource("/graphql")
+            .route(web::post().to(graphql::post))
+            .route(web::get().to(graphql::get)),
+    )
+    .service(web::resource("/graphql/schema.graphql").route(web::get().to(graphql::sdl)))
     .service(web::resource("/api/batch").route(web::post().to(records::batch)))
     .service(
         web::resource("/api/collections/{collection}/records/{id}/revoke-sessions")
