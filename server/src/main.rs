@@ -68,6 +68,14 @@ fn cli() -> Command {
                         ),
                 ),
         )
+        .subcommand(
+            Command::new("graphql")
+                .about("The GraphQL API")
+                .subcommand_required(true)
+                .subcommand(Command::new("schema").about(
+                    "Print the GraphQL schema (SDL) as everyone but superusers sees it",
+                )),
+        )
         .arg(
             Arg::new("config")
                 .long("config")
@@ -135,6 +143,7 @@ fn main() -> ExitCode {
             Some(("health", _)) => health(&settings).await,
             Some(("superuser", sub)) => superuser(settings, sub).await,
             Some(("schema", sub)) => schema(settings, sub).await,
+            Some(("graphql", _)) => graphql_schema(settings).await,
             _ => serve(settings).await,
         }
     });
@@ -282,6 +291,16 @@ fn describe_auth_error(err: basalt_server::auth::AuthError) -> String {
             .join("; "),
         other => other.to_string(),
     }
+}
+
+/// `basalt graphql schema`: the SDL of the database's current schema.
+async fn graphql_schema(settings: Settings) -> anyhow::Result<()> {
+    let core = Core::open(&settings).await?;
+    let graphql =
+        basalt_server::graphql::GraphqlService::new(core.records, core.schema, settings.graphql);
+    let sdl = graphql.sdl().map_err(|p| anyhow::anyhow!(p.message))?;
+    print!("{sdl}");
+    Ok(())
 }
 
 async fn schema(settings: Settings, matches: &ArgMatches) -> anyhow::Result<()> {

@@ -809,7 +809,9 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         );
         builder = builder.register(batch_op).register(mutation).register(subscription);
     }
-    builder = builder.register(query).limit_depth(limits.max_depth).limit_recursive_depth(64);
+    // Depth, cost and aliases are checked before execution (`limits`), with
+    // introspection exempt; the parser's own recursion guard stays.
+    builder = builder.register(query).limit_recursive_depth(64);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

@@ -56,7 +56,13 @@ struct Walk<'a> {
     limits: &'a Limits,
     lists: &'a ListFields,
     aliases: usize,
+    /// Fragment spreads being expanded: a cycle (refused later by validation) must
+    /// not loop here.
+    spreads: usize,
 }
+
+/// Fragment spreads nested deeper than this are refused.
+const MAX_SPREADS: usize = 64;
 
 /// Whether the operation stays within `limits`; a text that does not parse passes
 /// (the executor reports its syntax error).
@@ -84,6 +90,7 @@ pub fn check(
         limits,
         lists,
         aliases: 0,
+        spreads: 0,
     };
     for (_, operation) in document.operations.iter() {
         let set = &operation.node.selection_set.node;
@@ -168,7 +175,11 @@ impl<'a> Walk<'a> {
                     }
                     let name = field.name.node.as_str();
                     let children = &field.selection_set.node;
-                    if children.items.is_empty() {
+                    if name.starts_with("__") {
+                        // Introspection: bounded by the schema, and clients' standard
+                        // query nests deeply.
+                        1
+                    } else if children.items.is_empty() {
                         1
                     } else {
                         let times = if self.lists.paged.contains(name) {
@@ -190,9 +201,16 @@ impl<'a> Walk<'a> {
                 }
                 Selection::FragmentSpread(spread) => {
                     match self.fragment(&spread.node.fragment_name.node) {
-                        // A fragment's fields sit at the spread's depth; the depth still
-                        // grows so a cycle ends.
-                        Some(inner) => self.cost(inner, depth + 1)?,
+                        // A fragment's fields sit at the spread's depth.
+                        Some(inner) => {
+                            self.spreads += 1;
+                            if self.spreads > MAX_SPREADS {
+                                return Err("Fragments nest too deeply.".into());
+                            }
+                            let cost = self.cost(inner, depth)?;
+                            self.spreads -= 1;
+                            cost
+                        }
                         None => 0,
                     }
                 }

@@ -232,3 +232,25 @@ async fn schema_export_and_import_round_trip_through_files() {
         "{stderr:?}"
     );
 }
+
+/// `basalt graphql schema` prints the SDL of the database's schema: the collections
+/// imported a moment before are in it, hidden fields are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_schema_prints_the_sdl() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schema.json");
+    let definition = serde_json::json!([{"name": "posts", "listRule": "", "fields": [
+        {"name": "title", "type": "text", "required": true},
+        {"name": "secret", "type": "text", "hidden": true}
+    ]}]);
+    std::fs::write(&file, definition.to_string()).unwrap();
+    let (ok, _, stderr) = run(dir.path(), &["schema", "import", file.to_str().unwrap()]).await;
+    assert!(ok, "{stderr:?}");
+    let (ok, stdout, stderr) = run(dir.path(), &["graphql", "schema"]).await;
+    assert!(ok, "{stderr:?}");
+    let sdl = stdout.join("\n");
+    assert!(sdl.contains("type Post {"), "{sdl}");
+    assert!(sdl.contains("posts(where: PostWhere"), "{sdl}");
+    assert!(sdl.contains("createPost(input: PostCreateInput!): Post"), "{sdl}");
+    assert!(!sdl.contains("secret"), "{sdl}");
+}

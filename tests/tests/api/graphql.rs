@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use basalt_tests::{Backend, TestApp, backend_tests};
+use basalt_tests::{Backend, TestApp, backend_tests, require_tool};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,6 +16,7 @@ backend_tests!(
     rules_agree_with_rest_for_every_caller,
     errors_follow_the_spec_with_codes,
     the_schema_follows_schema_changes_under_load,
+    real_clients_query_mutate_and_subscribe,
 );
 
 /// POST an operation; the whole response body.
@@ -796,4 +797,63 @@ async fn sdl_matches_the_snapshot() {
     let res = app.get(&script).await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("/graphql"));
+}
+
+/// urql, graphql-ws and graphql-js, unchanged (versions pinned in
+/// tests/graphql/package.json), against a running Basalt: introspection, queries,
+/// mutations, error codes, subscriptions by view rule and `where` with auth by
+/// `connection_init` and by header, the per-connection and per-address limits, and a
+/// password change closing the socket.
+async fn real_clients_query_mutate_and_subscribe(backend: Backend) {
+    let test = "graphql clients";
+    if !require_tool("node", test) || !require_tool("npm", test) {
+        return;
+    }
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphql");
+    let dir = basalt_tests::tools::npm_once(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "graphql-clients",
+        &source,
+        &["package.json", "clients.mjs"],
+        "node_modules/graphql-ws",
+    );
+    let app = TestApp::builder(backend)
+        .setting("realtime_max_subscriptions", "3")
+        .setting("realtime_max_connections_per_ip", "6")
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    let rule = "owner = @request.auth.id";
+    app.create_collection(
+        &admin,
+        json!({
+            "name": "notes",
+            "listRule": rule, "viewRule": rule, "createRule": "", "updateRule": rule, "deleteRule": rule,
+            "fields": [
+                {"name": "title", "type": "text", "required": true},
+                {"name": "owner", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1},
+            ],
+        }),
+    )
+    .await;
+    let (ann, ann_token) = app.user("ann@example.com", "ann-password-1").await;
+    let (bob, bob_token) = app.user("bob@example.com", "bob-password-1").await;
+    let output = tokio::process::Command::new("node")
+        .arg("clients.mjs")
+        .current_dir(&dir)
+        .env("BASALT_URL", format!("http://{}", app.addr))
+        .env("ADMIN", &admin)
+        .env("ANN", &ann_token)
+        .env("ANN_ID", ann["id"].as_str().unwrap())
+        .env("BOB", &bob_token)
+        .env("BOB_ID", bob["id"].as_str().unwrap())
+        .env("MAX_SUBS", "3")
+        .env("MAX_CONNECTIONS", "6")
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "client checks failed:\n{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 6, "{stdout}");
 }
