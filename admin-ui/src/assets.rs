@@ -95,7 +95,9 @@ asset!(
 
 /// The asset at `path` (`/_/assets/...`), if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
-    [&CSS, &JS, &EXPLORER_JS].into_iter().find(|a| a.url == path)
+    [&CSS, &JS, &EXPLORER_JS]
+        .into_iter()
+        .find(|a| a.url == path)
 }
 
 #[cfg(test)]

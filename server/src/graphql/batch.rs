@@ -49,7 +49,10 @@ pub fn requests(routes: &Routes, operations: &Gql) -> Result<Vec<BatchRequest>, 
             }
         } else {
             let id = id().ok_or_else(|| format!("operations.{index} needs an id"))?;
-            let url = format!("{base}/{}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+            let url = format!(
+                "{base}/{}",
+                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            );
             if key == update {
                 let input = match value {
                     Gql::Object(o) => o.get("input").cloned().unwrap_or(Gql::Null),
@@ -84,9 +87,12 @@ pub async fn run(ctx: &Ctx, requests: Vec<BatchRequest>) -> Result<Vec<(u16, Val
         .await
     {
         Ok(results) => Ok(results),
-        Err(BatchError::TooMany { max: 0 }) => Err(super::problem_error(
-            crate::errors::Problem::new(crate::errors::Code::Forbidden, "Batch requests are turned off."),
-        )),
+        Err(BatchError::TooMany { max: 0 }) => {
+            Err(super::problem_error(crate::errors::Problem::new(
+                crate::errors::Code::Forbidden,
+                "Batch requests are turned off.",
+            )))
+        }
         Err(BatchError::TooMany { max }) => Err(super::problem_error(crate::errors::Problem::new(
             crate::errors::Code::InvalidRequest,
             format!("A batch holds 1 to {max} operations."),

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext,
-    Scalar, Schema, SubscriptionField, SubscriptionFieldFuture, TypeRef,
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
+    Schema, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
 use async_graphql::{Error, Value as Gql};
 use serde_json::Value;
@@ -77,7 +77,9 @@ fn value_type(field: &SchemaField, enums: &dyn Fn(&str) -> Option<String>) -> (S
         FieldKind::Date { .. } | FieldKind::Autodate { .. } => "DateTime".to_owned(),
         FieldKind::Json { .. } => "JSON".to_owned(),
         FieldKind::Select { .. } => enums(&field.name).unwrap_or_else(|| "String".to_owned()),
-        FieldKind::Text { primary_key: true, .. } => "ID".to_owned(),
+        FieldKind::Text {
+            primary_key: true, ..
+        } => "ID".to_owned(),
         _ => "String".to_owned(),
     };
     (name, multi)
@@ -110,7 +112,9 @@ fn required_on_create(field: &SchemaField) -> bool {
     field.required && field.default.is_none() && !generated
 }
 
-fn shared_types(mut builder: async_graphql::dynamic::SchemaBuilder) -> async_graphql::dynamic::SchemaBuilder {
+fn shared_types(
+    mut builder: async_graphql::dynamic::SchemaBuilder,
+) -> async_graphql::dynamic::SchemaBuilder {
     builder = builder
         .register(Scalar::new("JSON").description("Any JSON value."))
         .register(
@@ -151,14 +155,20 @@ fn shared_types(mut builder: async_graphql::dynamic::SchemaBuilder) -> async_gra
                 )
                 .field(InputValue::new("_ilike", TypeRef::named(scalar)));
         }
-        input = input.field(InputValue::new("_is_null", TypeRef::named(TypeRef::BOOLEAN)));
+        input = input.field(InputValue::new(
+            "_is_null",
+            TypeRef::named(TypeRef::BOOLEAN),
+        ));
         builder = builder.register(input);
     }
     builder.register(
         InputObject::new("BooleanFilter")
             .field(InputValue::new("_eq", TypeRef::named(TypeRef::BOOLEAN)))
             .field(InputValue::new("_neq", TypeRef::named(TypeRef::BOOLEAN)))
-            .field(InputValue::new("_is_null", TypeRef::named(TypeRef::BOOLEAN))),
+            .field(InputValue::new(
+                "_is_null",
+                TypeRef::named(TypeRef::BOOLEAN),
+            )),
     )
 }
 
@@ -289,7 +299,10 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         // The record type.
         let mut record = Object::new(&n.record).description(format!("A record of `{}`.", c.name));
         let mut filter = InputObject::new(&n.filter)
-            .description(format!("Conditions on `{}` records; all must hold.", c.name))
+            .description(format!(
+                "Conditions on `{}` records; all must hold.",
+                c.name
+            ))
             .field(InputValue::new("_and", TypeRef::named_nn_list(&n.filter)))
             .field(InputValue::new("_or", TypeRef::named_nn_list(&n.filter)))
             .field(InputValue::new("_not", TypeRef::named(&n.filter)));
@@ -314,10 +327,14 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                         TypeRef::named(TypeRef::STRING)
                     };
                     record = record.field(Field::new(id_field, ty, move |ctx| {
-                        let value = record_of(&ctx).ok().and_then(|r| r.get(&key)).map(|v| match v {
-                            Value::String(s) if s.is_empty() => Gql::Null,
-                            other => lower::json_scalar(other),
-                        });
+                        let value =
+                            record_of(&ctx)
+                                .ok()
+                                .and_then(|r| r.get(&key))
+                                .map(|v| match v {
+                                    Value::String(s) if s.is_empty() => Gql::Null,
+                                    other => lower::json_scalar(other),
+                                });
                         FieldFuture::from_value(value)
                     }));
                 }
@@ -368,9 +385,13 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                             }
                         })
                     }));
-                    filter = filter.field(InputValue::new(&field.name, TypeRef::named(&target.filter)));
+                    filter =
+                        filter.field(InputValue::new(&field.name, TypeRef::named(&target.filter)));
                     if !multi {
-                        order = order.field(InputValue::new(&field.name, TypeRef::named("OrderDirection")));
+                        order = order.field(InputValue::new(
+                            &field.name,
+                            TypeRef::named("OrderDirection"),
+                        ));
                     }
                 }
             } else {
@@ -401,7 +422,10 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                     filter = filter.field(InputValue::new(&field.name, TypeRef::named(filter_ty)));
                 }
                 if !multi && !matches!(field.kind, FieldKind::Json { .. }) {
-                    order = order.field(InputValue::new(&field.name, TypeRef::named("OrderDirection")));
+                    order = order.field(InputValue::new(
+                        &field.name,
+                        TypeRef::named("OrderDirection"),
+                    ));
                 }
                 if matches!(field.kind, FieldKind::Number { .. }) {
                     numbers.push(field.name.clone());
@@ -410,14 +434,18 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         }
         for system in ["collectionId", "collectionName"] {
             if !field_names.contains(system) {
-                record = record.field(Field::new(system, TypeRef::named_nn(TypeRef::STRING), move |ctx| {
-                    FieldFuture::from_value(
-                        record_of(&ctx)
-                            .ok()
-                            .and_then(|r| r.get(system))
-                            .map(lower::json_scalar),
-                    )
-                }));
+                record = record.field(Field::new(
+                    system,
+                    TypeRef::named_nn(TypeRef::STRING),
+                    move |ctx| {
+                        FieldFuture::from_value(
+                            record_of(&ctx)
+                                .ok()
+                                .and_then(|r| r.get(system))
+                                .map(lower::json_scalar),
+                        )
+                    },
+                ));
             }
         }
         // Inputs: every field a client may write.
@@ -432,7 +460,9 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
             }
             let (ty, multi) = match &field.kind {
                 FieldKind::Relation { .. } => ("String".to_owned(), field.kind.is_multi()),
-                FieldKind::Text { primary_key: true, .. } => ("String".to_owned(), false),
+                FieldKind::Text {
+                    primary_key: true, ..
+                } => ("String".to_owned(), false),
                 _ => value_type(field, &enums),
             };
             let (create_ty, update_ty) = if multi {
@@ -474,38 +504,56 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                 let source_snapshot = Arc::clone(&snapshot);
                 let source_arc = Arc::clone(source);
                 record = record.field(
-                    Field::new(key, TypeRef::named_nn_list_nn(&source_names.record), move |ctx| {
-                        let source_name = source_name.clone();
-                        let via_name = via_name.clone();
-                        let snapshot = Arc::clone(&source_snapshot);
-                        let source = Arc::clone(&source_arc);
-                        FieldFuture::new(async move {
-                            let parent = record_of(&ctx)?;
-                            let id = parent.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                            let condition = lower::lower_where(&snapshot, &source, &raw_arg(&ctx, "where"))
-                                .map_err(bad_input)?;
-                            let sort = lower::lower_order(&raw_arg(&ctx, "orderBy")).map_err(bad_input)?;
-                            let limit = u64_arg(&ctx, "limit").unwrap_or(DEFAULT_BACK_LIMIT);
-                            let data = ctx.ctx.data::<Ctx>()?;
-                            let found = data
-                                .loader
-                                .load(
-                                    Key::Back {
-                                        source: source_name,
-                                        via: via_name,
-                                        condition: format!("{condition:?}"),
-                                        sort,
-                                        limit,
-                                    },
-                                    &[id],
-                                    condition.as_ref(),
-                                )
-                                .await?;
-                            Ok(Some(FieldValue::list(found.into_iter().map(FieldValue::owned_any))))
-                        })
-                    })
-                    .argument(InputValue::new("where", TypeRef::named(&source_names.filter)))
-                    .argument(InputValue::new("orderBy", TypeRef::named_nn_list(&source_names.order)))
+                    Field::new(
+                        key,
+                        TypeRef::named_nn_list_nn(&source_names.record),
+                        move |ctx| {
+                            let source_name = source_name.clone();
+                            let via_name = via_name.clone();
+                            let snapshot = Arc::clone(&source_snapshot);
+                            let source = Arc::clone(&source_arc);
+                            FieldFuture::new(async move {
+                                let parent = record_of(&ctx)?;
+                                let id = parent
+                                    .get("id")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_owned();
+                                let condition =
+                                    lower::lower_where(&snapshot, &source, &raw_arg(&ctx, "where"))
+                                        .map_err(bad_input)?;
+                                let sort = lower::lower_order(&raw_arg(&ctx, "orderBy"))
+                                    .map_err(bad_input)?;
+                                let limit = u64_arg(&ctx, "limit").unwrap_or(DEFAULT_BACK_LIMIT);
+                                let data = ctx.ctx.data::<Ctx>()?;
+                                let found = data
+                                    .loader
+                                    .load(
+                                        Key::Back {
+                                            source: source_name,
+                                            via: via_name,
+                                            condition: format!("{condition:?}"),
+                                            sort,
+                                            limit,
+                                        },
+                                        &[id],
+                                        condition.as_ref(),
+                                    )
+                                    .await?;
+                                Ok(Some(FieldValue::list(
+                                    found.into_iter().map(FieldValue::owned_any),
+                                )))
+                            })
+                        },
+                    )
+                    .argument(InputValue::new(
+                        "where",
+                        TypeRef::named(&source_names.filter),
+                    ))
+                    .argument(InputValue::new(
+                        "orderBy",
+                        TypeRef::named_nn_list(&source_names.order),
+                    ))
                     .argument(
                         InputValue::new("limit", TypeRef::named(TypeRef::INT))
                             .default_value(DEFAULT_BACK_LIMIT as i64),
@@ -523,13 +571,16 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         // The page.
         builder = builder.register(
             Object::new(&n.page)
-                .field(Field::new("items", TypeRef::named_nn_list_nn(&n.record), |ctx| {
-                    let items = ctx
-                        .parent_value
-                        .downcast_ref::<PageValue>()
-                        .map(|p| FieldValue::list(p.0.items.iter().cloned().map(FieldValue::owned_any)));
-                    FieldFuture::Value(items)
-                }))
+                .field(Field::new(
+                    "items",
+                    TypeRef::named_nn_list_nn(&n.record),
+                    |ctx| {
+                        let items = ctx.parent_value.downcast_ref::<PageValue>().map(|p| {
+                            FieldValue::list(p.0.items.iter().cloned().map(FieldValue::owned_any))
+                        });
+                        FieldFuture::Value(items)
+                    },
+                ))
                 .field(page_number("page", |p| p.page as i64))
                 .field(page_number("perPage", |p| p.per_page as i64))
                 .field(page_number("totalItems", |p| p.total_items))
@@ -552,25 +603,35 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
             let mut object = Object::new(&n.numbers);
             for number in &numbers {
                 let key = number.clone();
-                object = object.field(Field::new(number.clone(), TypeRef::named(TypeRef::FLOAT), move |ctx| {
-                    let value = ctx.parent_value.downcast_ref::<NumbersValue>().and_then(|NumbersValue(a, i)| {
-                        a.numbers
-                            .get(&key)
-                            .and_then(|v| v.get(*i).copied().flatten())
-                            .map(Gql::from)
-                    });
-                    FieldFuture::from_value(value)
-                }));
+                object = object.field(Field::new(
+                    number.clone(),
+                    TypeRef::named(TypeRef::FLOAT),
+                    move |ctx| {
+                        let value = ctx.parent_value.downcast_ref::<NumbersValue>().and_then(
+                            |NumbersValue(a, i)| {
+                                a.numbers
+                                    .get(&key)
+                                    .and_then(|v| v.get(*i).copied().flatten())
+                                    .map(Gql::from)
+                            },
+                        );
+                        FieldFuture::from_value(value)
+                    },
+                ));
             }
             builder = builder.register(object);
             for (i, stat) in ["sum", "avg", "min", "max"].into_iter().enumerate() {
-                aggregate = aggregate.field(Field::new(stat, TypeRef::named_nn(&n.numbers), move |ctx| {
-                    FieldFuture::Value(
-                        ctx.parent_value
-                            .downcast_ref::<Arc<Aggregate>>()
-                            .map(|a| FieldValue::owned_any(NumbersValue(Arc::clone(a), i))),
-                    )
-                }));
+                aggregate = aggregate.field(Field::new(
+                    stat,
+                    TypeRef::named_nn(&n.numbers),
+                    move |ctx| {
+                        FieldFuture::Value(
+                            ctx.parent_value
+                                .downcast_ref::<Arc<Aggregate>>()
+                                .map(|a| FieldValue::owned_any(NumbersValue(Arc::clone(a), i))),
+                        )
+                    },
+                ));
             }
         }
         builder = builder.register(aggregate);
@@ -578,13 +639,17 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         // Subscription events.
         builder = builder.register(
             Object::new(&n.event)
-                .field(Field::new("action", TypeRef::named_nn("RecordAction"), |ctx| {
-                    FieldFuture::from_value(
-                        ctx.parent_value
-                            .downcast_ref::<EventValue>()
-                            .map(|e| lower::enum_value(e.action)),
-                    )
-                }))
+                .field(Field::new(
+                    "action",
+                    TypeRef::named_nn("RecordAction"),
+                    |ctx| {
+                        FieldFuture::from_value(
+                            ctx.parent_value
+                                .downcast_ref::<EventValue>()
+                                .map(|e| lower::enum_value(e.action)),
+                        )
+                    },
+                ))
                 .field(Field::new("record", TypeRef::named_nn(&n.record), |ctx| {
                     FieldFuture::Value(
                         ctx.parent_value
@@ -606,14 +671,19 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                 let collection = Arc::clone(&where_collection);
                 FieldFuture::new(async move {
                     let data = ctx.ctx.data::<Ctx>()?;
-                    let condition = lower::lower_where(&snapshot, &collection, &raw_arg(&ctx, "where"))
-                        .map_err(bad_input)?;
+                    let condition =
+                        lower::lower_where(&snapshot, &collection, &raw_arg(&ctx, "where"))
+                            .map_err(bad_input)?;
                     let query = ListQuery {
                         page: u64_arg(&ctx, "page"),
                         per_page: u64_arg(&ctx, "perPage"),
                         sort: lower::lower_order(&raw_arg(&ctx, "orderBy")).map_err(bad_input)?,
                         filter: None,
-                        skip_total: ctx.args.get("skipTotal").and_then(|v| v.boolean().ok()).unwrap_or(false),
+                        skip_total: ctx
+                            .args
+                            .get("skipTotal")
+                            .and_then(|v| v.boolean().ok())
+                            .unwrap_or(false),
                         expand: None,
                         condition,
                     };
@@ -629,7 +699,10 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
             .argument(InputValue::new("orderBy", TypeRef::named_nn_list(&n.order)))
             .argument(InputValue::new("page", TypeRef::named(TypeRef::INT)))
             .argument(InputValue::new("perPage", TypeRef::named(TypeRef::INT)))
-            .argument(InputValue::new("skipTotal", TypeRef::named(TypeRef::BOOLEAN))),
+            .argument(InputValue::new(
+                "skipTotal",
+                TypeRef::named(TypeRef::BOOLEAN),
+            )),
         );
         let name = c.name.clone();
         query = query.field(
@@ -657,34 +730,45 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         let where_collection = Arc::clone(c);
         let aggregate_numbers = numbers.clone();
         query = query.field(
-            Field::new(&n.aggregate, TypeRef::named_nn(&n.aggregate_type), move |ctx| {
-                let name = name.clone();
-                let snapshot = Arc::clone(&where_snapshot);
-                let collection = Arc::clone(&where_collection);
-                let numbers = aggregate_numbers.clone();
-                FieldFuture::new(async move {
-                    let data = ctx.ctx.data::<Ctx>()?;
-                    let condition = lower::lower_where(&snapshot, &collection, &raw_arg(&ctx, "where"))
-                        .map_err(bad_input)?;
-                    // Only the number fields asked for are computed.
-                    let asked: Vec<String> = numbers
-                        .iter()
-                        .filter(|f| {
-                            let ahead = ctx.look_ahead();
-                            ["sum", "avg", "min", "max"]
-                                .iter()
-                                .any(|stat| ahead.field(stat).field(f).exists())
-                        })
-                        .cloned()
-                        .collect();
-                    let aggregate = data
-                        .records
-                        .aggregate(&name, &data.identity, &data.request("GET"), condition.as_ref(), &asked)
-                        .await
-                        .map_err(error)?;
-                    Ok(Some(FieldValue::owned_any(Arc::new(aggregate))))
-                })
-            })
+            Field::new(
+                &n.aggregate,
+                TypeRef::named_nn(&n.aggregate_type),
+                move |ctx| {
+                    let name = name.clone();
+                    let snapshot = Arc::clone(&where_snapshot);
+                    let collection = Arc::clone(&where_collection);
+                    let numbers = aggregate_numbers.clone();
+                    FieldFuture::new(async move {
+                        let data = ctx.ctx.data::<Ctx>()?;
+                        let condition =
+                            lower::lower_where(&snapshot, &collection, &raw_arg(&ctx, "where"))
+                                .map_err(bad_input)?;
+                        // Only the number fields asked for are computed.
+                        let asked: Vec<String> = numbers
+                            .iter()
+                            .filter(|f| {
+                                let ahead = ctx.look_ahead();
+                                ["sum", "avg", "min", "max"]
+                                    .iter()
+                                    .any(|stat| ahead.field(stat).field(f).exists())
+                            })
+                            .cloned()
+                            .collect();
+                        let aggregate = data
+                            .records
+                            .aggregate(
+                                &name,
+                                &data.identity,
+                                &data.request("GET"),
+                                condition.as_ref(),
+                                &asked,
+                            )
+                            .await
+                            .map_err(error)?;
+                        Ok(Some(FieldValue::owned_any(Arc::new(aggregate))))
+                    })
+                },
+            )
             .argument(InputValue::new("where", TypeRef::named(&n.filter))),
         );
 
@@ -717,7 +801,14 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                     let if_match = str_arg(&ctx, "ifMatch");
                     let (record, _) = data
                         .records
-                        .update(&name, &id, &data.identity, &data.request("PATCH"), values, if_match.as_deref())
+                        .update(
+                            &name,
+                            &id,
+                            &data.identity,
+                            &data.request("PATCH"),
+                            values,
+                            if_match.as_deref(),
+                        )
                         .await
                         .map_err(error)?;
                     Ok(record.map(FieldValue::owned_any))
@@ -736,7 +827,13 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                     let id = str_arg(&ctx, "id").unwrap_or_default();
                     let if_match = str_arg(&ctx, "ifMatch");
                     data.records
-                        .delete(&name, &id, &data.identity, &data.request("DELETE"), if_match.as_deref())
+                        .delete(
+                            &name,
+                            &id,
+                            &data.identity,
+                            &data.request("DELETE"),
+                            if_match.as_deref(),
+                        )
                         .await
                         .map_err(error)?;
                     Ok(Some(Gql::from(true)))
@@ -767,11 +864,14 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                 let collection = Arc::clone(&where_collection);
                 SubscriptionFieldFuture::new(async move {
                     let data = ctx.ctx.data::<Ctx>()?;
-                    let condition = lower::lower_where(&snapshot, &collection, &raw_arg(&ctx, "where"))
-                        .map_err(bad_input)?;
+                    let condition =
+                        lower::lower_where(&snapshot, &collection, &raw_arg(&ctx, "where"))
+                            .map_err(bad_input)?;
                     let stream = super::subscribe::events(data, name, condition)?;
                     Ok(futures_util::StreamExt::map(stream, |event| {
-                        event.map(|(action, record)| FieldValue::owned_any(EventValue { action, record }))
+                        event.map(|(action, record)| {
+                            FieldValue::owned_any(EventValue { action, record })
+                        })
                     }))
                 })
             })
@@ -794,20 +894,33 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
             .collect();
         let routes = Arc::new(routes);
         mutation = mutation.field(
-            Field::new("batch", TypeRef::named_nn_list_nn("BatchResult"), move |ctx| {
-                let routes = Arc::clone(&routes);
-                FieldFuture::new(async move {
-                    let data = ctx.ctx.data::<Ctx>()?;
-                    let operations = raw_arg(&ctx, "operations");
-                    let requests = super::batch::requests(&routes, &operations).map_err(bad_input)?;
-                    let results = super::batch::run(data, requests).await?;
-                    Ok(Some(FieldValue::list(results.into_iter().map(FieldValue::owned_any))))
-                })
-            })
+            Field::new(
+                "batch",
+                TypeRef::named_nn_list_nn("BatchResult"),
+                move |ctx| {
+                    let routes = Arc::clone(&routes);
+                    FieldFuture::new(async move {
+                        let data = ctx.ctx.data::<Ctx>()?;
+                        let operations = raw_arg(&ctx, "operations");
+                        let requests =
+                            super::batch::requests(&routes, &operations).map_err(bad_input)?;
+                        let results = super::batch::run(data, requests).await?;
+                        Ok(Some(FieldValue::list(
+                            results.into_iter().map(FieldValue::owned_any),
+                        )))
+                    })
+                },
+            )
             .description("Run several writes in one transaction: all take effect, or none.")
-            .argument(InputValue::new("operations", TypeRef::named_nn_list_nn("BatchOperation"))),
+            .argument(InputValue::new(
+                "operations",
+                TypeRef::named_nn_list_nn("BatchOperation"),
+            )),
         );
-        builder = builder.register(batch_op).register(mutation).register(subscription);
+        builder = builder
+            .register(batch_op)
+            .register(mutation)
+            .register(subscription);
     }
     // Depth, cost and aliases are checked before execution (`limits`), with
     // introspection exempt; the parser's own recursion guard stays.

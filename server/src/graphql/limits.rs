@@ -129,10 +129,12 @@ impl<'a> Walk<'a> {
         for item in &set.items {
             n = n.saturating_add(match &item.node {
                 Selection::Field(_) => 1,
-                Selection::FragmentSpread(spread) => match self.fragment(&spread.node.fragment_name.node) {
-                    Some(inner) => self.count_roots(inner, nesting + 1)?,
-                    None => 0,
-                },
+                Selection::FragmentSpread(spread) => {
+                    match self.fragment(&spread.node.fragment_name.node) {
+                        Some(inner) => self.count_roots(inner, nesting + 1)?,
+                        None => 0,
+                    }
+                }
                 Selection::InlineFragment(inline) => {
                     self.count_roots(&inline.node.selection_set.node, nesting + 1)?
                 }
@@ -240,14 +242,31 @@ mod tests {
         let limits = Limits::default();
         let vars = Variables::default();
         assert!(check("{ posts { items { id } } }", &vars, &limits, &lists()).is_ok());
-        let deep = format!("{{ posts {{ items {} }} }}", "{ author ".repeat(12) + &"}".repeat(12));
-        assert!(check(&deep, &vars, &limits, &lists()).unwrap_err().contains("deeper"));
-        let aliases: String = (0..40).map(|i| format!("a{i}: post(id: \"x\") {{ id }} ")).collect();
+        let deep = format!(
+            "{{ posts {{ items {} }} }}",
+            "{ author ".repeat(12) + &"}".repeat(12)
+        );
+        assert!(
+            check(&deep, &vars, &limits, &lists())
+                .unwrap_err()
+                .contains("deeper")
+        );
+        let aliases: String = (0..40)
+            .map(|i| format!("a{i}: post(id: \"x\") {{ id }} "))
+            .collect();
         assert!(check(&format!("{{ {aliases} }}"), &vars, &limits, &lists()).is_err());
         let huge = "{ posts(perPage: 1000) { items { comments_via_post(limit: 1000) { id } } } }";
-        assert!(check(huge, &vars, &limits, &lists()).unwrap_err().contains("cost"));
+        assert!(
+            check(huge, &vars, &limits, &lists())
+                .unwrap_err()
+                .contains("cost")
+        );
         let long = format!("{{ posts {{ items {{ id }} }} }} #{}", "x".repeat(40_000));
-        assert!(check(&long, &vars, &limits, &lists()).unwrap_err().contains("bytes"));
+        assert!(
+            check(&long, &vars, &limits, &lists())
+                .unwrap_err()
+                .contains("bytes")
+        );
         let cyclic = "query { ...A } fragment A on Query { ...A }";
         assert!(check(cyclic, &vars, &limits, &lists()).is_err());
         // Variables count like literals.

@@ -129,8 +129,10 @@ fn lower_object(
                         let Gql::Object(ops) = value else {
                             return Err(format!("`{key}` takes an object of operators"));
                         };
-                        let is_date =
-                            matches!(field.kind, FieldKind::Date { .. } | FieldKind::Autodate { .. });
+                        let is_date = matches!(
+                            field.kind,
+                            FieldKind::Date { .. } | FieldKind::Autodate { .. }
+                        );
                         parts.extend(lower_ops(
                             ops,
                             &path,
@@ -313,7 +315,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(lower_order(&order).unwrap().as_deref(), Some("-title,created"));
+        assert_eq!(
+            lower_order(&order).unwrap().as_deref(),
+            Some("-title,created")
+        );
         assert_eq!(lower_order(&Gql::Null).unwrap(), None);
     }
 }

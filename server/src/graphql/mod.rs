@@ -253,9 +253,12 @@ impl GraphqlService {
         let built = self
             .current(caller.identity.is_superuser())
             .map_err(|p| Box::new(refused(p)))?;
-        if let Err(message) =
-            limits::check(&request.query, &request.variables, &self.limits, &built.lists)
-        {
+        if let Err(message) = limits::check(
+            &request.query,
+            &request.variables,
+            &self.limits,
+            &built.lists,
+        ) {
             return Err(Box::new(refused(Problem::new(
                 Code::QueryTooComplex,
                 message,

@@ -65,7 +65,10 @@ pub fn camel(name: &str) -> String {
 /// An English singular good enough for names: `categories` → `category`,
 /// `posts` → `post`, `news` stays (`s` after `s`, `u`, `i` is kept).
 pub fn singular(name: &str) -> String {
-    if matches!(name, "news" | "series" | "species" | "status" | "data" | "media") {
+    if matches!(
+        name,
+        "news" | "series" | "species" | "status" | "data" | "media"
+    ) {
         return name.to_owned();
     }
     if let Some(stem) = name.strip_suffix("ies")
@@ -178,14 +181,15 @@ pub fn assign(snapshot: &Snapshot) -> Vec<(std::sync::Arc<Collection>, Collectio
         let single = claim(&mut claims.query, &single_candidates);
         let aggregate = claim(
             &mut claims.query,
-            &[
-                format!("{}Aggregate", camel(n)),
-                format!("{n}_aggregate"),
-            ],
+            &[format!("{}Aggregate", camel(n)), format!("{n}_aggregate")],
         );
         let record = claim(
             &mut claims.types,
-            &[pascal(&one), format!("{}Record", pascal(n)), format!("Record_{n}")],
+            &[
+                pascal(&one),
+                format!("{}Record", pascal(n)),
+                format!("Record_{n}"),
+            ],
         );
         let mut ty = |suffix: &str| {
             claim(

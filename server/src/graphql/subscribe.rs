@@ -20,7 +20,9 @@ impl Slot {
     /// A slot of `count`, or `None` when `max` are held already.
     pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Slot(Arc::clone(count)))
     }

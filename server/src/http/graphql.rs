@@ -63,8 +63,7 @@ pub async fn post(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let batch: async_graphql::BatchRequest = if content_type.starts_with("application/graphql")
-    {
+    let batch: async_graphql::BatchRequest = if content_type.starts_with("application/graphql") {
         let query = std::str::from_utf8(&body)
             .map_err(|_| ApiError::bad_request("The query is not UTF-8 text."))?;
         async_graphql::BatchRequest::Single(async_graphql::Request::new(query))
@@ -297,12 +296,9 @@ async fn websocket(
                 .find_map(|p| p.parse::<async_graphql::http::WebSocketProtocols>().ok())
         })
         .unwrap_or(async_graphql::http::WebSocketProtocols::GraphQLWS);
-    let (response, mut session, incoming) = actix_ws::handle_with_protocols(
-        &req,
-        payload,
-        &[protocol.sec_websocket_protocol()],
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (response, mut session, incoming) =
+        actix_ws::handle_with_protocols(&req, payload, &[protocol.sec_websocket_protocol()])
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let connection = Connection {
         state: state.clone(),
         identity: Arc::new(Mutex::new(identity)),

@@ -265,7 +265,8 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         identity.require_scope(&collection.name, Op::View)?;
-        let filter = crate::filter::parse(filter.unwrap_or_default()).map_err(RecordError::Filter)?;
+        let filter =
+            crate::filter::parse(filter.unwrap_or_default()).map_err(RecordError::Filter)?;
         let conditions: Vec<_> = [
             self.client_filter(&collection, &snapshot, identity, request, filter.as_ref())?,
             self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request)?,

@@ -181,9 +181,11 @@ impl RecordService {
             },
             request,
         )?;
-        inner
-            .expr_as(parent, col("_parent"))
-            .expr_window_as(Func::cust(col("ROW_NUMBER")), window, col("_rn"));
+        inner.expr_as(parent, col("_parent")).expr_window_as(
+            Func::cust(col("ROW_NUMBER")),
+            window,
+            col("_rn"),
+        );
         let mut outer = Query::select();
         outer
             .column(sea_orm::sea_query::Asterisk)

@@ -251,6 +251,9 @@ async fn graphql_schema_prints_the_sdl() {
     let sdl = stdout.join("\n");
     assert!(sdl.contains("type Post {"), "{sdl}");
     assert!(sdl.contains("posts(where: PostWhere"), "{sdl}");
-    assert!(sdl.contains("createPost(input: PostCreateInput!): Post"), "{sdl}");
+    assert!(
+        sdl.contains("createPost(input: PostCreateInput!): Post"),
+        "{sdl}"
+    );
     assert!(!sdl.contains("secret"), "{sdl}");
 }

@@ -131,15 +131,57 @@ async fn queries_mutations_aggregates_and_relations(backend: Backend) {
         ids.push(post["id"].as_str().unwrap().to_owned());
     }
     // A hidden field is in superusers' schema only.
-    let body = gql(&app, Some(&ann_token), "mutation($id: ID!) { updatePost(id: $id, input: {secret: \"x\"}) { id } }", json!({"id": ids[0]})).await;
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("secret"), "{body}");
-    let set = data(&app, Some(&admin), "mutation($id: ID!) { updatePost(id: $id, input: {secret: \"never\"}) { secret } }", json!({"id": ids[0]})).await;
+    let body = gql(
+        &app,
+        Some(&ann_token),
+        "mutation($id: ID!) { updatePost(id: $id, input: {secret: \"x\"}) { id } }",
+        json!({"id": ids[0]}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret"),
+        "{body}"
+    );
+    let set = data(
+        &app,
+        Some(&admin),
+        "mutation($id: ID!) { updatePost(id: $id, input: {secret: \"never\"}) { secret } }",
+        json!({"id": ids[0]}),
+    )
+    .await;
     assert_eq!(set["updatePost"]["secret"], "never");
-    let stored = app.state.records.find_by_id("posts", &ids[0]).await.unwrap().unwrap();
+    let stored = app
+        .state
+        .records
+        .find_by_id("posts", &ids[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored["secret"], "never");
-    let body = gql(&app, Some(&ann_token), "{ posts { items { secret } } }", json!({})).await;
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("secret"), "{body}");
-    let admin_view = data(&app, Some(&admin), "{ posts(where: {secret: {_eq: \"never\"}}) { items { secret } } }", json!({})).await;
+    let body = gql(
+        &app,
+        Some(&ann_token),
+        "{ posts { items { secret } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret"),
+        "{body}"
+    );
+    let admin_view = data(
+        &app,
+        Some(&admin),
+        "{ posts(where: {secret: {_eq: \"never\"}}) { items { secret } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(admin_view["posts"]["items"].as_array().unwrap().len(), 1);
 
     // Lists: where (typed, nested through a relation, _or/_not/_in), orderBy, pages.
@@ -220,7 +262,10 @@ async fn queries_mutations_aggregates_and_relations(backend: Backend) {
             {"text": "b", "author": {"email": "ann@example.com"}, "post": {"title": "First"}},
         ])
     );
-    assert_eq!(nested["post"]["filtered"], json!([{"text": "b"}, {"text": "c"}]));
+    assert_eq!(
+        nested["post"]["filtered"],
+        json!([{"text": "b"}, {"text": "c"}])
+    );
     let by_back = data(
         &app,
         None,
@@ -232,7 +277,12 @@ async fn queries_mutations_aggregates_and_relations(backend: Backend) {
 
     // Update with ifMatch (the REST ETag); a stale tag is refused with `stale`.
     let (status, _) = app
-        .call(Method::GET, &format!("/api/collections/posts/records/{}", ids[2]), None, None)
+        .call(
+            Method::GET,
+            &format!("/api/collections/posts/records/{}", ids[2]),
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let etag = app
@@ -249,7 +299,10 @@ async fn queries_mutations_aggregates_and_relations(backend: Backend) {
         json!({"id": ids[2], "tag": etag}),
     )
     .await;
-    assert_eq!(updated["updatePost"], json!({"views": 30, "status": "draft"}));
+    assert_eq!(
+        updated["updatePost"],
+        json!({"views": 30, "status": "draft"})
+    );
     let stale = gql(
         &app,
         Some(&ann_token),
@@ -291,23 +344,53 @@ async fn queries_mutations_aggregates_and_relations(backend: Backend) {
     .await;
     assert_eq!(code(&failed), "validation_failed", "{failed}");
     assert_eq!(failed["errors"][0]["extensions"]["index"], 1);
-    assert_eq!(app.count_rows("posts").await, before, "nothing of a failed batch is kept");
+    assert_eq!(
+        app.count_rows("posts").await,
+        before,
+        "nothing of a failed batch is kept"
+    );
 
     // Delete.
-    let deleted = data(&app, Some(&ann_token), "mutation($id: ID!) { deletePost(id: $id) }", json!({"id": ids[2]})).await;
+    let deleted = data(
+        &app,
+        Some(&ann_token),
+        "mutation($id: ID!) { deletePost(id: $id) }",
+        json!({"id": ids[2]}),
+    )
+    .await;
     assert_eq!(deleted["deletePost"], true);
-    assert!(app.state.records.find_by_id("posts", &ids[2]).await.unwrap().is_none());
+    assert!(
+        app.state
+            .records
+            .find_by_id("posts", &ids[2])
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // GET runs queries, never writes.
     let (status, body) = app
         .get_json("/graphql?query=%7B%20postsAggregate%20%7B%20count%20%7D%20%7D")
         .await;
-    assert_eq!((status, body["data"]["postsAggregate"]["count"].clone()), (200, json!(2)));
+    assert_eq!(
+        (status, body["data"]["postsAggregate"]["count"].clone()),
+        (200, json!(2))
+    );
     let (status, _) = app
-        .get_json(&format!("/graphql?query=mutation%7BdeletePost(id:%22{}%22)%7D", ids[0]))
+        .get_json(&format!(
+            "/graphql?query=mutation%7BdeletePost(id:%22{}%22)%7D",
+            ids[0]
+        ))
         .await;
     assert_eq!(status, 405);
-    assert!(app.state.records.find_by_id("posts", &ids[0]).await.unwrap().is_some());
+    assert!(
+        app.state
+            .records
+            .find_by_id("posts", &ids[0])
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn nested_relations_take_a_bounded_number_of_statements(backend: Backend) {
@@ -354,7 +437,10 @@ async fn nested_relations_take_a_bounded_number_of_statements(backend: Backend) 
         counts.push(app.state.db.statements() - before);
         let items = page["posts"]["items"].as_array().unwrap();
         assert_eq!(items.len(), n as usize);
-        assert!(items.iter().all(|p| p["author"]["email"].is_string()), "{page}");
+        assert!(
+            items.iter().all(|p| p["author"]["email"].is_string()),
+            "{page}"
+        );
         assert!(
             items
                 .iter()
@@ -365,8 +451,14 @@ async fn nested_relations_take_a_bounded_number_of_statements(backend: Backend) 
     }
     // The caller's superuser row, list, count, authors, comments, comment authors:
     // the same whatever the page size.
-    assert!(counts.iter().all(|c| *c <= 6), "statements per page size: {counts:?}");
-    assert_eq!(counts[0], counts[2], "the same for 5 and 40 posts: {counts:?}");
+    assert!(
+        counts.iter().all(|c| *c <= 6),
+        "statements per page size: {counts:?}"
+    );
+    assert_eq!(
+        counts[0], counts[2],
+        "the same for 5 and 40 posts: {counts:?}"
+    );
 }
 
 /// Outcome of an operation, comparable between REST and GraphQL.
@@ -402,7 +494,11 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
     let (_, bob_token) = app.user("bob@example.com", "bob-password-1").await;
     let ann_id = ann["id"].as_str().unwrap().to_owned();
     let owner = "owner = @request.auth.id";
-    for (name, rule) in [("locked", Value::Null), ("open", json!("")), ("owned", json!(owner))] {
+    for (name, rule) in [
+        ("locked", Value::Null),
+        ("open", json!("")),
+        ("owned", json!(owner)),
+    ] {
         app.create_collection(
             &admin,
             json!({
@@ -443,7 +539,7 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
         let s = singular(c);
         for (i, (who, token)) in callers.iter().enumerate() {
             // Two records per caller and path, so REST and GraphQL act on equal ones.
-            let mut rec = |path: &str| {
+            let rec = |path: &str| {
                 let id = format!("{c}{i}{path}");
                 let app = &app;
                 let ann_id = ann_id.clone();
@@ -467,7 +563,12 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
 
             // list: the same records, the same totals, or the same refusal.
             let (status, page) = app
-                .call(Method::GET, &format!("/api/collections/{c}/records?perPage=500"), *token, None)
+                .call(
+                    Method::GET,
+                    &format!("/api/collections/{c}/records?perPage=500"),
+                    *token,
+                    None,
+                )
                 .await;
             let body = gql(
                 &app,
@@ -478,9 +579,22 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
             .await;
             match rest_outcome(status, &page) {
                 Outcome::Ok => {
-                    assert_eq!(body["data"][c]["totalItems"], page["totalItems"], "list {what}: {body}");
-                    let rest: Vec<&Value> = page["items"].as_array().unwrap().iter().map(|r| &r["id"]).collect();
-                    let graph: Vec<&Value> = body["data"][c]["items"].as_array().unwrap().iter().map(|r| &r["id"]).collect();
+                    assert_eq!(
+                        body["data"][c]["totalItems"], page["totalItems"],
+                        "list {what}: {body}"
+                    );
+                    let rest: Vec<&Value> = page["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| &r["id"])
+                        .collect();
+                    let graph: Vec<&Value> = body["data"][c]["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| &r["id"])
+                        .collect();
                     assert_eq!(rest, graph, "list {what}");
                 }
                 other => assert_eq!(gql_outcome(&body, c), other, "list {what}: {body}"),
@@ -488,10 +602,25 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
 
             // view
             let (status, rest) = app
-                .call(Method::GET, &format!("/api/collections/{c}/records/{rest_id}"), *token, None)
+                .call(
+                    Method::GET,
+                    &format!("/api/collections/{c}/records/{rest_id}"),
+                    *token,
+                    None,
+                )
                 .await;
-            let body = gql(&app, *token, &format!("{{ {c}ById(id: \"{gql_id}\") {{ id }} }}"), json!({})).await;
-            assert_eq!(gql_outcome(&body, &format!("{c}ById")), rest_outcome(status, &rest), "view {what}: {body}");
+            let body = gql(
+                &app,
+                *token,
+                &format!("{{ {c}ById(id: \"{gql_id}\") {{ id }} }}"),
+                json!({}),
+            )
+            .await;
+            assert_eq!(
+                gql_outcome(&body, &format!("{c}ById")),
+                rest_outcome(status, &rest),
+                "view {what}: {body}"
+            );
 
             // create
             let (status, rest) = app
@@ -512,7 +641,13 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
             let rest_result = rest_outcome(status, &rest);
             let gql_result = gql_outcome(&body, &format!("create{s}"));
             // A create the view rule hides answers REST 204 and GraphQL null.
-            let created = app.state.records.find_by_id(c, &format!("{gql_id}n")).await.unwrap().is_some();
+            let created = app
+                .state
+                .records
+                .find_by_id(c, &format!("{gql_id}n"))
+                .await
+                .unwrap()
+                .is_some();
             if rest_result == Outcome::Ok {
                 assert!(created, "create {what}: {body}");
             } else {
@@ -537,26 +672,57 @@ async fn rules_agree_with_rest_for_every_caller(backend: Backend) {
             )
             .await;
             let rest_result = rest_outcome(status, &rest);
-            let stored = app.state.records.find_by_id(c, &gql_id).await.unwrap().unwrap();
+            let stored = app
+                .state
+                .records
+                .find_by_id(c, &gql_id)
+                .await
+                .unwrap()
+                .unwrap();
             if rest_result == Outcome::Ok {
                 assert_eq!(stored["title"], "changed", "update {what}: {body}");
             } else {
-                assert_eq!(gql_outcome(&body, &format!("update{s}")), rest_result, "update {what}: {body}");
+                assert_eq!(
+                    gql_outcome(&body, &format!("update{s}")),
+                    rest_result,
+                    "update {what}: {body}"
+                );
                 assert_eq!(stored["title"], "original", "update {what}");
             }
 
             // delete
             let (status, rest) = app
-                .call(Method::DELETE, &format!("/api/collections/{c}/records/{rest_id}"), *token, None)
+                .call(
+                    Method::DELETE,
+                    &format!("/api/collections/{c}/records/{rest_id}"),
+                    *token,
+                    None,
+                )
                 .await;
-            let body = gql(&app, *token, &format!("mutation {{ delete{s}(id: \"{gql_id}\") }}"), json!({})).await;
+            let body = gql(
+                &app,
+                *token,
+                &format!("mutation {{ delete{s}(id: \"{gql_id}\") }}"),
+                json!({}),
+            )
+            .await;
             let rest_result = rest_outcome(status, &rest);
-            let gone = app.state.records.find_by_id(c, &gql_id).await.unwrap().is_none();
+            let gone = app
+                .state
+                .records
+                .find_by_id(c, &gql_id)
+                .await
+                .unwrap()
+                .is_none();
             if rest_result == Outcome::Ok {
                 assert!(gone, "delete {what}: {body}");
                 assert_eq!(body["data"][format!("delete{s}")], true);
             } else {
-                assert_eq!(gql_outcome(&body, &format!("delete{s}")), rest_result, "delete {what}: {body}");
+                assert_eq!(
+                    gql_outcome(&body, &format!("delete{s}")),
+                    rest_result,
+                    "delete {what}: {body}"
+                );
                 assert!(!gone, "delete {what}");
             }
         }
@@ -570,32 +736,82 @@ async fn errors_follow_the_spec_with_codes(backend: Backend) {
     let (_, ann_token) = app.user("ann@example.com", "ann-password-1").await;
 
     // Validation: the shared code and per-field details.
-    let body = gql(&app, Some(&ann_token), r#"mutation { createPost(input: {title: ""}) { id } }"#, json!({})).await;
+    let body = gql(
+        &app,
+        Some(&ann_token),
+        r#"mutation { createPost(input: {title: ""}) { id } }"#,
+        json!({}),
+    )
+    .await;
     assert_eq!(code(&body), "validation_failed");
     assert_eq!(
-        body["errors"][0]["extensions"]["fields"]["title"]["code"],
-        "validation_required",
+        body["errors"][0]["extensions"]["fields"]["title"]["code"], "validation_required",
         "{body}"
     );
     // A rule refusing a create: the same code as REST's.
-    let body = gql(&app, None, r#"mutation { createPost(input: {title: "x"}) { id } }"#, json!({})).await;
+    let body = gql(
+        &app,
+        None,
+        r#"mutation { createPost(input: {title: "x"}) { id } }"#,
+        json!({}),
+    )
+    .await;
     let (status, rest) = app
-        .call(Method::POST, "/api/collections/posts/records", None, Some(json!({"title": "x"})))
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "x"})),
+        )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(code(&body), rest["code"].as_str().unwrap(), "{body} vs {rest}");
+    assert_eq!(
+        code(&body),
+        rest["code"].as_str().unwrap(),
+        "{body} vs {rest}"
+    );
     // Bad input types are GraphQL validation errors, nothing runs.
     let before = app.count_rows("posts").await;
-    let body = gql(&app, Some(&ann_token), r#"mutation { createPost(input: {title: "x", views: "many"}) { id } }"#, json!({})).await;
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("views"), "{body}");
-    let body = gql(&app, Some(&ann_token), r#"mutation { createPost(input: {title: "x", status: gone}) { id } }"#, json!({})).await;
+    let body = gql(
+        &app,
+        Some(&ann_token),
+        r#"mutation { createPost(input: {title: "x", views: "many"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("views"),
+        "{body}"
+    );
+    let body = gql(
+        &app,
+        Some(&ann_token),
+        r#"mutation { createPost(input: {title: "x", status: gone}) { id } }"#,
+        json!({}),
+    )
+    .await;
     assert!(body["errors"].is_array(), "{body}");
-    let body = gql(&app, Some(&ann_token), r#"{ posts(where: {published: {_gt: "not a date"}}) { totalItems } }"#, json!({})).await;
+    let body = gql(
+        &app,
+        Some(&ann_token),
+        r#"{ posts(where: {published: {_gt: "not a date"}}) { totalItems } }"#,
+        json!({}),
+    )
+    .await;
     assert!(body["errors"].is_array(), "{body}");
     assert_eq!(app.count_rows("posts").await, before);
     // Unknown fields, syntax errors.
     let body = gql(&app, None, "{ posts { items { nope } } }", json!({})).await;
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("nope"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope"),
+        "{body}"
+    );
     let body = gql(&app, None, "{ posts {", json!({})).await;
     assert!(body["errors"].is_array(), "{body}");
     // A body that is not a GraphQL request.
@@ -609,7 +825,12 @@ async fn errors_follow_the_spec_with_codes(backend: Backend) {
     assert_eq!(res.status(), 400);
     // Forged token: 401, never anonymous.
     let (status, _) = app
-        .call(Method::POST, "/graphql", Some("Bearer forged"), Some(json!({"query": "{ schemaVersion }"})))
+        .call(
+            Method::POST,
+            "/graphql",
+            Some("Bearer forged"),
+            Some(json!({"query": "{ schemaVersion }"})),
+        )
         .await;
     assert_eq!(status, 401);
 
@@ -619,7 +840,9 @@ async fn errors_follow_the_spec_with_codes(backend: Backend) {
         "{{ comments {{ items {} }} }}",
         "{ post { author { id } comments_via_post ".repeat(4) + "{ id }" + &" } }".repeat(4)
     );
-    let aliases: String = (0..200).map(|i| format!("a{i}: post(id: \"x\") {{ id }} ")).collect();
+    let aliases: String = (0..200)
+        .map(|i| format!("a{i}: post(id: \"x\") {{ id }} "))
+        .collect();
     let roots: String = (0..25).map(|i| format!("r{i}: schemaVersion ")).collect();
     for hostile in [
         deep,
@@ -632,7 +855,10 @@ async fn errors_follow_the_spec_with_codes(backend: Backend) {
         assert_eq!(code(&body), "query_too_complex", "{body}");
         assert!(body["data"].is_null());
     }
-    assert!(started.elapsed().as_secs() < 3, "hostile operations are refused quickly");
+    assert!(
+        started.elapsed().as_secs() < 3,
+        "hostile operations are refused quickly"
+    );
     // An ordinary request still works meanwhile.
     assert!(data(&app, None, "{ schemaVersion }", json!({})).await["schemaVersion"].is_number());
 
@@ -654,7 +880,10 @@ async fn the_schema_follows_schema_changes_under_load(backend: Backend) {
     blog(&app, &admin).await;
     app.state
         .records
-        .insert_system("posts", json!({"title": "Kept"}).as_object().unwrap().clone())
+        .insert_system(
+            "posts",
+            json!({"title": "Kept"}).as_object().unwrap().clone(),
+        )
         .await
         .unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -665,7 +894,13 @@ async fn the_schema_follows_schema_changes_under_load(backend: Backend) {
         load.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let body = gql(&app, None, "{ posts { totalItems items { title } } }", json!({})).await;
+                let body = gql(
+                    &app,
+                    None,
+                    "{ posts { totalItems items { title } } }",
+                    json!({}),
+                )
+                .await;
                 if body.get("errors").is_some() || body["data"]["posts"]["totalItems"] != 1 {
                     failures.push(body);
                 }
@@ -684,8 +919,13 @@ async fn the_schema_follows_schema_changes_under_load(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(data(&app, None, "{ notes { totalItems } }", json!({})).await["notes"]["totalItems"], 0);
-    let (status, notes) = app.call(Method::GET, "/api/collections/notes", Some(&admin), None).await;
+    assert_eq!(
+        data(&app, None, "{ notes { totalItems } }", json!({})).await["notes"]["totalItems"],
+        0
+    );
+    let (status, notes) = app
+        .call(Method::GET, "/api/collections/notes", Some(&admin), None)
+        .await;
     assert_eq!(status, 200);
     let mut fields = notes["fields"].as_array().unwrap().clone();
     for field in &mut fields {
@@ -694,16 +934,27 @@ async fn the_schema_follows_schema_changes_under_load(backend: Backend) {
         }
     }
     let (status, body) = app
-        .call(Method::PATCH, "/api/collections/notes", Some(&admin), Some(json!({"fields": fields})))
+        .call(
+            Method::PATCH,
+            "/api/collections/notes",
+            Some(&admin),
+            Some(json!({"fields": fields})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert!(data(&app, None, "{ notes { items { text } } }", json!({})).await["notes"]["items"].is_array());
+    assert!(
+        data(&app, None, "{ notes { items { text } } }", json!({})).await["notes"]["items"]
+            .is_array()
+    );
     let body = gql(&app, None, "{ notes { items { body } } }", json!({})).await;
     assert!(body["errors"].is_array(), "the old name is gone: {body}");
     stop.store(true, Ordering::Relaxed);
     for task in load {
         let failures = task.await.unwrap();
-        assert!(failures.is_empty(), "requests failed during the change: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "requests failed during the change: {failures:?}"
+        );
     }
     assert!(served.load(Ordering::Relaxed) > 4, "the load ran");
 }
@@ -762,12 +1013,25 @@ async fn sdl_matches_the_snapshot() {
     if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &sdl).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).expect("the snapshot (UPDATE_SNAPSHOTS=1 writes it)");
-    assert_eq!(sdl, expected, "the SDL changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1");
+    let expected =
+        std::fs::read_to_string(&path).expect("the snapshot (UPDATE_SNAPSHOTS=1 writes it)");
+    assert_eq!(
+        sdl, expected,
+        "the SDL changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1"
+    );
     // Hidden fields and password hashes are not in it.
     assert!(!sdl.contains("secret") && !sdl.contains("tokenKey"));
-    let user_type = sdl.split("type User {").nth(1).unwrap().split('}').next().unwrap();
-    assert!(user_type.contains("email") && !user_type.contains("password"), "{user_type}");
+    let user_type = sdl
+        .split("type User {")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap();
+    assert!(
+        user_type.contains("email") && !user_type.contains("password"),
+        "{user_type}"
+    );
     // Superusers' schema has the hidden field.
     let res = basalt_tests::client()
         .get(app.url("/graphql/schema.graphql"))
@@ -784,7 +1048,10 @@ async fn sdl_matches_the_snapshot() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     let page = res.text().await.unwrap();
     let script = page
@@ -854,6 +1121,13 @@ async fn real_clients_query_mutate_and_subscribe(backend: Backend) {
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "client checks failed:\n{stdout}\n{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 6, "{stdout}");
+    assert!(
+        output.status.success(),
+        "client checks failed:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{stdout}"
+    );
 }

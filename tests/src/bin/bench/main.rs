@@ -19,6 +19,7 @@
 //! it. PostgreSQL's backend processes are not counted: on PostgreSQL the figure is
 //! Basalt's share only.
 
+mod fanout;
 mod load;
 mod peer;
 mod server;
@@ -47,7 +48,7 @@ struct Args {
     /// Databases to run on (repeat or comma-separate).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Sqlite])]
     backend: Vec<Backend>,
-    /// Workloads: W1, W2, W2s, W3, W4, W5, W6, SSE, or all.
+    /// Workloads: W1, W2, W2s, W3, W4, W5, W6, G1, G2, G3, SSE, or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workload: Vec<String>,
     /// Measured time per workload, e.g. 10s.
@@ -62,6 +63,12 @@ struct Args {
     /// Notes seeded (the rows W2 and W6 list from).
     #[arg(long, default_value_t = 10_000)]
     rows: usize,
+    /// GraphQL subscribers (one WebSocket each) of the G3 fan-out.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Mutations G3 measures delivery of.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Idle SSE streams held open by the SSE workload.
     #[arg(long, default_value_t = 10_000)]
     sse_connections: usize,
@@ -126,6 +133,7 @@ struct Report {
     peer: Option<String>,
     rows: Vec<Row>,
     sse: Vec<(String, sse::IdleStreams)>,
+    fanout: Vec<(String, fanout::Fanout)>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -243,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peer: args.peer.map(Peer::describe),
         rows: Vec::new(),
         sse: Vec::new(),
+        fanout: Vec::new(),
     };
 
     eprintln!("bench: ceiling (bare actix-web JSON handler)");
@@ -325,9 +334,13 @@ async fn measure(
         let held = sse::hold(server, args.sse_connections).await?;
         report.sse.push((label.to_owned(), held));
     }
+    let is_peer = args.peer.is_some_and(|p| p.label() == label);
     for workload in workloads::all(&seeded) {
-        if !wanted(args, workload.id) {
+        if !wanted(args, workload.id) || (workload.graphql && is_peer) {
             continue;
+        }
+        if workload.graphql {
+            check_graphql(&base, &seeded.token, &(workload.plan)(0, 0)).await?;
         }
         eprintln!("bench: {label} {} — {}", workload.id, workload.what);
         server.reset_peak();
@@ -354,6 +367,41 @@ async fn measure(
             peak,
             ceiling,
         ));
+    }
+    if wanted(args, "G3") && !is_peer {
+        eprintln!(
+            "bench: {label} G3 — {} GraphQL subscribers, {} mutations",
+            args.subscribers, args.rounds
+        );
+        let result = fanout::run(
+            server.addr,
+            &seeded.token,
+            &seeded.user_id,
+            args.subscribers,
+            args.rounds,
+        )
+        .await
+        .context("G3")?;
+        report.fanout.push((label.to_owned(), result));
+    }
+    Ok(())
+}
+
+/// One request of a GraphQL workload, which must answer data and no errors (a 200
+/// can carry errors, which the load would count as answers).
+async fn check_graphql(base: &str, token: &str, call: &load::Call) -> anyhow::Result<()> {
+    let body = call.body.clone().unwrap_or_default();
+    let answer: serde_json::Value = basalt_tests::client()
+        .post(format!("{base}{}", call.path))
+        .header("authorization", token)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await?
+        .json()
+        .await?;
+    if answer.get("errors").is_some() || answer.get("data").is_none() {
+        anyhow::bail!("the GraphQL workload's request fails: {answer}");
     }
     Ok(())
 }
@@ -419,6 +467,25 @@ fn print_table(report: &Report) {
             r.peak_rss_mib,
             r.vs_ceiling
         );
+    }
+    if !report.fanout.is_empty() {
+        println!();
+        println!(
+            "| backend | G3 subscribers | mutations | delivered | p50 ms | p99 ms | max ms | opened in s |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (backend, f) in &report.fanout {
+            println!(
+                "| {backend} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                f.subscribers,
+                f.rounds,
+                f.delivered,
+                f.p50_ms,
+                f.p99_ms,
+                f.max_ms,
+                f.connect_seconds
+            );
+        }
     }
     if !report.sse.is_empty() {
         println!();

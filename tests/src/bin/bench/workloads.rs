@@ -33,6 +33,18 @@ pub struct Workload {
     pub id: &'static str,
     pub what: &'static str,
     pub plan: Plan,
+    /// GraphQL: Basalt only (PocketBase has none), and a 200 may still carry errors,
+    /// so one request is checked before the load.
+    pub graphql: bool,
+}
+
+/// `POST /graphql` with `query` and `variables`.
+fn graphql(query: &str, variables: Value) -> Call {
+    Call::with_json(
+        Method::POST,
+        "/graphql",
+        &json!({"query": query, "variables": variables}),
+    )
 }
 
 async fn call(
@@ -242,28 +254,57 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
         Workload {
             id: "W1",
             what: "view one record by id (public rule)",
+            plan: {
+                let articles = Arc::clone(&articles);
+                Arc::new(move |conn, n| {
+                    Call::get(format!(
+                        "/api/collections/articles/records/{}",
+                        pick(&articles, n * 7 + conn as u64)
+                    ))
+                })
+            },
+            graphql: false,
+        },
+        Workload {
+            id: "G1",
+            what: "GraphQL: one record by id, W1's (article(id:))",
             plan: Arc::new(move |conn, n| {
-                Call::get(format!(
-                    "/api/collections/articles/records/{}",
-                    pick(&articles, n * 7 + conn as u64)
-                ))
+                graphql(
+                    "query($id: ID!) { article(id: $id) { id title body created updated } }",
+                    json!({"id": pick(&articles, n * 7 + conn as u64)}),
+                )
             }),
+            graphql: true,
+        },
+        Workload {
+            id: "G2",
+            what: "GraphQL: W6's page of 20 with the owner relation nested",
+            plan: Arc::new(move |_, _| {
+                graphql(
+                    "{ notes(perPage: 20, where: {category: {_eq: 3}}) { totalItems items { id title category owner { id email } } } }",
+                    json!({}),
+                )
+            }),
+            graphql: true,
         },
         Workload {
             id: "W2",
             what: "list 20 of 10,000, indexed filter + owner rule",
             plan: Arc::new(move |_, _| Call::get(list)),
+            graphql: false,
         },
         Workload {
             id: "W2s",
             what: "W2 with skipTotal",
             plan: Arc::new(move |_, _| Call::get(format!("{list}&skipTotal=1"))),
+            graphql: false,
         },
         Workload {
             id: "W6",
             // Before W3: the rows W3 adds would change what W2 and W6 list.
             what: "list 20 with expand of a relation",
             plan: Arc::new(move |_, _| Call::get(format!("{list}&expand=owner"))),
+            graphql: false,
         },
         Workload {
             id: "W3",
@@ -275,6 +316,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                     &json!({"title": format!("new {n}"), "category": n % 10, "owner": me}),
                 )
             }),
+            graphql: false,
         },
         Workload {
             id: "W4",
@@ -291,6 +333,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                     }
                 })
             },
+            graphql: false,
         },
         Workload {
             id: "W5",
@@ -303,6 +346,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                     &credentials,
                 )
             }),
+            graphql: false,
         },
     ]
 }
