@@ -159,7 +159,7 @@ impl RecordService {
         let parent = if field.kind.is_multi() {
             let column = Expr::col((col(BASE), col(via)));
             inner.from_function(
-                crate::db::json_elements(self.db.database_backend(), column.into()),
+                crate::db::json_elements(self.db.database_backend(), column),
                 col("e"),
             );
             Expr::col((col("e"), col("value")))

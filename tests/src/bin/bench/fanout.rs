@@ -79,7 +79,7 @@ impl Ws {
         }
         let mask = [0x12u8, 0x34, 0x56, 0x78];
         frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
         self.stream.get_mut().write_all(&frame).await?;
         Ok(())
     }
@@ -111,7 +111,7 @@ async fn subscriber(addr: SocketAddr, token: String) -> anyhow::Result<Ws> {
     ws.send(&json!({"type": "connection_init", "payload": {"Authorization": token}}))
         .await?;
     let ack = ws.receive().await?;
-    if ack["type"] != "connection_ack" {
+    if ack.get("type").and_then(Value::as_str) != Some("connection_ack") {
         bail!("no connection_ack: {ack}");
     }
     ws.send(&json!({"id": "1", "type": "subscribe", "payload": {
@@ -154,12 +154,14 @@ async fn arrivals(
             let mut ws = ws.lock().await;
             loop {
                 let message = ws.receive().await?;
-                if message["type"] == "next"
-                    && message["payload"]["data"]["notes"]["record"]["title"] == title.as_str()
-                {
+                let kind = message.get("type").and_then(Value::as_str);
+                let got = message
+                    .pointer("/payload/data/notes/record/title")
+                    .and_then(Value::as_str);
+                if kind == Some("next") && got == Some(title.as_str()) {
                     return anyhow::Ok(Instant::now());
                 }
-                if message["type"] == "error" {
+                if kind == Some("error") {
                     bail!("subscription error: {message}");
                 }
             }
