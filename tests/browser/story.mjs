@@ -3,7 +3,8 @@
 // with text, number, select and a relation to users, and a public list rule → three
 // records → read them anonymously over plain HTTP → rename a field → the API shows the
 // renamed field with the data intact. Plus: a form posted without its CSRF token is
-// refused; a stale session is sent to sign-in; a stored <script> never runs.
+// refused; a stale session is sent to sign-in; a stored <script> never runs; the
+// GraphQL explorer linked from the UI runs a query.
 //
 // Env: BASE (http://127.0.0.1:PORT), SETUP_LINK (as the log printed it), SHOTS (a
 // folder for screenshots), CHROMIUM (the browser binary). Prints `ok NAME` per check.
@@ -152,6 +153,28 @@ try {
   await page.goto(`${base}/_/collections`);
   assert.equal(await page.getByRole("link", { name: "forged" }).count(), 0);
   ok("a form without its CSRF token is refused");
+
+  // The GraphQL explorer, from the admin UI's link: a query runs in the browser under
+  // the page's strict CSP, and the schema shows the collection.
+  await page.goto(`${base}/_/collections`);
+  const [explorer] = await Promise.all([
+    context.waitForEvent("page"),
+    page.getByRole("link", { name: "GraphQL explorer" }).click(),
+  ]);
+  explorer.on("console", (m) => {
+    if (m.type() === "error") problems.push(`explorer console error: ${m.text()}`);
+  });
+  explorer.on("pageerror", (e) => problems.push(`explorer page error: ${e.message}`));
+  await explorer.waitForLoadState();
+  await explorer.getByLabel("Operation").fill("{ posts(orderBy: [{headline: ASC}]) { totalItems items { headline } } }");
+  await explorer.getByRole("button", { name: /Run/ }).click();
+  await explorer.locator("#gql-result").filter({ hasText: "// 200" }).waitFor();
+  const result = await explorer.locator("#gql-result").textContent();
+  assert.ok(result.includes('"totalItems": 3'), result);
+  await explorer.locator("#gql-schema").filter({ hasText: "type Post {" }).waitFor();
+  await shot("graphql-explorer", explorer);
+  await explorer.close();
+  ok("the GraphQL explorer runs a query");
 
   // The stored script rendered as text and never ran.
   assert.ok((await page.goto(`${base}/_/collections/posts/records`)).ok());

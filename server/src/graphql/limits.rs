@@ -74,18 +74,37 @@ pub fn check(
     limits: &Limits,
     lists: &ListFields,
 ) -> Result<(), String> {
-    if query.len() > limits.max_length {
+    check_length(query.len(), limits)?;
+    match async_graphql::parser::parse_query(query) {
+        Ok(document) => check_document(&document, variables, limits, lists),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether a text of `len` bytes may be parsed at all.
+///
+/// Fails with a message naming the limit.
+pub fn check_length(len: usize, limits: &Limits) -> Result<(), String> {
+    if len > limits.max_length {
         return Err(format!(
-            "The query is {} bytes long; the limit is {}.",
-            query.len(),
+            "The query is {len} bytes long; the limit is {}.",
             limits.max_length
         ));
     }
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return Ok(());
-    };
+    Ok(())
+}
+
+/// [`check`] on an operation already parsed.
+///
+/// Fails with a message naming the limit exceeded.
+pub fn check_document(
+    document: &ExecutableDocument,
+    variables: &Variables,
+    limits: &Limits,
+    lists: &ListFields,
+) -> Result<(), String> {
     let mut walk = Walk {
-        document: &document,
+        document,
         variables,
         limits,
         lists,

@@ -139,18 +139,16 @@ impl Loader {
                 limit,
                 ..
             } => {
+                let back = crate::records::related::BackQuery {
+                    source,
+                    via,
+                    condition: batch.condition.as_ref(),
+                    sort: sort.as_deref(),
+                    limit: *limit,
+                };
                 let found = self
                     .records
-                    .back_related(
-                        source,
-                        via,
-                        &batch.ids,
-                        &self.identity,
-                        &self.request,
-                        batch.condition.as_ref(),
-                        sort.as_deref(),
-                        *limit,
-                    )
+                    .back_related(&back, &batch.ids, &self.identity, &self.request)
                     .await
                     .map_err(super::error)?;
                 for (parent, record) in found {

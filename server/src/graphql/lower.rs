@@ -13,9 +13,7 @@ type Object = async_graphql::indexmap::IndexMap<Name, Gql>;
 
 /// Whether a field can be read through GraphQL at all, and by whom.
 pub fn readable(field: &crate::schema::Field, superuser: bool) -> bool {
-    !matches!(field.kind, FieldKind::Password { .. })
-        && field.name != "tokenKey"
-        && (!field.hidden || superuser)
+    !crate::records::is_secret(field) && (!field.hidden || superuser)
 }
 
 /// The collection and relation field of a back-relation key `{source}_via_{field}`

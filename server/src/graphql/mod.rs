@@ -253,16 +253,14 @@ impl GraphqlService {
         let built = self
             .current(caller.identity.is_superuser())
             .map_err(|p| Box::new(refused(p)))?;
-        if let Err(message) = limits::check(
-            &request.query,
-            &request.variables,
-            &self.limits,
-            &built.lists,
-        ) {
-            return Err(Box::new(refused(Problem::new(
-                Code::QueryTooComplex,
-                message,
-            ))));
+        let too_complex = |message| Box::new(refused(Problem::new(Code::QueryTooComplex, message)));
+        limits::check_length(request.query.len(), &self.limits).map_err(too_complex)?;
+        // Parsed once here and kept in the request, which the executor then reuses.
+        let mut request = request;
+        let variables = request.variables.clone();
+        if let Ok(document) = request.parsed_query() {
+            limits::check_document(document, &variables, &self.limits, &built.lists)
+                .map_err(too_complex)?;
         }
         let ctx = self.context(caller, Arc::clone(&built.snapshot));
         Ok((built, request.data(ctx)))

@@ -1265,7 +1265,7 @@ mod conflict_tests {
 /// fields only for superusers, `email` only to its owner and superusers unless
 /// `emailVisibility` is set. Adds `collectionId` and `collectionName`.
 /// A password hash or a token key: never shown, published or kept beside an event.
-fn is_secret(field: &Field) -> bool {
+pub fn is_secret(field: &Field) -> bool {
     matches!(field.kind, FieldKind::Password { .. }) || field.name == "tokenKey"
 }
 

@@ -531,11 +531,10 @@ impl RecordService {
                 Some(name) => (name, Order::Desc),
                 None => (trimmed.strip_prefix('+').unwrap_or(trimmed), Order::Asc),
             };
-            let Some(field) = collection.field(name).filter(|f| {
-                let secret = matches!(f.kind, crate::schema::FieldKind::Password { .. })
-                    || f.name == "tokenKey";
-                !secret && (!f.hidden || scope.hidden)
-            }) else {
+            let Some(field) = collection
+                .field(name)
+                .filter(|f| !super::is_secret(f) && (!f.hidden || scope.hidden))
+            else {
                 return Err(RecordError::Sort(crate::filter::FilterError::new(
                     position,
                     format!("cannot sort by `{name}`"),

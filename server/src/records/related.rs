@@ -30,6 +30,18 @@ pub struct Aggregate {
     pub numbers: BTreeMap<String, [Option<f64>; 4]>,
 }
 
+/// Which records point back at their parents, and how many of them per parent.
+#[derive(Clone, Copy, Debug)]
+pub struct BackQuery<'a> {
+    /// The collection holding the relation field.
+    pub source: &'a str,
+    /// The relation field pointing at the parents.
+    pub via: &'a str,
+    pub condition: Option<&'a crate::filter::Expr>,
+    pub sort: Option<&'a str>,
+    pub limit: u64,
+}
+
 fn col(name: &str) -> Alias {
     Alias::new(name)
 }
@@ -116,26 +128,28 @@ impl RecordService {
             .collect()
     }
 
-    /// The records of `source` whose relation field `via` points at one of
-    /// `parents`, that the caller may view and that match `condition`, in `sort`
-    /// order, at most `limit` per parent: `(parent id, record)` pairs. One statement
-    /// (a window over the parents), whatever their number.
+    /// The records of `back.source` whose relation field `back.via` points at one of
+    /// `parents`, that the caller may view and that match `back.condition`, in
+    /// `back.sort` order, at most `back.limit` per parent: `(parent id, record)`
+    /// pairs. One statement (a window over the parents), whatever their number.
     ///
     /// Fails with `NotFound` for an unknown collection, `Expand` when `via` is not a
     /// relation field, `Filter`/`Sort` for a bad condition or sort, or when the query
     /// fails.
-    #[allow(clippy::too_many_arguments)]
     pub async fn back_related(
         &self,
-        source: &str,
-        via: &str,
+        back: &BackQuery<'_>,
         parents: &[String],
         identity: &Identity,
         request: &Request,
-        condition: Option<&crate::filter::Expr>,
-        sort: Option<&str>,
-        limit: u64,
     ) -> Result<Vec<(String, Value)>, RecordError> {
+        let BackQuery {
+            source,
+            via,
+            condition,
+            sort,
+            limit,
+        } = *back;
         let snapshot = self.schema.snapshot();
         let source = snapshot.get(source).ok_or(RecordError::NotFound)?;
         let field = source

@@ -1086,6 +1086,7 @@ async fn admin_story_in_a_real_browser() {
         "collection-delete",
         "login",
         "records-390px",
+        "graphql-explorer",
     ];
     // Every screenshot is this run's.
     for page in pages {
@@ -1110,7 +1111,7 @@ async fn admin_story_in_a_real_browser() {
     );
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        9,
+        10,
         "{stdout}"
     );
     for page in pages {

@@ -212,6 +212,17 @@ async fn queries_mutations_aggregates_and_relations(backend: Backend) {
     assert_eq!(ordered["posts"]["totalItems"], -1);
     assert_eq!(ordered["posts"]["items"], json!([{"title": "Third"}]));
 
+    // Related records pass their own view rule: anonymous callers see the author's id
+    // but not the user (users' view rule is the owner only).
+    let anon = data(
+        &app,
+        None,
+        "query($id: ID!) { post(id: $id) { authorId author { id } } }",
+        json!({"id": ids[0]}),
+    )
+    .await;
+    assert_eq!(anon["post"], json!({"authorId": ann_id, "author": null}));
+
     // Single fetch; absent is null with no error.
     let one = data(
         &app,
