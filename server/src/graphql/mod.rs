@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Error, ErrorExtensions, Response};
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -105,6 +106,36 @@ pub struct GraphqlService {
     building: Mutex<()>,
     /// Open WebSocket connections per client address.
     connections: Mutex<HashMap<std::net::IpAddr, usize>>,
+    parsed: ParsedCache,
+}
+
+/// Operation texts already parsed, so a client repeating its queries (as apps do)
+/// skips the parser. Bounded; emptied when full.
+#[derive(Default)]
+struct ParsedCache(Mutex<HashMap<String, Arc<ExecutableDocument>>>);
+
+/// Texts kept parsed at most.
+const PARSED_CACHE: usize = 512;
+
+impl ParsedCache {
+    fn get(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        self.0.lock().ok()?.get(query).cloned()
+    }
+
+    fn put(&self, query: &str, document: ExecutableDocument) -> Arc<ExecutableDocument> {
+        let document = Arc::new(document);
+        // Long texts are rare and would make the cache big: not kept.
+        if query.len() > 4096 {
+            return document;
+        }
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= PARSED_CACHE {
+                cache.clear();
+            }
+            cache.insert(query.to_owned(), Arc::clone(&document));
+        }
+        document
+    }
 }
 
 /// One open WebSocket connection, counted against its address until dropped.
@@ -158,6 +189,7 @@ impl GraphqlService {
             cached: arc_swap::ArcSwapOption::empty(),
             building: Mutex::new(()),
             connections: Mutex::new(HashMap::new()),
+            parsed: ParsedCache::default(),
         }
     }
 
@@ -255,12 +287,19 @@ impl GraphqlService {
             .map_err(|p| Box::new(refused(p)))?;
         let too_complex = |message| Box::new(refused(Problem::new(Code::QueryTooComplex, message)));
         limits::check_length(request.query.len(), &self.limits).map_err(too_complex)?;
-        // Parsed once here and kept in the request, which the executor then reuses.
         let mut request = request;
-        let variables = request.variables.clone();
-        if let Ok(document) = request.parsed_query() {
-            limits::check_document(document, &variables, &self.limits, &built.lists)
+        // Parsed once (or found parsed: clients send the same texts again and again)
+        // and kept in the request, which the executor then reuses.
+        let document = match self.parsed.get(&request.query) {
+            Some(document) => Some(document),
+            None => async_graphql::parser::parse_query(&request.query)
+                .ok()
+                .map(|document| self.parsed.put(&request.query, document)),
+        };
+        if let Some(document) = document {
+            limits::check_document(&document, &request.variables, &self.limits, &built.lists)
                 .map_err(too_complex)?;
+            request.set_parsed_query((*document).clone());
         }
         let ctx = self.context(caller, Arc::clone(&built.snapshot));
         Ok((built, request.data(ctx)))
