@@ -281,7 +281,7 @@ impl GraphqlService {
         &self,
         caller: Caller,
         request: async_graphql::Request,
-    ) -> Result<(Built, async_graphql::Request), Box<Response>> {
+    ) -> Result<Prepared, Box<Response>> {
         let built = self
             .current(caller.identity.is_superuser())
             .map_err(|p| Box::new(refused(p)))?;
@@ -296,19 +296,29 @@ impl GraphqlService {
                 .ok()
                 .map(|document| self.parsed.put(&request.query, document)),
         };
-        if let Some(document) = document {
-            limits::check_document(&document, &request.variables, &self.limits, &built.lists)
+        if let Some(document) = &document {
+            limits::check_document(document, &request.variables, &self.limits, &built.lists)
                 .map_err(too_complex)?;
-            request.set_parsed_query((*document).clone());
+            request.set_parsed_query((**document).clone());
         }
         let ctx = self.context(caller, Arc::clone(&built.snapshot));
-        Ok((built, request.data(ctx)))
+        Ok(Prepared {
+            built,
+            request: request.data(ctx),
+            document,
+        })
     }
 
     /// Run one query or mutation.
     pub async fn execute(&self, caller: Caller, request: async_graphql::Request) -> Response {
         match self.prepare(caller, request) {
-            Ok((built, request)) => built.schema.execute(request).await,
+            Ok(prepared) => {
+                let mut response = prepared.built.schema.execute(prepared.request).await;
+                if let Some(document) = prepared.document {
+                    root_paths(&mut response, &document);
+                }
+                response
+            }
             Err(response) => *response,
         }
     }
@@ -320,8 +330,47 @@ impl GraphqlService {
         request: async_graphql::Request,
     ) -> BoxStream<'static, Response> {
         match self.prepare(caller, request) {
-            Ok((built, request)) => built.schema.execute_stream(request).boxed(),
+            Ok(prepared) => prepared
+                .built
+                .schema
+                .execute_stream(prepared.request)
+                .boxed(),
             Err(response) => futures_util::stream::once(async move { *response }).boxed(),
+        }
+    }
+}
+
+/// An operation ready to run.
+struct Prepared {
+    built: Built,
+    request: async_graphql::Request,
+    document: Option<Arc<ExecutableDocument>>,
+}
+
+/// The `path` of errors raised by root fields' resolvers, which async-graphql's
+/// dynamic schema leaves out (the spec asks for it): the field's response key, found
+/// by the error's location.
+fn root_paths(response: &mut Response, document: &ExecutableDocument) {
+    use async_graphql::parser::types::Selection;
+    for error in response.errors.iter_mut().filter(|e| e.path.is_empty()) {
+        let [location] = error.locations.as_slice() else {
+            continue;
+        };
+        let key = document.operations.iter().find_map(|(_, op)| {
+            op.node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .find_map(|item| match &item.node {
+                    Selection::Field(field) if field.pos == *location => {
+                        Some(field.node.response_key().node.to_string())
+                    }
+                    _ => None,
+                })
+        });
+        if let Some(key) = key {
+            error.path = vec![async_graphql::PathSegment::Field(key)];
         }
     }
 }
