@@ -713,10 +713,10 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                     let id = str_arg(&ctx, "id").unwrap_or_default();
                     match data
                         .records
-                        .view(&name, &id, &data.identity, &data.request("GET"), None)
+                        .view_untagged(&name, &id, &data.identity, &data.request("GET"))
                         .await
                     {
-                        Ok((record, _)) => Ok(Some(FieldValue::owned_any(record))),
+                        Ok(record) => Ok(Some(FieldValue::owned_any(record))),
                         // Hidden by the view rule, or absent: the same null.
                         Err(crate::records::RecordError::NotFound) => Ok(None),
                         Err(other) => Err(error(other)),
