@@ -139,7 +139,11 @@ bobSeen.events.length = 0;
   await admin.mutation(CREATE, { input: { title: "quiet", owner: env.ANN_ID } }).toPromise();
   await admin.mutation(CREATE, { input: { title: "live bob", owner: env.BOB_ID } }).toPromise();
   const id = one.data.createNote.id;
+  // Each change once the previous one arrived: an event is checked against the row as
+  // stored when it is delivered, so a create already deleted would not be shown.
+  await until("ann's create event", () => annSeen.events.length >= 1);
   await admin.mutation(gql`mutation($id: ID!) { updateNote(id: $id, input: { title: "live one!" }) { id } }`, { id }).toPromise();
+  await until("ann's update event", () => annSeen.events.length >= 2);
   await admin.mutation(gql`mutation($id: ID!) { deleteNote(id: $id) }`, { id }).toPromise();
   await until("ann's three events", () => annSeen.events.length >= 3);
   await until("bob's event", () => bobSeen.events.length >= 1);
