@@ -68,11 +68,18 @@ pub async fn post(
             .map_err(|_| ApiError::bad_request("The query is not UTF-8 text."))?;
         async_graphql::BatchRequest::Single(async_graphql::Request::new(query))
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
-        serde_json::from_slice(&body).map_err(|e| {
+        let bad = |e: serde_json::Error| {
             ApiError::bad_request(format!(
                 "The body is not a GraphQL request ({{\"query\": …, \"variables\": …}}): {e}."
             ))
-        })?
+        };
+        // One operation or a list: decided by the first byte rather than by serde's
+        // untagged enum, which buffers the whole body to try each shape in turn.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            async_graphql::BatchRequest::Batch(serde_json::from_slice(&body).map_err(bad)?)
+        } else {
+            async_graphql::BatchRequest::Single(serde_json::from_slice(&body).map_err(bad)?)
+        }
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

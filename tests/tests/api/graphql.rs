@@ -834,6 +834,21 @@ async fn errors_follow_the_spec_with_codes(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    // Several operations in one body (Apollo's batching): one response each.
+    let (status, answers) = app
+        .call(
+            Method::POST,
+            "/graphql",
+            None,
+            Some(json!([{"query": "{ schemaVersion }"}, {"query": "{ posts { totalItems } }"}])),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(answers[0]["data"]["schemaVersion"].is_number(), "{answers}");
+    assert!(
+        answers[1]["data"]["posts"]["totalItems"].is_number(),
+        "{answers}"
+    );
     // Forged token: 401, never anonymous.
     let (status, _) = app
         .call(
