@@ -14,11 +14,11 @@ use serde_json::Value;
 use super::limits::{DEFAULT_BACK_LIMIT, Limits, ListFields};
 use super::loader::Key;
 use super::lower::{self, readable};
-use super::names::{self, CollectionNames};
+use super::names;
 use super::{Ctx, error};
 use crate::records::read::ListQuery;
 use crate::records::related::Aggregate;
-use crate::schema::{Collection, Field as SchemaField, FieldKind, Snapshot};
+use crate::schema::{Field as SchemaField, FieldKind, Snapshot};
 
 /// A built schema and what the limits need to know of it.
 #[derive(Clone)]
@@ -172,23 +172,6 @@ fn shared_types(
     )
 }
 
-/// Everything the resolvers of one collection need.
-struct Part {
-    collection: Arc<Collection>,
-    names: CollectionNames,
-    /// Enum type names of select fields, by field name.
-    enums: Vec<(String, String)>,
-}
-
-impl Part {
-    fn enum_of(&self, field: &str) -> Option<String> {
-        self.enums
-            .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, e)| e.clone())
-    }
-}
-
 /// Build the schema of `snapshot` for superusers (hidden fields included) or for
 /// everyone else.
 ///
@@ -201,46 +184,6 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
             .find(|(c, _)| c.id == id)
             .map(|(_, n)| n.clone())
     };
-    let mut taken: std::collections::HashSet<String> = names::BUILTIN_TYPES
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    for (_, n) in &assigned {
-        for name in [
-            &n.record,
-            &n.page,
-            &n.aggregate_type,
-            &n.numbers,
-            &n.filter,
-            &n.order,
-            &n.create_input,
-            &n.update_input,
-            &n.event,
-        ] {
-            taken.insert(name.clone());
-        }
-    }
-    let mut parts = Vec::new();
-    for (collection, names) in &assigned {
-        let mut enums = Vec::new();
-        for field in &collection.fields {
-            if let FieldKind::Select { values, .. } = &field.kind
-                && names::enum_values(values).is_some()
-            {
-                let mut name = format!("{}{}", names.record, names::pascal(&field.name));
-                while !taken.insert(name.clone()) {
-                    name.push('_');
-                }
-                enums.push((field.name.clone(), name));
-            }
-        }
-        parts.push(Part {
-            collection: Arc::clone(collection),
-            names: names.clone(),
-            enums,
-        });
-    }
-
     let mut lists = ListFields::default();
     let mut query = Object::new("Query").field(Field::new(
         "schemaVersion",
@@ -259,8 +202,8 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
         .description("One write of a batch: exactly one field set.");
     let mut builder = Schema::build(
         "Query",
-        (!parts.is_empty()).then_some("Mutation"),
-        (!parts.is_empty()).then_some("Subscription"),
+        (!assigned.is_empty()).then_some("Mutation"),
+        (!assigned.is_empty()).then_some("Subscription"),
     );
     builder = shared_types(builder);
     builder = builder
@@ -286,15 +229,13 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
                 })),
         );
 
-    for part in &parts {
-        let c = &part.collection;
-        let n = &part.names;
-        for (field, enum_name) in &part.enums {
+    for (c, n) in &assigned {
+        for (field, enum_name) in &n.enums {
             if let Some(FieldKind::Select { values, .. }) = c.field(field).map(|f| &f.kind) {
                 builder = builder.register(Enum::new(enum_name).items(values.iter().cloned()));
             }
         }
-        let enums = |f: &str| part.enum_of(f);
+        let enums = |f: &str| n.enum_of(f);
 
         // The record type.
         let mut record = Object::new(&n.record).description(format!("A record of `{}`.", c.name));
@@ -842,15 +783,14 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
             .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
             .argument(InputValue::new("ifMatch", TypeRef::named(TypeRef::STRING))),
         );
-        let batch_update = format!("{}BatchUpdate", n.record);
         builder = builder.register(
-            InputObject::new(&batch_update)
+            InputObject::new(&n.batch_update)
                 .field(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
                 .field(InputValue::new("input", TypeRef::named_nn(&n.update_input))),
         );
         batch_op = batch_op
             .field(InputValue::new(&n.create, TypeRef::named(&n.create_input)))
-            .field(InputValue::new(&n.update, TypeRef::named(&batch_update)))
+            .field(InputValue::new(&n.update, TypeRef::named(&n.batch_update)))
             .field(InputValue::new(&n.delete, TypeRef::named("BatchDelete")));
 
         // The subscription.
@@ -880,15 +820,15 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
     }
 
     // The batch: creates, updates and deletes of any collections, in one transaction.
-    if !parts.is_empty() {
-        let routes: Vec<(String, String, String, String)> = parts
+    if !assigned.is_empty() {
+        let routes: Vec<(String, String, String, String)> = assigned
             .iter()
-            .map(|p| {
+            .map(|(c, n)| {
                 (
-                    p.collection.name.clone(),
-                    p.names.create.clone(),
-                    p.names.update.clone(),
-                    p.names.delete.clone(),
+                    c.name.clone(),
+                    n.create.clone(),
+                    n.update.clone(),
+                    n.delete.clone(),
                 )
             })
             .collect();

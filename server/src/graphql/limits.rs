@@ -64,23 +64,6 @@ struct Walk<'a> {
 /// Fragment spreads nested deeper than this are refused.
 const MAX_SPREADS: usize = 64;
 
-/// Whether the operation stays within `limits`; a text that does not parse passes
-/// (the executor reports its syntax error).
-///
-/// Fails with a message naming the limit exceeded.
-pub fn check(
-    query: &str,
-    variables: &Variables,
-    limits: &Limits,
-    lists: &ListFields,
-) -> Result<(), String> {
-    check_length(query.len(), limits)?;
-    match async_graphql::parser::parse_query(query) {
-        Ok(document) => check_document(&document, variables, limits, lists),
-        Err(_) => Ok(()),
-    }
-}
-
 /// Whether a text of `len` bytes may be parsed at all.
 ///
 /// Fails with a message naming the limit.
@@ -248,6 +231,23 @@ impl<'a> Walk<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the operation stays within `limits`; a text that does not parse passes
+    /// (the executor reports its syntax error).
+    ///
+    /// Fails with a message naming the limit exceeded.
+    fn check(
+        query: &str,
+        variables: &Variables,
+        limits: &Limits,
+        lists: &ListFields,
+    ) -> Result<(), String> {
+        check_length(query.len(), limits)?;
+        match async_graphql::parser::parse_query(query) {
+            Ok(document) => check_document(&document, variables, limits, lists),
+            Err(_) => Ok(()),
+        }
+    }
 
     fn lists() -> ListFields {
         ListFields {

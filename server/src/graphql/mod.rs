@@ -374,8 +374,3 @@ fn root_paths(response: &mut Response, document: &ExecutableDocument) {
         }
     }
 }
-
-/// An error before any resolver ran, as a response.
-pub fn error_response(code: Code, message: impl Into<String>) -> Response {
-    refused(Problem::new(code, message))
-}

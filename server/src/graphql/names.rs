@@ -107,6 +107,20 @@ pub struct CollectionNames {
     pub create_input: String,
     pub update_input: String,
     pub event: String,
+    /// The input of an update inside `batch`.
+    pub batch_update: String,
+    /// Enum types of select fields whose values make valid enum values, by field.
+    pub enums: Vec<(String, String)>,
+}
+
+impl CollectionNames {
+    /// The enum type of select field `field`, if it has one.
+    pub fn enum_of(&self, field: &str) -> Option<String> {
+        self.enums
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, e)| e.clone())
+    }
 }
 
 /// Names already given out, per namespace.
@@ -248,8 +262,35 @@ pub fn assign(snapshot: &Snapshot) -> Vec<(std::sync::Arc<Collection>, Collectio
                 create_input,
                 update_input,
                 event,
+                batch_update: String::new(),
+                enums: Vec::new(),
             },
         ));
+    }
+    // After every collection's own types, so these never take one of those names.
+    for (collection, names) in &mut out {
+        let n = &collection.name;
+        names.batch_update = claim(
+            &mut claims.types,
+            &[
+                format!("{}BatchUpdate", names.record),
+                format!("Record_{n}_BatchUpdate"),
+            ],
+        );
+        for field in &collection.fields {
+            if let crate::schema::FieldKind::Select { values, .. } = &field.kind
+                && enum_values(values).is_some()
+            {
+                let name = claim(
+                    &mut claims.types,
+                    &[
+                        format!("{}{}", names.record, pascal(&field.name)),
+                        format!("Record_{n}_{}", field.name),
+                    ],
+                );
+                names.enums.push((field.name.clone(), name));
+            }
+        }
     }
     out
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use async_graphql::http::{WebSocket, WsMessage};
 use async_graphql::parser::types::OperationType;
 use futures_util::StreamExt;
@@ -21,23 +21,10 @@ use crate::AppState;
 use crate::graphql::{Caller as GqlCaller, Session};
 use crate::identity::Identity;
 
-/// Request headers as rules see them (`@request.headers.*`): lower-case names.
-fn headers_of(headers: &HeaderMap) -> HashMap<String, String> {
-    headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((
-                name.as_str().to_ascii_lowercase(),
-                value.to_str().ok()?.to_owned(),
-            ))
-        })
-        .collect()
-}
-
 fn caller(state: &AppState, req: &HttpRequest, identity: Identity) -> GqlCaller {
     GqlCaller {
         identity,
-        headers: headers_of(req.headers()),
+        headers: super::records::rule_headers(req),
         batch_max: state.live.current().batch_max_requests,
         session: None,
     }
@@ -166,30 +153,12 @@ pub async fn get(
     if let Some(name) = params.operation_name.clone() {
         request = request.operation_name(name);
     }
-    let who = identify(&state, &req).await?;
+    let who = Caller::extract(&req).await?.0;
     let response = state
         .graphql
         .execute(caller(&state, &req, who), request)
         .await;
     Ok(json(&response))
-}
-
-/// The identity of the `Authorization` header, as `Caller` extracts it.
-async fn identify(state: &AppState, req: &HttpRequest) -> Result<Identity, ApiError> {
-    let header = match req.headers().get(header::AUTHORIZATION) {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| super::identity::invalid_token())?
-                .to_owned(),
-        ),
-    };
-    state
-        .auth
-        .identify(&state.schema.snapshot(), header.as_deref())
-        .await
-        .map_err(ApiError::from)
 }
 
 /// `GET /graphql/schema.graphql`: the SDL as the caller's schema has it.
@@ -292,7 +261,7 @@ async fn websocket(
         .graphql
         .connect(ip, limits.max_connections_per_ip)
         .ok_or_else(|| ApiError::too_many_requests(std::time::Duration::from_secs(60)))?;
-    let identity = identify(&state, &req).await?;
+    let identity = Caller::extract(&req).await?.0;
     let protocol = req
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -309,7 +278,7 @@ async fn websocket(
     let connection = Connection {
         state: state.clone(),
         identity: Arc::new(Mutex::new(identity)),
-        headers: Arc::new(headers_of(req.headers())),
+        headers: Arc::new(super::records::rule_headers(&req)),
         session: Session {
             events: state.events.clone(),
             subscriptions: Arc::new(AtomicUsize::new(0)),

@@ -18,8 +18,13 @@ fn filter_request(req: &HttpRequest, caller: &Caller, query: &HashMap<String, St
     let mut request = Request::new(req.method().as_str());
     request.auth = request_auth(&caller.0);
     request.query = query.clone();
-    request.headers = req
-        .headers()
+    request.headers = rule_headers(req);
+    request
+}
+
+/// Request headers as rules see them (`@request.headers.*`): lower-case names.
+pub(super) fn rule_headers(req: &HttpRequest) -> HashMap<String, String> {
+    req.headers()
         .iter()
         .filter_map(|(name, value)| {
             Some((
@@ -27,8 +32,7 @@ fn filter_request(req: &HttpRequest, caller: &Caller, query: &HashMap<String, St
                 value.to_str().ok()?.to_owned(),
             ))
         })
-        .collect();
-    request
+        .collect()
 }
 
 /// The `If-Match` header, if any.

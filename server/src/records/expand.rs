@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::filter::rules::RuleOp;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use serde_json::{Map, Value};
 
@@ -233,17 +232,12 @@ impl RecordService {
             .from_as(Alias::new(&target.name), Alias::new(BASE))
             .and_where(condition)
             .order_by((Alias::new(BASE), Alias::new("id")), sea_orm::Order::Asc);
-        if !identity.in_scope(&target.name, crate::identity::Op::View) {
+        // Outside a key's scopes or superusers only: nothing to show, and no error.
+        let Some(rule) = self.visible_rule(target, snapshot, identity, request)? else {
             return Ok((target, Vec::new(), links));
-        }
-        match self.rule_condition(RuleOp::View, identity, target, snapshot, request) {
-            Ok(Some(condition)) => {
-                select.and_where(condition);
-            }
-            Ok(None) => {}
-            // Superusers only: nothing to show the caller, and no error either.
-            Err(RecordError::Forbidden) => return Ok((target, Vec::new(), links)),
-            Err(other) => return Err(other),
+        };
+        if let Some(condition) = rule {
+            select.and_where(condition);
         }
         let rows = self
             .db

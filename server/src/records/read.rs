@@ -154,17 +154,13 @@ impl RecordService {
             None => None,
         };
         for expr in parsed.iter().chain(query.condition.as_ref()) {
-            conditions.push(
-                compile(
-                    expr,
-                    &collection,
-                    &snapshot,
-                    request,
-                    scope,
-                    self.db.database_backend(),
-                )
-                .map_err(RecordError::Filter)?,
-            );
+            conditions.extend(self.client_filter(
+                &collection,
+                &snapshot,
+                identity,
+                request,
+                Some(expr),
+            )?);
         }
         let per_page = Ord::clamp(query.per_page.unwrap_or(DEFAULT_PER_PAGE), 1, MAX_PER_PAGE);
         let page = Ord::max(query.page.unwrap_or(1), 1);
@@ -331,7 +327,7 @@ impl RecordService {
     }
 
     /// A client's filter as a condition on [`BASE`], checked with the caller's rights.
-    fn client_filter(
+    pub(super) fn client_filter(
         &self,
         collection: &Collection,
         snapshot: &Snapshot,
@@ -356,6 +352,29 @@ impl RecordService {
         .map_err(RecordError::Filter)
     }
 
+    /// The view rule as a condition, or `None` when the caller may see nothing of
+    /// `collection` (outside an API key's scopes, or superusers only) — which a read
+    /// beside the caller's own (expand, nested relations, realtime) answers with no
+    /// records rather than an error.
+    ///
+    /// Fails when the rule no longer compiles.
+    pub(super) fn visible_rule(
+        &self,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        identity: &Identity,
+        request: &Request,
+    ) -> Result<Option<Option<SimpleExpr>>, RecordError> {
+        if !identity.in_scope(&collection.name, Op::View) {
+            return Ok(None);
+        }
+        match self.rule_condition(RuleOp::View, identity, collection, snapshot, request) {
+            Ok(rule) => Ok(Some(rule)),
+            Err(RecordError::Forbidden) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// A changed record, as carried by its event, shaped for `identity` with `expand` —
     /// or `None` when `identity` may not see it. Access (the view rule and the
     /// client's `filter`, parsed) is checked against the stored row, which also sees hidden
@@ -377,14 +396,9 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        if !identity.in_scope(&collection.name, Op::View) {
+        let Some(rule) = self.visible_rule(&collection, &snapshot, identity, request)? else {
             return Ok(None);
-        }
-        let rule =
-            match self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request) {
-                Err(RecordError::Forbidden) => return Ok(None),
-                other => other?,
-            };
+        };
         let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let mut select = Query::select();
@@ -436,14 +450,9 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        if !identity.in_scope(&collection.name, Op::View) {
+        let Some(rule) = self.visible_rule(&collection, &snapshot, identity, request)? else {
             return Ok(None);
-        }
-        let rule =
-            match self.rule_condition(RuleOp::View, identity, &collection, &snapshot, request) {
-                Err(RecordError::Forbidden) => return Ok(None),
-                other => other?,
-            };
+        };
         let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
         if rule.is_some() || filter.is_some() {
             // The record as a one-row table named like the real one.

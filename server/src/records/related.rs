@@ -6,18 +6,16 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, Func, OverStatement, Query, SimpleExpr, WindowStatement,
-};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OverStatement, Query, WindowStatement};
 use serde_json::Value;
 
 use super::read::shape;
 use super::{RecordError, RecordService, ScopeCheck};
-use crate::filter::compile::{BASE, Request, compile};
+use crate::filter::compile::{BASE, Request};
 use crate::filter::resolve::Scope;
 use crate::filter::rules::RuleOp;
 use crate::identity::{Identity, Op};
-use crate::schema::{Collection, FieldKind, Snapshot};
+use crate::schema::FieldKind;
 
 /// Most records a back-relation yields per parent.
 pub const MAX_BACK_LIMIT: u64 = 1000;
@@ -47,52 +45,6 @@ fn col(name: &str) -> Alias {
 }
 
 impl RecordService {
-    /// `condition` (a client's, with the caller's rights) on [`BASE`] of `collection`.
-    fn client_condition(
-        &self,
-        collection: &Collection,
-        snapshot: &Snapshot,
-        identity: &Identity,
-        request: &Request,
-        condition: Option<&crate::filter::Expr>,
-    ) -> Result<Option<SimpleExpr>, RecordError> {
-        condition
-            .map(|expr| {
-                compile(
-                    expr,
-                    collection,
-                    snapshot,
-                    request,
-                    Scope {
-                        hidden: identity.is_superuser(),
-                    },
-                    self.db.database_backend(),
-                )
-                .map_err(RecordError::Filter)
-            })
-            .transpose()
-    }
-
-    /// The view rule as a condition, or `None` when the caller may see nothing of
-    /// `collection` (outside an API key's scopes, or superusers only) — which a nested
-    /// read answers with no records rather than an error, as `expand` does.
-    fn nested_view_rule(
-        &self,
-        collection: &Collection,
-        snapshot: &Snapshot,
-        identity: &Identity,
-        request: &Request,
-    ) -> Result<Option<Option<SimpleExpr>>, RecordError> {
-        if !identity.in_scope(&collection.name, Op::View) {
-            return Ok(None);
-        }
-        match self.rule_condition(RuleOp::View, identity, collection, snapshot, request) {
-            Ok(rule) => Ok(Some(rule)),
-            Err(RecordError::Forbidden) => Ok(None),
-            Err(other) => Err(other),
-        }
-    }
-
     /// The records of `collection` among `ids` that the caller may view, shaped for
     /// them, in no particular order. One statement.
     ///
@@ -109,7 +61,7 @@ impl RecordService {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(rule) = self.nested_view_rule(collection, &snapshot, identity, request)? else {
+        let Some(rule) = self.visible_rule(collection, &snapshot, identity, request)? else {
             return Ok(Vec::new());
         };
         let mut select = Self::select_fields(collection);
@@ -165,10 +117,10 @@ impl RecordService {
         if parents.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let Some(rule) = self.nested_view_rule(source, &snapshot, identity, request)? else {
+        let Some(rule) = self.visible_rule(source, &snapshot, identity, request)? else {
             return Ok(Vec::new());
         };
-        let client = self.client_condition(source, &snapshot, identity, request, condition)?;
+        let client = self.client_filter(source, &snapshot, identity, request, condition)?;
         let mut inner = Self::select_fields(source);
         let parent = if field.kind.is_multi() {
             let column = Expr::col((col(BASE), col(via)));
@@ -240,7 +192,7 @@ impl RecordService {
         let collection = snapshot.get(collection).ok_or(RecordError::NotFound)?;
         identity.require_scope(&collection.name, Op::List)?;
         let rule = self.rule_condition(RuleOp::List, identity, collection, &snapshot, request)?;
-        let client = self.client_condition(collection, &snapshot, identity, request, condition)?;
+        let client = self.client_filter(collection, &snapshot, identity, request, condition)?;
         let mut select = Query::select();
         select
             .expr_as(Expr::col(sea_orm::sea_query::Asterisk).count(), col("n"))
