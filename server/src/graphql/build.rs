@@ -8,7 +8,7 @@ use async_graphql::dynamic::{
     Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
     Schema, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
-use async_graphql::{Error, Value as Gql};
+use async_graphql::{Error, ValidationMode, Value as Gql};
 use serde_json::Value;
 
 use super::limits::{DEFAULT_BACK_LIMIT, Limits, ListFields};
@@ -25,6 +25,11 @@ use crate::schema::{Field as SchemaField, FieldKind, Snapshot};
 pub struct Built {
     pub snapshot: Arc<Snapshot>,
     pub schema: Schema,
+    /// The same schema with async-graphql's `Fast` validation, for operations whose
+    /// text already passed the strict one here (see `GraphqlService::prepare`).
+    pub trusted: Schema,
+    /// Operations (name and text) that passed the strict validation of `schema`.
+    pub validated: Arc<super::Validated>,
     pub lists: Arc<ListFields>,
 }
 
@@ -177,6 +182,24 @@ fn shared_types(
 ///
 /// Fails when async-graphql refuses the schema (a bug: names are checked here).
 pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Result<Built, String> {
+    let (schema, lists) = schema_of(&snapshot, superuser, limits, ValidationMode::Strict)?;
+    let (trusted, _) = schema_of(&snapshot, superuser, limits, ValidationMode::Fast)?;
+    Ok(Built {
+        snapshot,
+        schema,
+        trusted,
+        validated: Arc::default(),
+        lists: Arc::new(lists),
+    })
+}
+
+fn schema_of(
+    snapshot: &Arc<Snapshot>,
+    superuser: bool,
+    limits: &Limits,
+    mode: ValidationMode,
+) -> Result<(Schema, ListFields), String> {
+    let snapshot = Arc::clone(snapshot);
     let assigned = names::assign(&snapshot);
     let exposed = |id: &str| {
         assigned
@@ -864,16 +887,15 @@ pub fn build(snapshot: Arc<Snapshot>, superuser: bool, limits: &Limits) -> Resul
     }
     // Depth, cost and aliases are checked before execution (`limits`), with
     // introspection exempt; the parser's own recursion guard stays.
-    builder = builder.register(query).limit_recursive_depth(64);
+    builder = builder
+        .register(query)
+        .limit_recursive_depth(64)
+        .validation_mode(mode);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
     let schema = builder.finish().map_err(|e| e.to_string())?;
-    Ok(Built {
-        snapshot: Arc::clone(&snapshot),
-        schema,
-        lists: Arc::new(lists),
-    })
+    Ok((schema, lists))
 }
 
 fn page_number(name: &str, get: fn(&crate::records::read::Page) -> i64) -> Field {

@@ -138,6 +138,74 @@ impl ParsedCache {
     }
 }
 
+/// Operations (name and text) that passed a schema's strict validation: run again
+/// with no variables or only string ones, they pass again, so they run on the
+/// schema's `trusted` twin and skip it (async-graphql keeps no validated document,
+/// and validation was a tenth of a simple query's CPU). Bounded; emptied when full.
+#[derive(Default)]
+pub struct Validated(Mutex<HashMap<String, Vec<Option<String>>>>);
+
+impl Validated {
+    fn contains(&self, request: &async_graphql::Request) -> bool {
+        self.0.lock().is_ok_and(|texts| {
+            texts
+                .get(&request.query)
+                .is_some_and(|names| names.contains(&request.operation_name))
+        })
+    }
+
+    fn insert(&self, operation_name: Option<String>, query: String) {
+        if query.len() > 4096 {
+            return;
+        }
+        if let Ok(mut texts) = self.0.lock() {
+            if texts.len() >= PARSED_CACHE {
+                texts.clear();
+            }
+            let names = texts.entry(query).or_default();
+            if !names.contains(&operation_name) {
+                names.push(operation_name);
+            }
+        }
+    }
+}
+
+/// Whether the outcome of validating `document` cannot depend on `variables`: every
+/// variable the operation declares is an `ID` or a `String` (not a list) and is given
+/// a string, or is nullable (or defaulted) and given nothing or null. Other variables
+/// (numbers, enums, inputs, lists) are checked by value, so those operations are
+/// always validated in full.
+fn plain_variables(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &async_graphql::Variables,
+) -> bool {
+    use async_graphql::parser::types::{BaseType, DocumentOperations};
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
+            Some(op) => op,
+            None => return false,
+        },
+        (DocumentOperations::Multiple(_), None) => return false,
+    };
+    operation.node.variable_definitions.iter().all(|def| {
+        let def = &def.node;
+        let ty = &def.var_type.node;
+        let BaseType::Named(name) = &ty.base else {
+            return false;
+        };
+        if name.as_str() != "ID" && name.as_str() != "String" {
+            return false;
+        }
+        match variables.get(&def.name.node) {
+            Some(async_graphql::Value::String(_)) => true,
+            Some(async_graphql::Value::Null) | None => ty.nullable || def.default_value.is_some(),
+            Some(_) => false,
+        }
+    })
+}
+
 /// One open WebSocket connection, counted against its address until dropped.
 pub struct Connection {
     service: Arc<GraphqlService>,
@@ -301,11 +369,24 @@ impl GraphqlService {
                 .map_err(too_complex)?;
             request.set_parsed_query((**document).clone());
         }
+        let validated = built.validated.contains(&request);
+        let trusted = document.as_ref().is_some_and(|document| {
+            validated
+                && plain_variables(
+                    document,
+                    request.operation_name.as_deref(),
+                    &request.variables,
+                )
+        });
+        let remember = (document.is_some() && !validated)
+            .then(|| (request.operation_name.clone(), request.query.clone()));
         let ctx = self.context(caller, Arc::clone(&built.snapshot));
         Ok(Prepared {
             built,
             request: request.data(ctx),
             document,
+            trusted,
+            remember,
         })
     }
 
@@ -313,7 +394,19 @@ impl GraphqlService {
     pub async fn execute(&self, caller: Caller, request: async_graphql::Request) -> Response {
         match self.prepare(caller, request) {
             Ok(prepared) => {
-                let mut response = prepared.built.schema.execute(prepared.request).await;
+                let schema = if prepared.trusted {
+                    &prepared.built.trusted
+                } else {
+                    &prepared.built.schema
+                };
+                let mut response = schema.execute(prepared.request).await;
+                // Data (even null fields) means the operation passed validation and
+                // ran; a validation error leaves none.
+                if let Some((name, query)) = prepared.remember
+                    && !matches!(response.data, async_graphql::Value::Null)
+                {
+                    prepared.built.validated.insert(name, query);
+                }
                 if let Some(document) = prepared.document {
                     root_paths(&mut response, &document);
                 }
@@ -345,6 +438,10 @@ struct Prepared {
     built: Built,
     request: async_graphql::Request,
     document: Option<Arc<ExecutableDocument>>,
+    /// Run on the schema's `trusted` twin (see [`Validated`]).
+    trusted: bool,
+    /// Remember the operation as validated if it runs.
+    remember: Option<(Option<String>, String)>,
 }
 
 /// The `path` of errors raised by root fields' resolvers, which async-graphql's
@@ -372,5 +469,72 @@ fn root_paths(response: &mut Response, document: &ExecutableDocument) {
         if let Some(key) = key {
             error.path = vec![async_graphql::PathSegment::Field(key)];
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(query: &str, operation: Option<&str>, variables: serde_json::Value) -> bool {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        plain_variables(
+            &document,
+            operation,
+            &async_graphql::Variables::from_json(variables),
+        )
+    }
+
+    #[test]
+    fn only_string_variables_let_a_validated_text_skip_validation() {
+        let q = "query($id: ID!) { post(id: $id) { id } }";
+        assert!(plain(q, None, serde_json::json!({"id": "a"})));
+        assert!(!plain(q, None, serde_json::json!({})));
+        assert!(!plain(q, None, serde_json::json!({"id": null})));
+        assert!(!plain(q, None, serde_json::json!({"id": 5})));
+        assert!(plain(
+            "{ posts { totalItems } }",
+            None,
+            serde_json::json!({})
+        ));
+        let nullable = "query($s: String, $t: String! = \"x\") { a(s: $s, t: $t) }";
+        assert!(plain(nullable, None, serde_json::json!({})));
+        assert!(plain(
+            nullable,
+            None,
+            serde_json::json!({"s": null, "t": "y"})
+        ));
+        assert!(!plain(nullable, None, serde_json::json!({"s": ["x"]})));
+        for other in ["Int", "Boolean", "DateTime", "PostsWhere", "[ID!]"] {
+            let q = format!("query($v: {other}) {{ a(v: $v) }}");
+            assert!(!plain(&q, None, serde_json::json!({"v": "1"})), "{other}");
+        }
+        let two = "query A($id: ID!) { a(id: $id) } query B { b }";
+        assert!(plain(two, Some("A"), serde_json::json!({"id": "x"})));
+        assert!(plain(two, Some("B"), serde_json::json!({})));
+        assert!(!plain(two, Some("C"), serde_json::json!({})));
+        assert!(!plain(two, None, serde_json::json!({})));
+    }
+
+    #[test]
+    fn validated_operations_are_kept_per_name_and_bounded() {
+        let validated = Validated::default();
+        let request = |name: Option<&str>| {
+            let r = async_graphql::Request::new("{ a }");
+            match name {
+                Some(n) => r.operation_name(n),
+                None => r,
+            }
+        };
+        assert!(!validated.contains(&request(None)));
+        validated.insert(None, "{ a }".to_owned());
+        assert!(validated.contains(&request(None)));
+        assert!(!validated.contains(&request(Some("A"))));
+        for i in 0..PARSED_CACHE {
+            validated.insert(None, format!("{{ a{i} }}"));
+        }
+        assert!(!validated.contains(&request(None)), "emptied when full");
+        validated.insert(None, "x".repeat(5000));
+        assert!(!validated.contains(&async_graphql::Request::new("x".repeat(5000))));
     }
 }

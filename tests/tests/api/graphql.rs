@@ -825,6 +825,48 @@ async fn errors_follow_the_spec_with_codes(backend: Backend) {
     );
     let body = gql(&app, None, "{ posts {", json!({})).await;
     assert!(body["errors"].is_array(), "{body}");
+    // A text that passed validation once is still checked by value when it comes back
+    // (texts seen before skip the full validation only with string variables).
+    let by_id = "query($id: ID!) { post(id: $id) { title } }";
+    let paged = "query($n: Int) { posts(perPage: $n) { perPage } }";
+    for _ in 0..2 {
+        assert!(data(&app, None, by_id, json!({"id": "nope"})).await["post"].is_null());
+        let page = data(&app, None, paged, json!({"n": 2})).await;
+        assert_eq!(page["posts"]["perPage"], 2, "{page}");
+    }
+    let body = gql(&app, None, by_id, json!({})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("id"),
+        "{body}"
+    );
+    let body = gql(&app, None, by_id, json!({"id": null})).await;
+    assert!(body["errors"].is_array(), "{body}");
+    let body = gql(&app, None, paged, json!({"n": "many"})).await;
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap().contains("n"),
+        "{body}"
+    );
+    assert!(body["data"].is_null(), "{body}");
+    // …and a text refused once is refused again.
+    for _ in 0..2 {
+        let body = gql(
+            &app,
+            None,
+            "query($id: ID!) { post(id: $id) { nope } }",
+            json!({"id": "x"}),
+        )
+        .await;
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nope"),
+            "{body}"
+        );
+    }
     // A body that is not a GraphQL request.
     let res = basalt_tests::client()
         .post(app.url("/graphql"))
