@@ -333,6 +333,7 @@ fn schema_of(
                             let found = data
                                 .loader
                                 .load(
+                                    data,
                                     Key::Ids {
                                         collection: target_name,
                                     },
@@ -493,6 +494,7 @@ fn schema_of(
                                 let found = data
                                     .loader
                                     .load(
+                                        data,
                                         Key::Back {
                                             source: source_name,
                                             via: via_name,

@@ -12,9 +12,6 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::filter::Expr;
-use crate::filter::compile::Request;
-use crate::identity::Identity;
-use crate::records::RecordService;
 
 /// What one batch loads: records of a collection by id, or the records of `source`
 /// pointing back through `via`, filtered, sorted and limited per parent.
@@ -42,22 +39,12 @@ struct Batch {
 }
 
 /// One operation's batches; lives in the operation's data.
+#[derive(Default)]
 pub struct Loader {
-    records: RecordService,
-    identity: Identity,
-    request: Request,
     pending: Mutex<HashMap<Key, Batch>>,
 }
 
 impl Loader {
-    pub fn new(records: RecordService, identity: Identity, request: Request) -> Loader {
-        Loader {
-            records,
-            identity,
-            request,
-            pending: Mutex::new(HashMap::new()),
-        }
-    }
 
     /// The records `key` gives for `ids` (record ids, in their order; or a parent's
     /// id for a back-relation), loaded together with every sibling's.
@@ -65,6 +52,7 @@ impl Loader {
     /// Fails when the batch's query fails.
     pub async fn load(
         &self,
+        ctx: &super::Ctx,
         key: Key,
         ids: &[String],
         condition: Option<&Expr>,
@@ -91,7 +79,7 @@ impl Loader {
             .get_or_init(|| async {
                 let batch = self.take(&key, &cell);
                 match batch {
-                    Some(batch) => self.run(&key, batch).await,
+                    Some(batch) => Self::run(ctx, &key, batch).await,
                     None => Err(async_graphql::Error::new("the batch was lost")),
                 }
             })
@@ -115,15 +103,15 @@ impl Loader {
         }
     }
 
-    async fn run(&self, key: &Key, mut batch: Batch) -> Loaded {
+    async fn run(ctx: &super::Ctx, key: &Key, mut batch: Batch) -> Loaded {
         batch.ids.sort();
         batch.ids.dedup();
         let mut out: HashMap<String, Vec<Value>> = HashMap::new();
         match key {
             Key::Ids { collection } => {
-                let found = self
+                let found = ctx
                     .records
-                    .related(collection, &batch.ids, &self.identity, &self.request)
+                    .related(collection, &batch.ids, &ctx.identity, &ctx.base)
                     .await
                     .map_err(super::error)?;
                 for record in found {
@@ -146,9 +134,9 @@ impl Loader {
                     sort: sort.as_deref(),
                     limit: *limit,
                 };
-                let found = self
+                let found = ctx
                     .records
-                    .back_related(&back, &batch.ids, &self.identity, &self.request)
+                    .back_related(&back, &batch.ids, &ctx.identity, &ctx.base)
                     .await
                     .map_err(super::error)?;
                 for (parent, record) in found {

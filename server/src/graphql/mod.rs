@@ -83,10 +83,13 @@ pub struct Ctx {
 impl Ctx {
     /// The filter language's view of this operation, as `method` (queries read as
     /// `GET`, creates as `POST`, …, so rules naming `@request.method` agree with REST).
-    pub fn request(&self, method: &str) -> Request {
+    pub fn request(&self, method: &str) -> std::borrow::Cow<'_, Request> {
+        if self.base.method == method {
+            return std::borrow::Cow::Borrowed(&self.base);
+        }
         let mut request = self.base.clone();
         method.clone_into(&mut request.method);
-        request
+        std::borrow::Cow::Owned(request)
     }
 }
 
@@ -331,11 +334,7 @@ impl GraphqlService {
         base.context = "graphql".to_owned();
         Ctx {
             records: self.records.clone(),
-            loader: loader::Loader::new(
-                self.records.clone(),
-                caller.identity.clone(),
-                base.clone(),
-            ),
+            loader: loader::Loader::default(),
             identity: caller.identity,
             snapshot,
             base,

@@ -63,7 +63,7 @@ pub fn events(
     let receiver = session.events.subscribe();
     let records = ctx.records.clone();
     let identity = ctx.identity.clone();
-    let request = ctx.request("GET");
+    let request = ctx.request("GET").into_owned();
     let state = (receiver, slot);
     Ok(futures_util::stream::unfold(state, move |(mut receiver, slot)| {
         let records = records.clone();
