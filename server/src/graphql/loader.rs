@@ -45,7 +45,6 @@ pub struct Loader {
 }
 
 impl Loader {
-
     /// The records `key` gives for `ids` (record ids, in their order; or a parent's
     /// id for a back-relation), loaded together with every sibling's.
     ///
