@@ -9,6 +9,7 @@ mod m20261123_000001_settings;
 mod m20261123_000002_collections;
 mod m20261123_000003_auth;
 mod m20261123_000004_outbox;
+mod m20261203_000005_functions;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_collections::Migration),
             Box::new(m20261123_000003_auth::Migration),
             Box::new(m20261123_000004_outbox::Migration),
+            Box::new(m20261203_000005_functions::Migration),
         ]
     }
 

@@ -40,6 +40,7 @@ pub struct Services {
     pub events: crate::events::Events,
     pub realtime: Arc<crate::realtime::Hub>,
     pub graphql: Arc<crate::graphql::GraphqlService>,
+    pub functions: Arc<crate::functions::FunctionService>,
     pub limiter: crate::ratelimit::RateLimiter,
     pub installation_id: String,
     /// Settings the admin UI may change while the server runs: read these, not
@@ -85,6 +86,8 @@ pub enum StartError {
     Cache(#[from] CacheError),
     #[error("mail: {0}")]
     Mail(String),
+    #[error("{0}")]
+    Functions(String),
     #[error("cannot listen on {addr} (setting `http`, BASALT_HTTP, --http): {source}")]
     Listen {
         addr: SocketAddr,
@@ -104,6 +107,8 @@ pub struct Core {
     pub auth: AuthService,
     /// Settings the admin UI may change while the server runs.
     pub live: Arc<crate::config::live::LiveSettings>,
+    /// WASM functions (loaded, and the record pipeline's before-hooks).
+    pub functions: Arc<crate::functions::FunctionService>,
 }
 
 impl Core {
@@ -150,9 +155,29 @@ impl Core {
         if created > 0 {
             tracing::info!(created, "created the default collections");
         }
+        // The record service is built before the functions that hook into it.
+        let late = Arc::new(crate::functions::LateHooks::default());
+        let chain: Arc<dyn crate::records::Hooks> = Arc::new(crate::functions::HookChain(vec![
+            hooks,
+            Arc::clone(&late) as Arc<dyn crate::records::Hooks>,
+        ]));
         let records = RecordService::new(db.clone(), schema.clone())
-            .with_hooks(hooks)
+            .with_hooks(chain)
             .with_external_broker(settings.amqp_url.is_some());
+        let functions = Arc::new(
+            crate::functions::FunctionService::new(
+                db.clone(),
+                &settings.data_dir,
+                crate::telemetry::FunctionMetrics::default(),
+            )
+            .map_err(StartError::Functions)?,
+        );
+        functions.attach(records.clone(), Arc::clone(&schema));
+        let _ = late.0.set(Arc::clone(&functions));
+        functions
+            .refresh()
+            .await
+            .map_err(|e| StartError::Functions(format!("loading functions failed: {e}")))?;
         let live = Arc::new(
             crate::config::live::LiveSettings::load(settings, db.clone())
                 .await
@@ -169,6 +194,7 @@ impl Core {
             records,
             auth,
             live,
+            functions,
         })
     }
 }
@@ -310,10 +336,12 @@ impl App {
             records,
             auth,
             live,
+            functions,
         } = Core::open_with_hooks(&settings, hooks).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
         let mut metrics = Metrics::new();
+        metrics.register_functions(functions.metrics());
         if let Some(lite) = db.lite() {
             metrics.register_group_commits(
                 lite.group_commits.clone(),
@@ -351,6 +379,13 @@ impl App {
             shutdown.child_token(),
         ));
 
+        tokio::spawn(
+            Arc::clone(&functions).run_log(settings.functions_log_retention, shutdown.child_token()),
+        );
+        tokio::spawn(Arc::clone(&functions).run_refresh(
+            std::time::Duration::from_secs(2),
+            shutdown.child_token(),
+        ));
         let graphql = Arc::new(crate::graphql::GraphqlService::new(
             records.clone(),
             Arc::clone(&schema),
@@ -370,6 +405,7 @@ impl App {
             events,
             realtime,
             graphql,
+            functions,
             installation_id,
             live,
         }));

@@ -54,13 +54,18 @@ pub enum Code {
     DatabaseUnavailable,
     /// The database's disk is full; nothing was saved.
     DiskFull,
+    /// A function call failed: it trapped, ran out of memory, answered too much or
+    /// nothing (details in the invocation log).
+    FunctionFailed,
+    /// A function call ran past its time limit and was stopped.
+    FunctionTimeout,
     /// A fault inside Basalt; its cause is logged, never shown.
     Internal,
 }
 
 impl Code {
     /// Every code, for adapters' exhaustive tables and their tests.
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 25] = [
         Code::NotFound,
         Code::ValidationFailed,
         Code::NotUnique,
@@ -83,6 +88,8 @@ impl Code {
         Code::LockTimeout,
         Code::DatabaseUnavailable,
         Code::DiskFull,
+        Code::FunctionFailed,
+        Code::FunctionTimeout,
         Code::Internal,
     ];
 
@@ -111,6 +118,8 @@ impl Code {
             Code::LockTimeout => "lock_timeout",
             Code::DatabaseUnavailable => "database_unavailable",
             Code::DiskFull => "disk_full",
+            Code::FunctionFailed => "function_failed",
+            Code::FunctionTimeout => "function_timeout",
             Code::Internal => "internal",
         }
     }

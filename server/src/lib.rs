@@ -12,6 +12,7 @@ pub mod db;
 pub mod errors;
 pub mod events;
 pub mod filter;
+pub mod functions;
 pub mod graphql;
 pub mod http;
 pub mod identity;

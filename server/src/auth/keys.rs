@@ -62,7 +62,7 @@ pub fn public(key: &api_keys::Model) -> Value {
 
 /// `"superuser"` or `[{"collection": "posts", "operations": ["list", "view"]}]`,
 /// collections named as they exist now.
-fn parse_scopes(value: &Value, snapshot: &Snapshot) -> Result<Scopes, FieldErrors> {
+pub(crate) fn parse_scopes(value: &Value, snapshot: &Snapshot) -> Result<Scopes, FieldErrors> {
     let mut errors = FieldErrors::default();
     if value == "superuser" {
         return Ok(Scopes::Superuser);

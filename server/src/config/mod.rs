@@ -102,6 +102,8 @@ keys! {
         "The durable topic exchange events are published to [default: basalt.events]";
     OUTBOX_RETENTION = "outbox_retention", "BASALT_OUTBOX_RETENTION", "--outbox-retention",
         "How long sent events stay in _outbox, e.g. 24h, 30m, 0s [default: 24h]";
+    FUNCTIONS_LOG_RETENTION = "functions_log_retention", "BASALT_FUNCTIONS_LOG_RETENTION", "--functions-log-retention",
+        "How long function invocations stay in _invocations, e.g. 7d, 24h [default: 7d]";
     SCHEMA_LOCK_TIMEOUT = "schema_lock_timeout", "BASALT_SCHEMA_LOCK_TIMEOUT", "--schema-lock-timeout",
         "PostgreSQL: how long a schema change waits for a table lock before it fails with 409 [default: 3s]";
     SQLITE_SYNCHRONOUS = "sqlite_synchronous", "BASALT_SQLITE_SYNCHRONOUS", "--sqlite-synchronous",
@@ -275,6 +277,8 @@ pub struct Settings {
     pub rate_limit: Option<Limit>,
     pub amqp_exchange: String,
     pub outbox_retention: Duration,
+    /// How long `_invocations` rows are kept.
+    pub functions_log_retention: Duration,
     /// PostgreSQL: the `lock_timeout` of schema changes, so record writes never queue
     /// long behind an `ALTER` that waits for a lock.
     pub schema_lock_timeout: Duration,
@@ -544,6 +548,8 @@ impl Layers {
             }
         })?;
         let outbox_retention = self.parse(key::OUTBOX_RETENTION, "24h", parse_duration)?;
+        let functions_log_retention =
+            self.parse(key::FUNCTIONS_LOG_RETENTION, "7d", parse_duration)?;
         let schema_lock_timeout = self.parse(key::SCHEMA_LOCK_TIMEOUT, "3s", |s| {
             parse_duration(s).and_then(|d| {
                 if d.is_zero() {
@@ -605,6 +611,7 @@ impl Layers {
             rate_limit,
             amqp_exchange,
             outbox_retention,
+            functions_log_retention,
             schema_lock_timeout,
             sqlite_synchronous,
             realtime,

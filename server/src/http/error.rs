@@ -170,7 +170,9 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::SchemaConflict | Code::LockTimeout => StatusCode::CONFLICT,
         Code::SchemaChanging | Code::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Internal | Code::FunctionFailed | Code::FunctionTimeout => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

@@ -168,6 +168,11 @@ impl<'c> WriteCtx<'c> {
         &self.identity
     }
 
+    /// The request the write came with (as rules see it).
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
     pub(crate) fn note(&self, change: Committed) {
         if let Ok(mut changes) = self.changes.lock() {
             changes.push(change);

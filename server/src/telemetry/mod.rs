@@ -98,6 +98,53 @@ impl EventMetrics {
     }
 }
 
+/// A function's label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct FunctionLabels {
+    pub function: String,
+}
+
+/// A function call's labels: the function and how the call ended (`ok`, `rejected`,
+/// `error`, `timeout`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct FunctionCallLabels {
+    pub function: String,
+    pub outcome: String,
+}
+
+/// WASM functions' metrics (cheap to clone; clones share values).
+#[derive(Clone, Debug)]
+pub struct FunctionMetrics {
+    pub calls: Family<FunctionCallLabels, Counter>,
+    pub duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for FunctionMetrics {
+    fn default() -> FunctionMetrics {
+        FunctionMetrics {
+            calls: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl FunctionMetrics {
+    /// Count one call.
+    pub fn observe(&self, function: &str, outcome: &str, elapsed: Duration) {
+        self.calls
+            .get_or_create(&FunctionCallLabels {
+                function: function.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&FunctionLabels {
+                function: function.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
 /// Every metric Basalt exports, under the `basalt_` prefix.
 pub struct Metrics {
     registry: Registry,
@@ -197,6 +244,20 @@ impl Metrics {
             "sqlite_group_commit_writes",
             "Writes (requests) carried by those group commits; divided by the commits, the mean batch size",
             writes,
+        );
+    }
+
+    /// Expose WASM functions' call counters and durations.
+    pub fn register_functions(&mut self, functions: &FunctionMetrics) {
+        self.registry.register(
+            "function_calls",
+            "WASM function calls, by function and outcome (ok, rejected, error, timeout)",
+            functions.calls.clone(),
+        );
+        self.registry.register(
+            "function_call_duration_seconds",
+            "Time a WASM function call took, instantiation included",
+            functions.duration.clone(),
         );
     }
 

@@ -4,6 +4,8 @@
 pub mod api_keys;
 pub mod collections;
 pub mod external_auths;
+pub mod functions;
+pub mod invocations;
 pub mod mails;
 pub mod outbox;
 pub mod schema_history;

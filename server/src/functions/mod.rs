@@ -1,0 +1,872 @@
+//! WASM functions: user components deployed through the API, kept in `_functions`
+//! (every version), compiled once (cached serialized on disk by digest) and run in
+//! a fresh sandbox per call ([`runtime`]): as before-write hooks inside the record
+//! pipeline (this service is the pipeline's [`Hooks`]) and as HTTP routes at
+//! `/api/functions/{name}/…`. Every call is logged in `_invocations` (written in
+//! batches off the request) and counted in `/metrics`.
+
+pub mod manifest;
+pub mod runtime;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use serde_json::{Map, Value};
+use wasmtime::component::InstancePre;
+
+use crate::db::Db;
+use crate::db::entities::{functions, invocations};
+use crate::errors::{Code, Problem};
+use crate::identity::{ApiKey, Identity};
+use crate::records::{HookOp, Hooks, Pending, RecordService, Rejection, WriteCtx};
+use crate::telemetry::FunctionMetrics;
+use crate::validation::FieldErrors;
+pub use manifest::{Limits, Manifest, Trigger};
+use runtime::{CallCtx, HttpFailure, Outcome, Report, Runtime, State, Stop};
+
+/// One deployed version, compiled and linked.
+pub struct Deployed {
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    pub manifest: Manifest,
+    pub triggers: Vec<Trigger>,
+    pub digest: String,
+    pub size: usize,
+    pub created: DateTime<Utc>,
+    pub hooks: bool,
+    pub http: bool,
+    pre: InstancePre<State>,
+    service: Option<Identity>,
+}
+
+impl std::fmt::Debug for Deployed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployed")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployed {
+    /// The function as the API shows it.
+    pub fn json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "enabled": self.manifest.enabled,
+            "triggers": self.manifest.triggers,
+            "scopes": self.manifest.scopes,
+            "limits": self.manifest.limits,
+            "exports": {"hooks": self.hooks, "http": self.http},
+            "digest": self.digest,
+            "size": self.size,
+            "created": self.created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    }
+}
+
+/// A failed deploy or change.
+#[derive(Debug)]
+pub enum DeployError {
+    /// The manifest's fields (400 with per-field errors).
+    Invalid(FieldErrors),
+    /// The component (400 with the reason).
+    Component(String),
+    NotFound,
+    Db(sea_orm::DbErr),
+}
+
+impl DeployError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            DeployError::Invalid(fields) => {
+                Problem::new(Code::ValidationFailed, "The function's manifest is not valid.")
+                    .with_fields(fields.clone())
+            }
+            DeployError::Component(message) => Problem::new(Code::InvalidRequest, message.clone()),
+            DeployError::NotFound => Problem::new(Code::NotFound, "No such function."),
+            DeployError::Db(e) => Problem::from_db(e),
+        }
+    }
+}
+
+/// An HTTP function's answer.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Bytes,
+}
+
+/// What an HTTP route call brings.
+#[derive(Debug)]
+pub struct HttpCall {
+    pub caller: Identity,
+    pub method: String,
+    /// The path after `/api/functions/{name}`, with its query.
+    pub path_and_query: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Bytes,
+    pub request: crate::filter::compile::Request,
+}
+
+/// Where functions live; see the module doc.
+pub struct FunctionService {
+    runtime: Runtime,
+    db: Db,
+    records: OnceLock<(RecordService, Arc<crate::schema::SchemaService>)>,
+    live: arc_swap::ArcSwap<HashMap<String, Arc<Deployed>>>,
+    /// Whether any live function has a before-write trigger.
+    any_hooks: AtomicBool,
+    cache_dir: PathBuf,
+    deploying: tokio::sync::Mutex<()>,
+    metrics: FunctionMetrics,
+    log: tokio::sync::mpsc::Sender<invocations::ActiveModel>,
+    log_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<invocations::ActiveModel>>>,
+}
+
+impl std::fmt::Debug for FunctionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionService").finish_non_exhaustive()
+    }
+}
+
+/// Invocation rows waiting to be written at most (more are dropped and counted).
+const LOG_QUEUE: usize = 10_000;
+
+fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(bytes);
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_id() -> String {
+    crate::password::random_string(15)
+        .unwrap_or_else(|_| format!("{:x}", Utc::now().timestamp_nanos_opt().unwrap_or(0)))
+        .to_lowercase()
+}
+
+impl FunctionService {
+    /// The service with no function loaded yet ([`FunctionService::refresh`] loads).
+    ///
+    /// Fails when the WASM engine cannot start.
+    pub fn new(db: Db, data_dir: &std::path::Path, metrics: FunctionMetrics) -> Result<FunctionService, String> {
+        let runtime = Runtime::new().map_err(|e| format!("the WASM engine: {e}"))?;
+        let (log, log_rx) = tokio::sync::mpsc::channel(LOG_QUEUE);
+        Ok(FunctionService {
+            runtime,
+            db,
+            records: OnceLock::new(),
+            live: arc_swap::ArcSwap::from_pointee(HashMap::new()),
+            any_hooks: AtomicBool::new(false),
+            cache_dir: data_dir.join("functions"),
+            deploying: tokio::sync::Mutex::new(()),
+            metrics,
+            log,
+            log_rx: std::sync::Mutex::new(Some(log_rx)),
+        })
+    }
+
+    /// Give the service the records it calls into (set once, at start).
+    pub fn attach(&self, records: RecordService, schema: Arc<crate::schema::SchemaService>) {
+        let _ = self.records.set((records, schema));
+    }
+
+    fn records(&self) -> Result<RecordService, Problem> {
+        self.records
+            .get()
+            .map(|(r, _)| r.clone())
+            .ok_or_else(|| Problem::new(Code::Internal, "Functions are not ready yet."))
+    }
+
+    fn snapshot(&self) -> Result<Arc<crate::schema::Snapshot>, String> {
+        self.records
+            .get()
+            .map(|(_, s)| s.snapshot())
+            .ok_or_else(|| "Functions are not ready yet.".to_owned())
+    }
+
+    /// The call counters this service keeps (for `/metrics`).
+    pub fn metrics(&self) -> &FunctionMetrics {
+        &self.metrics
+    }
+
+    /// Live functions, by name.
+    pub fn live(&self) -> Arc<HashMap<String, Arc<Deployed>>> {
+        self.live.load_full()
+    }
+
+    /// A component compiled: from the disk cache when this engine wrote it, else
+    /// compiled now (off the async threads) and cached.
+    async fn compiled(
+        self: &Arc<Self>,
+        digest: &str,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<wasmtime::component::Component, String> {
+        let path = self.cache_dir.join(format!("{digest}.cwasm"));
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            if let Ok(cached) = std::fs::read(&path)
+                && let Some(component) = this.runtime.load(&cached)
+            {
+                return Ok(component);
+            }
+            let component = this
+                .runtime
+                .compile(&bytes)
+                .map_err(|e| format!("The file is not a valid WASI component: {e:#}"))?;
+            match component.serialize() {
+                Ok(serialized) => {
+                    let _ = std::fs::create_dir_all(&this.cache_dir);
+                    // Written whole then renamed: a reader never sees half a file.
+                    let tmp = path.with_extension(format!("tmp{}", random_id()));
+                    if std::fs::write(&tmp, serialized).is_ok() {
+                        let _ = std::fs::rename(&tmp, &path);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a compiled function cannot be cached"),
+            }
+            Ok(component)
+        })
+        .await
+        .map_err(|e| format!("compiling stopped: {e}"))?
+    }
+
+    /// Compile, check against the world and link one stored version.
+    async fn prepare(
+        self: &Arc<Self>,
+        row: &functions::Model,
+        manifest: Manifest,
+    ) -> Result<Deployed, String> {
+        let triggers = manifest.check().map_err(|e| format!("the manifest: {e:?}"))?;
+        let bytes = Arc::new(row.component.clone());
+        let component = self.compiled(&row.digest, Arc::clone(&bytes)).await?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.runtime.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let hooks = exports.iter().any(|e| e == runtime::HOOKS_EXPORT);
+        let http = exports.iter().any(|e| e.starts_with(runtime::HTTP_EXPORT));
+        if !hooks && !http {
+            return Err(format!(
+                "The component exports neither `{}` nor `wasi:http/incoming-handler@0.2.x` (it exports: {}). Build it for the `hook`, `http` or `function` world of basalt:functions@0.1.0.",
+                runtime::HOOKS_EXPORT,
+                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+            ));
+        }
+        for trigger in &triggers {
+            match trigger {
+                Trigger::Http if !http => {
+                    return Err("The trigger `http` needs the export `wasi:http/incoming-handler@0.2.x`, which the component does not have.".into());
+                }
+                Trigger::Before { .. } if !hooks => {
+                    return Err(format!(
+                        "Before-write triggers need the export `{}`, which the component does not have.",
+                        runtime::HOOKS_EXPORT
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let pre = self
+            .runtime
+            .link(&component)
+            .map_err(|e| format!("The component needs what Basalt does not give: {e:#}"))?;
+        let service = match &manifest.scopes {
+            None => None,
+            Some(scopes) => {
+                let snapshot = self.snapshot()?;
+                let scopes = crate::auth::keys::parse_scopes(scopes, &snapshot)
+                    .map_err(|e| format!("the scopes: {:?}", e.into_map()))?;
+                Some(Identity::ApiKey(Arc::new(ApiKey {
+                    id: format!("fn:{}", row.name),
+                    name: row.name.clone(),
+                    scopes,
+                })))
+            }
+        };
+        Ok(Deployed {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            version: u32::try_from(row.version).unwrap_or(0),
+            manifest,
+            triggers,
+            digest: row.digest.clone(),
+            size: row.component.len(),
+            created: row.created,
+            hooks,
+            http,
+            pre,
+            service,
+        })
+    }
+
+    fn publish(&self, live: HashMap<String, Arc<Deployed>>) {
+        let hooks = live.values().any(|d| {
+            d.manifest.enabled && d.triggers.iter().any(|t| matches!(t, Trigger::Before { .. }))
+        });
+        self.live.store(Arc::new(live));
+        self.any_hooks.store(hooks, Ordering::Release);
+    }
+
+    /// Load what `_functions` says is live (the newest row of each name unless
+    /// deleted), reusing versions already loaded. Run at start and periodically,
+    /// so every instance on one database serves the same versions.
+    ///
+    /// Fails when `_functions` cannot be read.
+    pub async fn refresh(self: &Arc<Self>) -> Result<(), sea_orm::DbErr> {
+        let heads: Vec<(String, String, i32, Option<DateTime<Utc>>)> = functions::Entity::find()
+            .select_only()
+            .column(functions::Column::Id)
+            .column(functions::Column::Name)
+            .column(functions::Column::Version)
+            .column(functions::Column::Deleted)
+            .order_by_asc(functions::Column::Name)
+            .order_by_desc(functions::Column::Version)
+            .into_tuple()
+            .all(self.db.conn())
+            .await?;
+        let mut newest: HashMap<String, (String, i32, bool)> = HashMap::new();
+        for (id, name, version, deleted) in heads {
+            newest.entry(name).or_insert((id, version, deleted.is_some()));
+        }
+        let current = self.live();
+        let unchanged = current.len() == newest.values().filter(|(_, _, d)| !d).count()
+            && newest.iter().all(|(name, (_, version, deleted))| {
+                *deleted || current.get(name).is_some_and(|d| i64::from(d.version) == i64::from(*version))
+            });
+        if unchanged {
+            return Ok(());
+        }
+        let _deploying = self.deploying.lock().await;
+        let mut live = HashMap::new();
+        for (name, (id, version, deleted)) in newest {
+            if deleted {
+                continue;
+            }
+            if let Some(d) = current.get(&name).filter(|d| i64::from(d.version) == i64::from(version)) {
+                live.insert(name, Arc::clone(d));
+                continue;
+            }
+            let Some(row) = functions::Entity::find_by_id(id).one(self.db.conn()).await? else {
+                continue;
+            };
+            let manifest: Manifest = match serde_json::from_str(&row.manifest) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "a stored manifest does not parse");
+                    continue;
+                }
+            };
+            match self.prepare(&row, manifest).await {
+                Ok(d) => {
+                    live.insert(name, Arc::new(d));
+                }
+                Err(e) => tracing::error!(function = %name, error = %e, "a stored function cannot be loaded"),
+            }
+        }
+        self.publish(live);
+        Ok(())
+    }
+
+    /// Deploy a new version of `manifest.name` with `component` (a first version, or
+    /// one replacing the live one atomically: calls running finish on the old).
+    ///
+    /// Fails with `Invalid` for a bad manifest, `Component` for a component that is
+    /// not one, lacks an export its triggers need or imports what Basalt does not
+    /// give.
+    pub async fn deploy(self: &Arc<Self>, manifest: Manifest, component: Vec<u8>) -> Result<Arc<Deployed>, DeployError> {
+        manifest.check().map_err(DeployError::Invalid)?;
+        self.store_version(manifest, component).await
+    }
+
+    async fn store_version(self: &Arc<Self>, manifest: Manifest, component: Vec<u8>) -> Result<Arc<Deployed>, DeployError> {
+        if let Some(scopes) = &manifest.scopes {
+            let snapshot = self.snapshot().map_err(DeployError::Component)?;
+            crate::auth::keys::parse_scopes(scopes, &snapshot).map_err(DeployError::Invalid)?;
+        }
+        let _deploying = self.deploying.lock().await;
+        let last: Option<i32> = functions::Entity::find()
+            .select_only()
+            .column(functions::Column::Version)
+            .filter(functions::Column::Name.eq(&manifest.name))
+            .order_by_desc(functions::Column::Version)
+            .into_tuple()
+            .one(self.db.conn())
+            .await
+            .map_err(DeployError::Db)?;
+        let row = functions::Model {
+            id: random_id(),
+            name: manifest.name.clone(),
+            version: last.unwrap_or(0) + 1,
+            manifest: serde_json::to_string(&manifest).unwrap_or_default(),
+            digest: digest(&component),
+            component,
+            enabled: manifest.enabled,
+            deleted: None,
+            created: now_ms(),
+        };
+        let deployed = Arc::new(self.prepare(&row, manifest).await.map_err(DeployError::Component)?);
+        let active: functions::ActiveModel = row.into();
+        active.insert(self.db.conn()).await.map_err(DeployError::Db)?;
+        let mut live = (*self.live()).clone();
+        live.insert(deployed.name.clone(), Arc::clone(&deployed));
+        self.publish(live);
+        Ok(deployed)
+    }
+
+    /// Change a live function's manifest (triggers, scopes, limits, enabled): a new
+    /// version with the same component.
+    ///
+    /// Fails like [`FunctionService::deploy`], or `NotFound`.
+    pub async fn change(self: &Arc<Self>, name: &str, patch: &Map<String, Value>) -> Result<Arc<Deployed>, DeployError> {
+        let current = self.live().get(name).cloned().ok_or(DeployError::NotFound)?;
+        let mut manifest = serde_json::to_value(&current.manifest).unwrap_or_default();
+        if let Some(object) = manifest.as_object_mut() {
+            for (key, value) in patch {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+        let manifest: Manifest = serde_json::from_value(manifest).map_err(|e| {
+            let mut errors = FieldErrors::default();
+            errors.add("manifest", "validation_invalid_value", e.to_string());
+            DeployError::Invalid(errors)
+        })?;
+        if manifest.name != name {
+            let mut errors = FieldErrors::default();
+            errors.add("name", "validation_invalid_value", "A function cannot be renamed; deploy it under the new name.".into());
+            return Err(DeployError::Invalid(errors));
+        }
+        manifest.check().map_err(DeployError::Invalid)?;
+        let row = functions::Entity::find_by_id(current.id.clone())
+            .one(self.db.conn())
+            .await
+            .map_err(DeployError::Db)?
+            .ok_or(DeployError::NotFound)?;
+        self.store_version(manifest, row.component).await
+    }
+
+    /// Delete a function: its newest row is marked deleted (history stays).
+    ///
+    /// Fails with `NotFound`, or when `_functions` cannot be written.
+    pub async fn delete(&self, name: &str) -> Result<(), DeployError> {
+        let _deploying = self.deploying.lock().await;
+        let current = self.live().get(name).cloned().ok_or(DeployError::NotFound)?;
+        let row = functions::Entity::find_by_id(current.id.clone())
+            .one(self.db.conn())
+            .await
+            .map_err(DeployError::Db)?
+            .ok_or(DeployError::NotFound)?;
+        let mut active: functions::ActiveModel = row.into();
+        active.deleted = Set(Some(now_ms()));
+        active.update(self.db.conn()).await.map_err(DeployError::Db)?;
+        let mut live = (*self.live()).clone();
+        live.remove(name);
+        self.publish(live);
+        Ok(())
+    }
+
+    /// Every version of `name`, newest first (without the components).
+    ///
+    /// Fails when `_functions` cannot be read.
+    pub async fn history(&self, name: &str) -> Result<Vec<Value>, sea_orm::DbErr> {
+        let rows: Vec<(String, i32, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>)> =
+            functions::Entity::find()
+                .select_only()
+                .column(functions::Column::Id)
+                .column(functions::Column::Version)
+                .column(functions::Column::Manifest)
+                .column(functions::Column::Digest)
+                .column(functions::Column::Enabled)
+                .column(functions::Column::Deleted)
+                .column(functions::Column::Created)
+                .filter(functions::Column::Name.eq(name))
+                .order_by_desc(functions::Column::Version)
+                .into_tuple()
+                .all(self.db.conn())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, version, manifest, digest, enabled, deleted, created)| {
+                serde_json::json!({
+                    "id": id,
+                    "version": version,
+                    "manifest": serde_json::from_str::<Value>(&manifest).unwrap_or(Value::Null),
+                    "digest": digest,
+                    "enabled": enabled,
+                    "deleted": deleted.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                    "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                })
+            })
+            .collect())
+    }
+
+    /// The newest invocations, of one function or all.
+    ///
+    /// Fails when `_invocations` cannot be read.
+    pub async fn invocations(&self, name: Option<&str>, limit: u64) -> Result<Vec<Value>, sea_orm::DbErr> {
+        let mut query = invocations::Entity::find().order_by_desc(invocations::Column::Started);
+        if let Some(name) = name {
+            query = query.filter(invocations::Column::Function.eq(name));
+        }
+        let rows = query.limit(limit).all(self.db.conn()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id,
+                    "function": r.function,
+                    "version": r.version,
+                    "trigger": r.trigger,
+                    "started": r.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "durationUs": r.duration_us,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                    "logs": serde_json::from_str::<Value>(&r.logs).unwrap_or(Value::Null),
+                })
+            })
+            .collect())
+    }
+
+    fn record(&self, d: &Deployed, trigger: String, invocation: String, started: DateTime<Utc>, elapsed: Duration, outcome: &str, error: Option<String>, report: &Report) {
+        self.metrics.observe(&d.name, outcome, elapsed);
+        let mut logs = serde_json::to_value(&report.logs).unwrap_or(Value::Array(Vec::new()));
+        if report.dropped_logs > 0
+            && let Some(lines) = logs.as_array_mut()
+        {
+            lines.push(serde_json::json!({"level": "warn", "message": format!("{} more log lines dropped", report.dropped_logs)}));
+        }
+        let row = invocations::ActiveModel {
+            id: Set(invocation),
+            function: Set(d.name.clone()),
+            version: Set(i32::try_from(d.version).unwrap_or(i32::MAX)),
+            trigger: Set(trigger),
+            started: Set(started),
+            duration_us: Set(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)),
+            outcome: Set(outcome.to_owned()),
+            error: Set(error),
+            logs: Set(logs.to_string()),
+        };
+        if self.log.try_send(row).is_err() {
+            tracing::warn!(function = %d.name, "the invocation log is behind; a row was dropped");
+        }
+    }
+
+    /// Write invocation rows in batches, and prune those older than `retention`,
+    /// until `stop`.
+    pub async fn run_log(self: Arc<Self>, retention: Duration, stop: tokio_util::sync::CancellationToken) {
+        let Some(mut rx) = self.log_rx.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let mut last_prune = Instant::now() - Duration::from_secs(3600);
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, 500) => {
+                    if n == 0 { break; }
+                }
+                () = stop.cancelled() => {
+                    rx.close();
+                    while rx.recv_many(&mut batch, 500).await > 0 {}
+                    if !batch.is_empty() {
+                        let _ = invocations::Entity::insert_many(std::mem::take(&mut batch)).exec(self.db.conn()).await;
+                    }
+                    break;
+                }
+            }
+            if let Err(e) = invocations::Entity::insert_many(std::mem::take(&mut batch))
+                .exec(self.db.conn())
+                .await
+            {
+                tracing::warn!(error = %e, "invocation rows were not written");
+            }
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = Instant::now();
+                let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+                if let Err(e) = invocations::Entity::delete_many()
+                    .filter(invocations::Column::Started.lt(cutoff))
+                    .exec(self.db.conn())
+                    .await
+                {
+                    tracing::warn!(error = %e, "old invocation rows were not pruned");
+                }
+            }
+            // Batches form while the last one is written.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reload from `_functions` every `every` (other instances' deploys), until `stop`.
+    pub async fn run_refresh(self: Arc<Self>, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "functions were not reloaded");
+            }
+        }
+    }
+
+    fn call_ctx(&self, d: &Deployed, caller: Identity, request: crate::filter::compile::Request, in_hook: bool) -> Result<Arc<CallCtx>, Problem> {
+        Ok(Arc::new(CallCtx {
+            function: d.name.clone(),
+            version: d.version,
+            invocation: random_id(),
+            caller,
+            service: d.service.clone(),
+            records: self.records()?,
+            request,
+            in_hook,
+        }))
+    }
+
+    /// Call the HTTP function `name`.
+    ///
+    /// Fails with `NotFound` (no such enabled HTTP function), `FunctionTimeout` or
+    /// `FunctionFailed` (logged in `_invocations` with the cause).
+    pub async fn http(&self, name: &str, call: HttpCall) -> Result<HttpAnswer, Problem> {
+        let d = self
+            .live()
+            .get(name)
+            .filter(|d| d.manifest.enabled && d.triggers.contains(&Trigger::Http))
+            .cloned()
+            .ok_or_else(|| Problem::new(Code::NotFound, "No such function."))?;
+        let mut builder = hyper::Request::builder()
+            .method(call.method.as_str())
+            .uri(format!("http://localhost{}", call.path_and_query));
+        for (k, v) in &call.headers {
+            builder = builder.header(k.as_str(), v.as_slice());
+        }
+        let request = builder
+            .body(http_body_util::Full::new(call.body))
+            .map_err(|e| Problem::new(Code::InvalidRequest, format!("The request cannot be passed on: {e}.")))?;
+        let ctx = self.call_ctx(&d, call.caller, call.request, false)?;
+        let invocation = ctx.invocation.clone();
+        let started_at = now_ms();
+        let started = Instant::now();
+        let _permit = self.runtime.permit().await;
+        let store = self.runtime.store(ctx, &d.manifest.limits);
+        let max = usize::try_from(d.manifest.limits.output_kb * 1024).unwrap_or(usize::MAX);
+        // Epochs stop a guest running code; this stops one waiting on the host.
+        let limit = Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
+        let outcome = tokio::time::timeout(limit, runtime::call_http(store, &d.pre, request, max)).await;
+        let elapsed = started.elapsed();
+        let (report, result) = match outcome {
+            Ok(r) => r,
+            Err(_) => (Report { stopped: Some(Stop::Timeout), ..Report::default() }, Err(HttpFailure::NoResponse)),
+        };
+        match result {
+            Ok((parts, body)) => {
+                self.record(&d, "http".into(), invocation, started_at, elapsed, "ok", None, &report);
+                Ok(HttpAnswer {
+                    status: parts.status.as_u16(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                        .collect(),
+                    body,
+                })
+            }
+            Err(failure) => {
+                let (outcome, problem, cause) = failed(&report, &failure, max);
+                self.record(&d, "http".into(), invocation, started_at, elapsed, outcome, Some(cause.clone()), &report);
+                tracing::warn!(function = %d.name, version = d.version, cause = %cause, "a function call failed");
+                Err(problem)
+            }
+        }
+    }
+
+    async fn run_hook(&self, d: &Deployed, ctx: &WriteCtx<'_>, op: HookOp, write: runtime::Write) -> Result<Outcome, Rejection> {
+        let op_name = match op {
+            HookOp::Create => "before-create",
+            HookOp::Update => "before-update",
+            HookOp::Delete => "before-delete",
+        };
+        let trigger = format!("{}.{op_name}", write.collection);
+        let generic = || Rejection {
+            message: "The write was refused: a function that checks it failed.".into(),
+            errors: FieldErrors::default(),
+        };
+        let call = match self.call_ctx(d, ctx.identity().clone(), ctx.request().clone(), true) {
+            Ok(c) => c,
+            Err(_) => return Err(generic()),
+        };
+        let invocation = call.invocation.clone();
+        let started_at = now_ms();
+        let started = Instant::now();
+        let _permit = self.runtime.permit().await;
+        let mut store = self.runtime.store(call, &d.manifest.limits);
+        let limit = Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
+        let result = tokio::time::timeout(limit, runtime::call_hook(&mut store, &d.pre, op, write)).await;
+        let report = runtime::report(&mut store);
+        drop(store);
+        let elapsed = started.elapsed();
+        let result = match result {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(trap)) => Err(HttpFailure::Trap(trap)),
+            Err(_) => Err(HttpFailure::NoResponse),
+        };
+        match result {
+            Ok(outcome) => {
+                let label = if matches!(outcome, Outcome::Reject(_)) { "rejected" } else { "ok" };
+                self.record(d, trigger, invocation, started_at, elapsed, label, None, &report);
+                Ok(outcome)
+            }
+            Err(failure) => {
+                let (outcome, _, cause) = failed(&report, &failure, 0);
+                tracing::warn!(function = %d.name, version = d.version, cause = %cause, "a before-hook failed; the write is refused");
+                self.record(d, trigger, invocation, started_at, elapsed, outcome, Some(cause), &report);
+                Err(generic())
+            }
+        }
+    }
+}
+
+/// A failed call's outcome label, client-facing problem and logged cause.
+fn failed(report: &Report, failure: &HttpFailure, max: usize) -> (&'static str, Problem, String) {
+    if report.stopped == Some(Stop::Timeout)
+        || matches!(failure, HttpFailure::Trap(e) if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt))
+    {
+        return (
+            "timeout",
+            Problem::new(Code::FunctionTimeout, "The function ran past its time limit and was stopped."),
+            "stopped at its time limit".into(),
+        );
+    }
+    let cause = match failure {
+        HttpFailure::Trap(e) => format!("{e:#}"),
+        HttpFailure::NoResponse => "the function answered nothing".into(),
+        HttpFailure::ErrorCode(code) => format!("the function answered an error: {code}"),
+        HttpFailure::Oversized => format!("the response is larger than the function's limit of {max} bytes"),
+        HttpFailure::Body(e) => format!("the response body failed: {e}"),
+    };
+    let message = match failure {
+        HttpFailure::Oversized => "The function's response is larger than its limit.",
+        _ => "The function failed; see its invocation log.",
+    };
+    ("error", Problem::new(Code::FunctionFailed, message), cause)
+}
+
+impl Hooks for FunctionService {
+    fn active(&self) -> bool {
+        self.any_hooks.load(Ordering::Acquire)
+    }
+
+    fn before<'a>(&'a self, ctx: &'a WriteCtx<'_>, pending: Pending<'a>) -> BoxFuture<'a, Result<(), Rejection>> {
+        Box::pin(async move {
+            let live = self.live();
+            let mut firing: Vec<&Arc<Deployed>> = live
+                .values()
+                .filter(|d| {
+                    d.manifest.enabled
+                        && d.hooks
+                        && d.triggers.iter().any(|t| t.fires(&pending.collection.name, pending.op))
+                })
+                .collect();
+            if firing.is_empty() {
+                return Ok(());
+            }
+            firing.sort_by(|a, b| a.name.cmp(&b.name));
+            for d in firing {
+                let write = runtime::Write {
+                    collection: pending.collection.name.clone(),
+                    id: pending.id.to_owned(),
+                    values: Value::Object(pending.values.clone()).to_string(),
+                    existing: pending.existing.map(|e| Value::Object(e.clone()).to_string()),
+                };
+                match self.run_hook(d, ctx, pending.op, write).await? {
+                    Outcome::Unchanged => {}
+                    Outcome::Changed(values) if pending.op != HookOp::Delete => {
+                        match serde_json::from_str::<Value>(&values) {
+                            Ok(Value::Object(map)) => *pending.values = map,
+                            _ => {
+                                tracing::warn!(function = %d.name, "a before-hook changed the values to something not a JSON object");
+                                return Err(Rejection {
+                                    message: "The write was refused: a function that checks it failed.".into(),
+                                    errors: FieldErrors::default(),
+                                });
+                            }
+                        }
+                    }
+                    Outcome::Changed(_) => {}
+                    Outcome::Reject(rejection) => {
+                        let mut errors = FieldErrors::default();
+                        for f in rejection.fields {
+                            errors.add(f.field, &f.code, f.message);
+                        }
+                        return Err(Rejection {
+                            message: rejection.message,
+                            errors,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Several hooks in turn (the first to refuse ends the write).
+#[derive(Debug)]
+pub struct HookChain(pub Vec<Arc<dyn Hooks>>);
+
+impl Hooks for HookChain {
+    fn active(&self) -> bool {
+        self.0.iter().any(|h| h.active())
+    }
+
+    fn before<'a>(&'a self, ctx: &'a WriteCtx<'_>, pending: Pending<'a>) -> BoxFuture<'a, Result<(), Rejection>> {
+        Box::pin(async move {
+            let Pending { op, collection, id, values, existing } = pending;
+            for hooks in self.0.iter().filter(|h| h.active()) {
+                hooks
+                    .before(ctx, Pending { op, collection, id, values: &mut *values, existing })
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn after_commit(&self, committed: &[crate::records::Committed]) {
+        for hooks in &self.0 {
+            hooks.after_commit(committed);
+        }
+    }
+}
+
+/// Hooks that forward to the function service once it exists (the record service
+/// is built before it).
+#[derive(Debug, Default)]
+pub struct LateHooks(pub OnceLock<Arc<FunctionService>>);
+
+impl Hooks for LateHooks {
+    fn active(&self) -> bool {
+        self.0.get().is_some_and(|f| f.active())
+    }
+
+    fn before<'a>(&'a self, ctx: &'a WriteCtx<'_>, pending: Pending<'a>) -> BoxFuture<'a, Result<(), Rejection>> {
+        match self.0.get() {
+            Some(f) => f.before(ctx, pending),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+}
