@@ -102,6 +102,8 @@ keys! {
         "The durable topic exchange events are published to [default: basalt.events]";
     OUTBOX_RETENTION = "outbox_retention", "BASALT_OUTBOX_RETENTION", "--outbox-retention",
         "How long sent events stay in _outbox, e.g. 24h, 30m, 0s [default: 24h]";
+    FUNCTIONS_MAX_SIZE = "functions_max_size", "BASALT_FUNCTIONS_MAX_SIZE", "--functions-max-size",
+        "Largest function deploy (component and manifest), in bytes or with a unit [default: 128MiB]";
     FUNCTIONS_LOG_RETENTION = "functions_log_retention", "BASALT_FUNCTIONS_LOG_RETENTION", "--functions-log-retention",
         "How long function invocations stay in _invocations, e.g. 7d, 24h [default: 7d]";
     SCHEMA_LOCK_TIMEOUT = "schema_lock_timeout", "BASALT_SCHEMA_LOCK_TIMEOUT", "--schema-lock-timeout",
@@ -277,6 +279,8 @@ pub struct Settings {
     pub rate_limit: Option<Limit>,
     pub amqp_exchange: String,
     pub outbox_retention: Duration,
+    /// The largest deploy body (`POST /api/functions`).
+    pub functions_max_size: usize,
     /// How long `_invocations` rows are kept.
     pub functions_log_retention: Duration,
     /// PostgreSQL: the `lock_timeout` of schema changes, so record writes never queue
@@ -498,6 +502,13 @@ impl Layers {
             }
             usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
         })?;
+        let functions_max_size = self.parse(key::FUNCTIONS_MAX_SIZE, "128MiB", |s| {
+            let n = parse_size(s)?;
+            if n < 1024 {
+                return Err("must be at least 1KiB".to_owned());
+            }
+            usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
+        })?;
         let shutdown_timeout = self.parse(key::SHUTDOWN_TIMEOUT, "30", |s| {
             let secs = s.strip_suffix('s').unwrap_or(s);
             secs.parse::<u64>()
@@ -612,6 +623,7 @@ impl Layers {
             amqp_exchange,
             outbox_retention,
             functions_log_retention,
+            functions_max_size,
             schema_lock_timeout,
             sqlite_synchronous,
             realtime,

@@ -107,9 +107,11 @@ fn enabled() -> bool {
     true
 }
 
-/// Whether `name` may name a function: 1–64 of `a-z 0-9 _ -`, starting with a letter.
+/// Whether `name` may name a function: 1–64 of `a-z 0-9 _ -`, starting with a letter,
+/// and not `invocations` (the route of the invocation log).
 pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
+    name != "invocations"
+        && (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()

@@ -485,6 +485,7 @@ impl Runtime {
     }
 
     /// A component from its serialized compiled form, if this engine can load it.
+    #[allow(unsafe_code)]
     pub fn load(&self, compiled: &[u8]) -> Option<Component> {
         // SAFETY: the bytes are this server's own cache, written by `serialize` of a
         // component it compiled; wasmtime checks the engine's compatibility header.
@@ -529,7 +530,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
+        store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             if Instant::now() >= state.deadline {
                 state.stopped = Some(Stop::Timeout);
@@ -540,12 +541,10 @@ impl Runtime {
         store
     }
 
-    /// A slot to run one call in (waits while `MAX_CONCURRENT` run).
-    pub async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
+    /// A slot to run one call in (waits while `MAX_CONCURRENT` run); `None` only if
+    /// the semaphore was closed, which it never is.
+    pub async fn permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.permits).acquire_owned().await.ok()
     }
 }
 

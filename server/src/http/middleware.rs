@@ -75,7 +75,13 @@ pub async fn observe(
         route = %route,
         status = tracing::field::Empty,
     );
-    let limit = state.as_ref().map_or(usize::MAX, |s| s.settings.body_limit);
+    let limit = state.as_ref().map_or(usize::MAX, |s| {
+        if route == "/api/functions" {
+            s.settings.functions_max_size
+        } else {
+            s.settings.body_limit
+        }
+    });
     let refusal = if declared_length(&req).is_some_and(|n| n > limit as u64) {
         // Refuse from the headers alone; the body is never read.
         Some(ApiError::payload_too_large(limit))

@@ -7,6 +7,7 @@ mod auth;
 pub mod body;
 mod collections;
 pub mod error;
+mod functions;
 mod graphql;
 mod health;
 pub mod identity;
@@ -79,7 +80,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(auth::list_keys))
             .route(web::post().to(auth::create_key)),
     )
-    .service(web::resource("/api/keys/{id}").route(web::delete().to(auth::revoke_key)));
+    .service(web::resource("/api/keys/{id}").route(web::delete().to(auth::revoke_key)))
+    .service(
+        web::resource("/api/functions")
+            .route(web::get().to(functions::list))
+            .route(web::post().to(functions::deploy)),
+    )
+    .service(
+        web::resource("/api/functions/invocations").route(web::get().to(functions::invocations)),
+    )
+    .service(
+        web::resource("/api/functions/{name}")
+            .route(web::get().to(functions::view))
+            .route(web::patch().to(functions::change))
+            .route(web::delete().to(functions::delete)),
+    )
+    .service(
+        web::resource("/api/functions/{name}/{tail:.*}").route(web::route().to(functions::call)),
+    );
     let auth_routes: [(&str, actix_web::Route); 12] = [
         ("auth-with-oauth2", web::post().to(auth::auth_with_oauth2)),
         (

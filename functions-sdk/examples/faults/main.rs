@@ -1,0 +1,72 @@
+//! Faulty on purpose, for the server's tests: what it does is chosen by the request
+//! path (HTTP) or the record's `title` (hooks). Not an example to copy.
+
+use basalt_functions::{Function, Outcome, Request, Response, Write, json};
+
+struct Faults;
+
+#[allow(clippy::empty_loop)]
+fn spin() -> ! {
+    loop {}
+}
+
+fn memory_bomb() -> usize {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        blocks.push(vec![1u8; 1 << 20]);
+        if blocks.len() > 100_000 {
+            return blocks.len();
+        }
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn deep(n: u64) -> u64 {
+    let pad = [n; 64];
+    deep(n + pad[(n % 64) as usize]) + 1
+}
+
+fn fault(what: &str) -> Option<Response> {
+    match what {
+        "spin" => spin(),
+        "memory" => Some(Response::json(200, &json!({"blocks": memory_bomb()}))),
+        "trap" => panic!("a trap, on purpose"),
+        "stack" => Some(Response::json(200, &json!({"depth": deep(0)}))),
+        "big" => Some(Response { status: 200, headers: vec![], body: vec![b'x'; 4 << 20] }),
+        "chatty" => {
+            for i in 0..1_000_000 {
+                basalt_functions::log::info(&format!("line {i}"));
+            }
+            Some(Response::text(200, "done"))
+        }
+        "sleepy" => {
+            // Busy for ~50 ms, then answers: a slow but healthy call.
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(50) {}
+            Some(Response::text(200, "slept"))
+        }
+        _ => None,
+    }
+}
+
+impl Function for Faults {
+    fn before_create(write: Write) -> Outcome {
+        let title = write.values.get("title").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        match fault(&title) {
+            Some(_) => Outcome::Unchanged,
+            None if title == "bad-json" => {
+                let mut values = write.values;
+                values.insert("title".into(), json!(["not", "text"]));
+                Outcome::Changed(values)
+            }
+            None => Outcome::Unchanged,
+        }
+    }
+
+    fn http(request: Request) -> Response {
+        let what = request.path.trim_start_matches('/');
+        fault(what).unwrap_or_else(|| Response::json(200, &json!({"ok": true, "path": request.path})))
+    }
+}
+
+basalt_functions::export!(Faults);
