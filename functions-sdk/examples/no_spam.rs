@@ -10,7 +10,11 @@ struct NoSpam;
 
 fn check(write: &Write) -> Outcome {
     for field in ["title", "body"] {
-        let text = write.values.get(field).and_then(|v| v.as_str()).unwrap_or_default();
+        let text = write
+            .values
+            .get(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         if text.to_lowercase().contains("spam") {
             return Outcome::reject_field(
                 "Posts may not advertise spam.",

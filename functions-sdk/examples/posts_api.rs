@@ -15,8 +15,17 @@ impl Function for PostsApi {
         if request.method != "GET" || request.path != "/latest" {
             return Response::json(404, &json!({"message": "Try GET /latest?n=3."}));
         }
-        let n = request.param("n").and_then(|n| n.parse().ok()).unwrap_or(3u32).clamp(1, 50);
-        let query = ListQuery { filter: None, sort: Some("-created".into()), page: Some(1), per_page: Some(n) };
+        let n = request
+            .param("n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(3u32)
+            .clamp(1, 50);
+        let query = ListQuery {
+            filter: None,
+            sort: Some("-created".into()),
+            page: Some(1),
+            per_page: Some(n),
+        };
         let caller = match basalt_functions::context::caller() {
             Identity::Anonymous => "anonymous".to_owned(),
             Identity::User(user) => format!("{}/{}", user.collection, user.id),
@@ -26,7 +35,10 @@ impl Function for PostsApi {
         match records::list(Acting::Caller, "posts", &query) {
             Ok(page) => {
                 let titles: Vec<_> = page.items.iter().map(|p| p["title"].clone()).collect();
-                Response::json(200, &json!({"caller": caller, "total": page.total_items, "titles": titles}))
+                Response::json(
+                    200,
+                    &json!({"caller": caller, "total": page.total_items, "titles": titles}),
+                )
             }
             Err(e) => Response::json(e.status, &json!({"code": e.code, "message": e.message})),
         }

@@ -20,11 +20,19 @@ fn slugify(text: &str) -> String {
 
 impl Function for Slug {
     fn before_create(mut write: Write) -> Outcome {
-        let has_slug = write.values.get("slug").and_then(|v| v.as_str()).is_some_and(|s| !s.is_empty());
+        let has_slug = write
+            .values
+            .get("slug")
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty());
         if has_slug {
             return Outcome::Unchanged;
         }
-        let title = write.values.get("title").and_then(|v| v.as_str()).unwrap_or_default();
+        let title = write
+            .values
+            .get("title")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         let slug = slugify(title);
         basalt_functions::log::info_with("slug filled", &[("slug", &slug)]);
         write.values.insert("slug".into(), slug.into());

@@ -194,12 +194,26 @@ pub trait Function {
     }
 }
 
-/// Export `T`'s hooks and handler as the component's.
+/// Export `T`'s hooks and handler as the component's (on wasm32 only: a host build
+/// of the same crate, as `cargo build --workspace` makes, exports nothing).
 #[macro_export]
 macro_rules! export {
     ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
         type __BasaltFunction = $crate::Adapter<$t>;
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_world!(__BasaltFunction with_types_in $crate::bindings);
+        /// The function's entry points, so a host build checks (and uses) them.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __basalt_function_entry_points() -> [usize; 4] {
+            [
+                <$t as $crate::Function>::before_create as usize,
+                <$t as $crate::Function>::before_update as usize,
+                <$t as $crate::Function>::before_delete as usize,
+                <$t as $crate::Function>::http as usize,
+            ]
+        }
     };
 }
 
@@ -226,7 +240,9 @@ fn write_of(w: guest_hooks::Write) -> Write {
 fn outcome_of(o: Outcome) -> guest_hooks::Outcome {
     match o {
         Outcome::Unchanged => guest_hooks::Outcome::Unchanged,
-        Outcome::Changed(values) => guest_hooks::Outcome::Changed(Value::Object(values).to_string()),
+        Outcome::Changed(values) => {
+            guest_hooks::Outcome::Changed(Value::Object(values).to_string())
+        }
         Outcome::Reject { message, fields } => {
             guest_hooks::Outcome::Reject(bindings::basalt::functions::types::Rejection {
                 message,
@@ -280,7 +296,12 @@ fn read_request(request: &http::IncomingRequest) -> Request {
         .headers()
         .entries()
         .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .collect();
     let mut body = Vec::new();
     if let Ok(incoming) = request.consume() {
@@ -362,8 +383,8 @@ pub mod log {
 
 /// The current call.
 pub mod context {
-    pub use super::bindings::basalt::functions::types::{Identity, UserRef};
     use super::bindings::basalt::functions::context as host;
+    pub use super::bindings::basalt::functions::types::{Identity, UserRef};
 
     /// Who made the call.
     pub fn caller() -> Identity {
@@ -382,10 +403,10 @@ pub mod context {
 
 /// Records, through the same rules as the REST API.
 pub mod records {
-    use super::{Map, Value};
+    use super::bindings::basalt::functions::records as host;
     pub use super::bindings::basalt::functions::records::{Acting, ListQuery};
     pub use super::bindings::basalt::functions::types::Error;
-    use super::bindings::basalt::functions::records as host;
+    use super::{Map, Value};
 
     /// One page of records.
     #[derive(Clone, Debug)]
@@ -425,8 +446,17 @@ pub mod records {
     /// Create a record; the stored record back.
     ///
     /// Fails as the REST API would.
-    pub fn create(acting: Acting, collection: &str, values: &Map<String, Value>) -> Result<Value, Error> {
-        host::create(acting, collection, &Value::Object(values.clone()).to_string()).map(|t| value(&t))
+    pub fn create(
+        acting: Acting,
+        collection: &str,
+        values: &Map<String, Value>,
+    ) -> Result<Value, Error> {
+        host::create(
+            acting,
+            collection,
+            &Value::Object(values.clone()).to_string(),
+        )
+        .map(|t| value(&t))
     }
 
     /// Update a record; the stored record back.
@@ -438,8 +468,13 @@ pub mod records {
         id: &str,
         values: &Map<String, Value>,
     ) -> Result<Value, Error> {
-        host::update(acting, collection, id, &Value::Object(values.clone()).to_string())
-            .map(|t| value(&t))
+        host::update(
+            acting,
+            collection,
+            id,
+            &Value::Object(values.clone()).to_string(),
+        )
+        .map(|t| value(&t))
     }
 
     /// Delete a record.

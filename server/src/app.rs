@@ -380,12 +380,13 @@ impl App {
         ));
 
         tokio::spawn(
-            Arc::clone(&functions).run_log(settings.functions_log_retention, shutdown.child_token()),
+            Arc::clone(&functions)
+                .run_log(settings.functions_log_retention, shutdown.child_token()),
         );
-        tokio::spawn(Arc::clone(&functions).run_refresh(
-            std::time::Duration::from_secs(2),
-            shutdown.child_token(),
-        ));
+        tokio::spawn(
+            Arc::clone(&functions)
+                .run_refresh(std::time::Duration::from_secs(2), shutdown.child_token()),
+        );
         let graphql = Arc::new(crate::graphql::GraphqlService::new(
             records.clone(),
             Arc::clone(&schema),

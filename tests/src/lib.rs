@@ -432,3 +432,24 @@ pub fn client() -> reqwest::Client {
     basalt_server::install_crypto_provider();
     reqwest::Client::new()
 }
+
+/// A guest component built from `functions-sdk/examples` (`tests/run` builds them with
+/// `cargo build --target wasm32-wasip2 --release -p basalt-functions --examples`).
+pub fn guest(name: &str) -> Vec<u8> {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/api-HASH → target
+    let target = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .and_then(std::path::Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = target
+        .join("wasm32-wasip2/release/examples")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the guests with `cargo build --target wasm32-wasip2 --release -p basalt-functions --examples` (tests/run does)",
+            path.display()
+        )
+    })
+}

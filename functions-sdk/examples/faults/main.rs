@@ -20,10 +20,13 @@ fn memory_bomb() -> usize {
     }
 }
 
-#[allow(unconditional_recursion)]
+#[inline(never)]
 fn deep(n: u64) -> u64 {
-    let pad = [n; 64];
-    deep(n + pad[(n % 64) as usize]) + 1
+    let pad = std::hint::black_box([n; 256]);
+    if n == u64::MAX {
+        return 0;
+    }
+    deep(n + 1) + pad[(n % 256) as usize]
 }
 
 fn fault(what: &str) -> Option<Response> {
@@ -32,7 +35,11 @@ fn fault(what: &str) -> Option<Response> {
         "memory" => Some(Response::json(200, &json!({"blocks": memory_bomb()}))),
         "trap" => panic!("a trap, on purpose"),
         "stack" => Some(Response::json(200, &json!({"depth": deep(0)}))),
-        "big" => Some(Response { status: 200, headers: vec![], body: vec![b'x'; 4 << 20] }),
+        "big" => Some(Response {
+            status: 200,
+            headers: vec![],
+            body: vec![b'x'; 4 << 20],
+        }),
         "chatty" => {
             for i in 0..1_000_000 {
                 basalt_functions::log::info(&format!("line {i}"));
@@ -51,7 +58,12 @@ fn fault(what: &str) -> Option<Response> {
 
 impl Function for Faults {
     fn before_create(write: Write) -> Outcome {
-        let title = write.values.get("title").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let title = write
+            .values
+            .get("title")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
         match fault(&title) {
             Some(_) => Outcome::Unchanged,
             None if title == "bad-json" => {
@@ -65,7 +77,25 @@ impl Function for Faults {
 
     fn http(request: Request) -> Response {
         let what = request.path.trim_start_matches('/');
-        fault(what).unwrap_or_else(|| Response::json(200, &json!({"ok": true, "path": request.path})))
+        if what == "echo" {
+            let mut response = Response::json(
+                201,
+                &json!({
+                    "method": request.method,
+                    "query": request.query,
+                    "x-test": request.header("x-test"),
+                    "authorization": request.header("authorization"),
+                    "body": String::from_utf8_lossy(&request.body),
+                    "caller": format!("{:?}", basalt_functions::context::caller()),
+                }),
+            );
+            response
+                .headers
+                .push(("x-function".into(), "faults".into()));
+            return response;
+        }
+        fault(what)
+            .unwrap_or_else(|| Response::json(200, &json!({"ok": true, "path": request.path})))
     }
 }
 

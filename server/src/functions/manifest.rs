@@ -194,7 +194,14 @@ mod tests {
         assert!(!t.fires("comments", HookOp::Create));
         let any = Trigger::parse("*.before-delete").unwrap();
         assert!(any.fires("comments", HookOp::Delete));
-        for bad in ["", "posts", "posts.created", ".before-create", "a b.before-create", "HTTP"] {
+        for bad in [
+            "",
+            "posts",
+            "posts.created",
+            ".before-create",
+            "a b.before-create",
+            "HTTP",
+        ] {
             assert_eq!(Trigger::parse(bad), None, "{bad}");
         }
     }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use serde_json::{Map, Value};
 use wasmtime::component::InstancePre;
 
@@ -89,10 +91,11 @@ pub enum DeployError {
 impl DeployError {
     pub fn problem(&self) -> Problem {
         match self {
-            DeployError::Invalid(fields) => {
-                Problem::new(Code::ValidationFailed, "The function's manifest is not valid.")
-                    .with_fields(fields.clone())
-            }
+            DeployError::Invalid(fields) => Problem::new(
+                Code::ValidationFailed,
+                "The function's manifest is not valid.",
+            )
+            .with_fields(fields.clone()),
             DeployError::Component(message) => Problem::new(Code::InvalidRequest, message.clone()),
             DeployError::NotFound => Problem::new(Code::NotFound, "No such function."),
             DeployError::Db(e) => Problem::from_db(e),
@@ -165,7 +168,11 @@ impl FunctionService {
     /// The service with no function loaded yet ([`FunctionService::refresh`] loads).
     ///
     /// Fails when the WASM engine cannot start.
-    pub fn new(db: Db, data_dir: &std::path::Path, metrics: FunctionMetrics) -> Result<FunctionService, String> {
+    pub fn new(
+        db: Db,
+        data_dir: &std::path::Path,
+        metrics: FunctionMetrics,
+    ) -> Result<FunctionService, String> {
         let runtime = Runtime::new().map_err(|e| format!("the WASM engine: {e}"))?;
         let (log, log_rx) = tokio::sync::mpsc::channel(LOG_QUEUE);
         Ok(FunctionService {
@@ -253,7 +260,9 @@ impl FunctionService {
         row: &functions::Model,
         manifest: Manifest,
     ) -> Result<Deployed, String> {
-        let triggers = manifest.check().map_err(|e| format!("the manifest: {e:?}"))?;
+        let triggers = manifest
+            .check()
+            .map_err(|e| format!("the manifest: {e:?}"))?;
         let bytes = Arc::new(row.component.clone());
         let component = self.compiled(&row.digest, Arc::clone(&bytes)).await?;
         let ty = component.component_type();
@@ -267,7 +276,11 @@ impl FunctionService {
             return Err(format!(
                 "The component exports neither `{}` nor `wasi:http/incoming-handler@0.2.x` (it exports: {}). Build it for the `hook`, `http` or `function` world of basalt:functions@0.1.0.",
                 runtime::HOOKS_EXPORT,
-                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+                if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                }
             ));
         }
         for trigger in &triggers {
@@ -288,6 +301,7 @@ impl FunctionService {
             .runtime
             .link(&component)
             .map_err(|e| format!("The component needs what Basalt does not give: {e:#}"))?;
+        runtime::check_exports(&pre, hooks, http)?;
         let service = match &manifest.scopes {
             None => None,
             Some(scopes) => {
@@ -319,7 +333,10 @@ impl FunctionService {
 
     fn publish(&self, live: HashMap<String, Arc<Deployed>>) {
         let hooks = live.values().any(|d| {
-            d.manifest.enabled && d.triggers.iter().any(|t| matches!(t, Trigger::Before { .. }))
+            d.manifest.enabled
+                && d.triggers
+                    .iter()
+                    .any(|t| matches!(t, Trigger::Before { .. }))
         });
         self.live.store(Arc::new(live));
         self.any_hooks.store(hooks, Ordering::Release);
@@ -344,12 +361,17 @@ impl FunctionService {
             .await?;
         let mut newest: HashMap<String, (String, i32, bool)> = HashMap::new();
         for (id, name, version, deleted) in heads {
-            newest.entry(name).or_insert((id, version, deleted.is_some()));
+            newest
+                .entry(name)
+                .or_insert((id, version, deleted.is_some()));
         }
         let current = self.live();
         let unchanged = current.len() == newest.values().filter(|(_, _, d)| !d).count()
             && newest.iter().all(|(name, (_, version, deleted))| {
-                *deleted || current.get(name).is_some_and(|d| i64::from(d.version) == i64::from(*version))
+                *deleted
+                    || current
+                        .get(name)
+                        .is_some_and(|d| i64::from(d.version) == i64::from(*version))
             });
         if unchanged {
             return Ok(());
@@ -360,11 +382,17 @@ impl FunctionService {
             if deleted {
                 continue;
             }
-            if let Some(d) = current.get(&name).filter(|d| i64::from(d.version) == i64::from(version)) {
+            if let Some(d) = current
+                .get(&name)
+                .filter(|d| i64::from(d.version) == i64::from(version))
+            {
                 live.insert(name, Arc::clone(d));
                 continue;
             }
-            let Some(row) = functions::Entity::find_by_id(id).one(self.db.conn()).await? else {
+            let Some(row) = functions::Entity::find_by_id(id)
+                .one(self.db.conn())
+                .await?
+            else {
                 continue;
             };
             let manifest: Manifest = match serde_json::from_str(&row.manifest) {
@@ -378,7 +406,9 @@ impl FunctionService {
                 Ok(d) => {
                     live.insert(name, Arc::new(d));
                 }
-                Err(e) => tracing::error!(function = %name, error = %e, "a stored function cannot be loaded"),
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "a stored function cannot be loaded")
+                }
             }
         }
         self.publish(live);
@@ -391,12 +421,20 @@ impl FunctionService {
     /// Fails with `Invalid` for a bad manifest, `Component` for a component that is
     /// not one, lacks an export its triggers need or imports what Basalt does not
     /// give.
-    pub async fn deploy(self: &Arc<Self>, manifest: Manifest, component: Vec<u8>) -> Result<Arc<Deployed>, DeployError> {
+    pub async fn deploy(
+        self: &Arc<Self>,
+        manifest: Manifest,
+        component: Vec<u8>,
+    ) -> Result<Arc<Deployed>, DeployError> {
         manifest.check().map_err(DeployError::Invalid)?;
         self.store_version(manifest, component).await
     }
 
-    async fn store_version(self: &Arc<Self>, manifest: Manifest, component: Vec<u8>) -> Result<Arc<Deployed>, DeployError> {
+    async fn store_version(
+        self: &Arc<Self>,
+        manifest: Manifest,
+        component: Vec<u8>,
+    ) -> Result<Arc<Deployed>, DeployError> {
         if let Some(scopes) = &manifest.scopes {
             let snapshot = self.snapshot().map_err(DeployError::Component)?;
             crate::auth::keys::parse_scopes(scopes, &snapshot).map_err(DeployError::Invalid)?;
@@ -422,9 +460,16 @@ impl FunctionService {
             deleted: None,
             created: now_ms(),
         };
-        let deployed = Arc::new(self.prepare(&row, manifest).await.map_err(DeployError::Component)?);
+        let deployed = Arc::new(
+            self.prepare(&row, manifest)
+                .await
+                .map_err(DeployError::Component)?,
+        );
         let active: functions::ActiveModel = row.into();
-        active.insert(self.db.conn()).await.map_err(DeployError::Db)?;
+        active
+            .insert(self.db.conn())
+            .await
+            .map_err(DeployError::Db)?;
         let mut live = (*self.live()).clone();
         live.insert(deployed.name.clone(), Arc::clone(&deployed));
         self.publish(live);
@@ -435,8 +480,16 @@ impl FunctionService {
     /// version with the same component.
     ///
     /// Fails like [`FunctionService::deploy`], or `NotFound`.
-    pub async fn change(self: &Arc<Self>, name: &str, patch: &Map<String, Value>) -> Result<Arc<Deployed>, DeployError> {
-        let current = self.live().get(name).cloned().ok_or(DeployError::NotFound)?;
+    pub async fn change(
+        self: &Arc<Self>,
+        name: &str,
+        patch: &Map<String, Value>,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let current = self
+            .live()
+            .get(name)
+            .cloned()
+            .ok_or(DeployError::NotFound)?;
         let mut manifest = serde_json::to_value(&current.manifest).unwrap_or_default();
         if let Some(object) = manifest.as_object_mut() {
             for (key, value) in patch {
@@ -450,7 +503,11 @@ impl FunctionService {
         })?;
         if manifest.name != name {
             let mut errors = FieldErrors::default();
-            errors.add("name", "validation_invalid_value", "A function cannot be renamed; deploy it under the new name.".into());
+            errors.add(
+                "name",
+                "validation_invalid_value",
+                "A function cannot be renamed; deploy it under the new name.".into(),
+            );
             return Err(DeployError::Invalid(errors));
         }
         manifest.check().map_err(DeployError::Invalid)?;
@@ -467,7 +524,11 @@ impl FunctionService {
     /// Fails with `NotFound`, or when `_functions` cannot be written.
     pub async fn delete(&self, name: &str) -> Result<(), DeployError> {
         let _deploying = self.deploying.lock().await;
-        let current = self.live().get(name).cloned().ok_or(DeployError::NotFound)?;
+        let current = self
+            .live()
+            .get(name)
+            .cloned()
+            .ok_or(DeployError::NotFound)?;
         let row = functions::Entity::find_by_id(current.id.clone())
             .one(self.db.conn())
             .await
@@ -475,7 +536,10 @@ impl FunctionService {
             .ok_or(DeployError::NotFound)?;
         let mut active: functions::ActiveModel = row.into();
         active.deleted = Set(Some(now_ms()));
-        active.update(self.db.conn()).await.map_err(DeployError::Db)?;
+        active
+            .update(self.db.conn())
+            .await
+            .map_err(DeployError::Db)?;
         let mut live = (*self.live()).clone();
         live.remove(name);
         self.publish(live);
@@ -486,21 +550,28 @@ impl FunctionService {
     ///
     /// Fails when `_functions` cannot be read.
     pub async fn history(&self, name: &str) -> Result<Vec<Value>, sea_orm::DbErr> {
-        let rows: Vec<(String, i32, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>)> =
-            functions::Entity::find()
-                .select_only()
-                .column(functions::Column::Id)
-                .column(functions::Column::Version)
-                .column(functions::Column::Manifest)
-                .column(functions::Column::Digest)
-                .column(functions::Column::Enabled)
-                .column(functions::Column::Deleted)
-                .column(functions::Column::Created)
-                .filter(functions::Column::Name.eq(name))
-                .order_by_desc(functions::Column::Version)
-                .into_tuple()
-                .all(self.db.conn())
-                .await?;
+        let rows: Vec<(
+            String,
+            i32,
+            String,
+            String,
+            bool,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+        )> = functions::Entity::find()
+            .select_only()
+            .column(functions::Column::Id)
+            .column(functions::Column::Version)
+            .column(functions::Column::Manifest)
+            .column(functions::Column::Digest)
+            .column(functions::Column::Enabled)
+            .column(functions::Column::Deleted)
+            .column(functions::Column::Created)
+            .filter(functions::Column::Name.eq(name))
+            .order_by_desc(functions::Column::Version)
+            .into_tuple()
+            .all(self.db.conn())
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, version, manifest, digest, enabled, deleted, created)| {
@@ -520,7 +591,11 @@ impl FunctionService {
     /// The newest invocations, of one function or all.
     ///
     /// Fails when `_invocations` cannot be read.
-    pub async fn invocations(&self, name: Option<&str>, limit: u64) -> Result<Vec<Value>, sea_orm::DbErr> {
+    pub async fn invocations(
+        &self,
+        name: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Value>, sea_orm::DbErr> {
         let mut query = invocations::Entity::find().order_by_desc(invocations::Column::Started);
         if let Some(name) = name {
             query = query.filter(invocations::Column::Function.eq(name));
@@ -544,7 +619,17 @@ impl FunctionService {
             .collect())
     }
 
-    fn record(&self, d: &Deployed, trigger: String, invocation: String, started: DateTime<Utc>, elapsed: Duration, outcome: &str, error: Option<String>, report: &Report) {
+    fn record(
+        &self,
+        d: &Deployed,
+        trigger: String,
+        invocation: String,
+        started: DateTime<Utc>,
+        elapsed: Duration,
+        outcome: &str,
+        error: Option<String>,
+        report: &Report,
+    ) {
         self.metrics.observe(&d.name, outcome, elapsed);
         let mut logs = serde_json::to_value(&report.logs).unwrap_or(Value::Array(Vec::new()));
         if report.dropped_logs > 0
@@ -570,7 +655,11 @@ impl FunctionService {
 
     /// Write invocation rows in batches, and prune those older than `retention`,
     /// until `stop`.
-    pub async fn run_log(self: Arc<Self>, retention: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn run_log(
+        self: Arc<Self>,
+        retention: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let Some(mut rx) = self.log_rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
@@ -596,9 +685,10 @@ impl FunctionService {
             {
                 tracing::warn!(error = %e, "invocation rows were not written");
             }
-            if last_prune.elapsed() > Duration::from_secs(600) {
+            if last_prune.elapsed() > retention.min(Duration::from_secs(600)) {
                 last_prune = Instant::now();
-                let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+                let cutoff = Utc::now()
+                    - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
                 if let Err(e) = invocations::Entity::delete_many()
                     .filter(invocations::Column::Started.lt(cutoff))
                     .exec(self.db.conn())
@@ -613,7 +703,11 @@ impl FunctionService {
     }
 
     /// Reload from `_functions` every `every` (other instances' deploys), until `stop`.
-    pub async fn run_refresh(self: Arc<Self>, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn run_refresh(
+        self: Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
@@ -625,7 +719,13 @@ impl FunctionService {
         }
     }
 
-    fn call_ctx(&self, d: &Deployed, caller: Identity, request: crate::filter::compile::Request, in_hook: bool) -> Result<Arc<CallCtx>, Problem> {
+    fn call_ctx(
+        &self,
+        d: &Deployed,
+        caller: Identity,
+        request: crate::filter::compile::Request,
+        in_hook: bool,
+    ) -> Result<Arc<CallCtx>, Problem> {
         Ok(Arc::new(CallCtx {
             function: d.name.clone(),
             version: d.version,
@@ -657,7 +757,12 @@ impl FunctionService {
         }
         let request = builder
             .body(http_body_util::Full::new(call.body))
-            .map_err(|e| Problem::new(Code::InvalidRequest, format!("The request cannot be passed on: {e}.")))?;
+            .map_err(|e| {
+                Problem::new(
+                    Code::InvalidRequest,
+                    format!("The request cannot be passed on: {e}."),
+                )
+            })?;
         let ctx = self.call_ctx(&d, call.caller, call.request, false)?;
         let invocation = ctx.invocation.clone();
         let started_at = now_ms();
@@ -666,16 +771,33 @@ impl FunctionService {
         let store = self.runtime.store(ctx, &d.manifest.limits);
         let max = usize::try_from(d.manifest.limits.output_kb * 1024).unwrap_or(usize::MAX);
         // Epochs stop a guest running code; this stops one waiting on the host.
-        let limit = Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
-        let outcome = tokio::time::timeout(limit, runtime::call_http(store, &d.pre, request, max)).await;
+        let limit =
+            Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
+        let outcome =
+            tokio::time::timeout(limit, runtime::call_http(store, &d.pre, request, max)).await;
         let elapsed = started.elapsed();
         let (report, result) = match outcome {
             Ok(r) => r,
-            Err(_) => (Report { stopped: Some(Stop::Timeout), ..Report::default() }, Err(HttpFailure::NoResponse)),
+            Err(_) => (
+                Report {
+                    stopped: Some(Stop::Timeout),
+                    ..Report::default()
+                },
+                Err(HttpFailure::NoResponse),
+            ),
         };
         match result {
             Ok((parts, body)) => {
-                self.record(&d, "http".into(), invocation, started_at, elapsed, "ok", None, &report);
+                self.record(
+                    &d,
+                    "http".into(),
+                    invocation,
+                    started_at,
+                    elapsed,
+                    "ok",
+                    None,
+                    &report,
+                );
                 Ok(HttpAnswer {
                     status: parts.status.as_u16(),
                     headers: parts
@@ -688,14 +810,29 @@ impl FunctionService {
             }
             Err(failure) => {
                 let (outcome, problem, cause) = failed(&report, &failure, max);
-                self.record(&d, "http".into(), invocation, started_at, elapsed, outcome, Some(cause.clone()), &report);
+                self.record(
+                    &d,
+                    "http".into(),
+                    invocation,
+                    started_at,
+                    elapsed,
+                    outcome,
+                    Some(cause.clone()),
+                    &report,
+                );
                 tracing::warn!(function = %d.name, version = d.version, cause = %cause, "a function call failed");
                 Err(problem)
             }
         }
     }
 
-    async fn run_hook(&self, d: &Deployed, ctx: &WriteCtx<'_>, op: HookOp, write: runtime::Write) -> Result<Outcome, Rejection> {
+    async fn run_hook(
+        &self,
+        d: &Deployed,
+        ctx: &WriteCtx<'_>,
+        op: HookOp,
+        write: runtime::Write,
+    ) -> Result<Outcome, Rejection> {
         let op_name = match op {
             HookOp::Create => "before-create",
             HookOp::Update => "before-update",
@@ -715,8 +852,10 @@ impl FunctionService {
         let started = Instant::now();
         let _permit = self.runtime.permit().await;
         let mut store = self.runtime.store(call, &d.manifest.limits);
-        let limit = Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
-        let result = tokio::time::timeout(limit, runtime::call_hook(&mut store, &d.pre, op, write)).await;
+        let limit =
+            Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
+        let result =
+            tokio::time::timeout(limit, runtime::call_hook(&mut store, &d.pre, op, write)).await;
         let report = runtime::report(&mut store);
         drop(store);
         let elapsed = started.elapsed();
@@ -727,18 +866,52 @@ impl FunctionService {
         };
         match result {
             Ok(outcome) => {
-                let label = if matches!(outcome, Outcome::Reject(_)) { "rejected" } else { "ok" };
-                self.record(d, trigger, invocation, started_at, elapsed, label, None, &report);
+                let label = if matches!(outcome, Outcome::Reject(_)) {
+                    "rejected"
+                } else {
+                    "ok"
+                };
+                self.record(
+                    d, trigger, invocation, started_at, elapsed, label, None, &report,
+                );
                 Ok(outcome)
             }
             Err(failure) => {
                 let (outcome, _, cause) = failed(&report, &failure, 0);
                 tracing::warn!(function = %d.name, version = d.version, cause = %cause, "a before-hook failed; the write is refused");
-                self.record(d, trigger, invocation, started_at, elapsed, outcome, Some(cause), &report);
+                self.record(
+                    d,
+                    trigger,
+                    invocation,
+                    started_at,
+                    elapsed,
+                    outcome,
+                    Some(cause),
+                    &report,
+                );
                 Err(generic())
             }
         }
     }
+}
+
+/// A trap as the invocation log keeps it: what happened first, then the guest's
+/// backtrace (bounded).
+fn trap_cause(e: &wasmtime::Error) -> String {
+    let what = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("trap: {trap}"),
+        None => e.root_cause().to_string(),
+    };
+    let mut trace = format!("{e:?}");
+    if trace.len() > 2000 {
+        let mut end = 2000;
+        while !trace.is_char_boundary(end) {
+            end -= 1;
+        }
+        trace.truncate(end);
+        trace.push('…');
+    }
+    format!("{what}\n{trace}")
 }
 
 /// A failed call's outcome label, client-facing problem and logged cause.
@@ -748,15 +921,20 @@ fn failed(report: &Report, failure: &HttpFailure, max: usize) -> (&'static str, 
     {
         return (
             "timeout",
-            Problem::new(Code::FunctionTimeout, "The function ran past its time limit and was stopped."),
+            Problem::new(
+                Code::FunctionTimeout,
+                "The function ran past its time limit and was stopped.",
+            ),
             "stopped at its time limit".into(),
         );
     }
     let cause = match failure {
-        HttpFailure::Trap(e) => format!("{e:#}"),
+        HttpFailure::Trap(e) => trap_cause(e),
         HttpFailure::NoResponse => "the function answered nothing".into(),
         HttpFailure::ErrorCode(code) => format!("the function answered an error: {code}"),
-        HttpFailure::Oversized => format!("the response is larger than the function's limit of {max} bytes"),
+        HttpFailure::Oversized => {
+            format!("the response is larger than the function's limit of {max} bytes")
+        }
         HttpFailure::Body(e) => format!("the response body failed: {e}"),
     };
     let message = match failure {
@@ -771,7 +949,11 @@ impl Hooks for FunctionService {
         self.any_hooks.load(Ordering::Acquire)
     }
 
-    fn before<'a>(&'a self, ctx: &'a WriteCtx<'_>, pending: Pending<'a>) -> BoxFuture<'a, Result<(), Rejection>> {
+    fn before<'a>(
+        &'a self,
+        ctx: &'a WriteCtx<'_>,
+        pending: Pending<'a>,
+    ) -> BoxFuture<'a, Result<(), Rejection>> {
         Box::pin(async move {
             let live = self.live();
             let mut firing: Vec<&Arc<Deployed>> = live
@@ -779,7 +961,9 @@ impl Hooks for FunctionService {
                 .filter(|d| {
                     d.manifest.enabled
                         && d.hooks
-                        && d.triggers.iter().any(|t| t.fires(&pending.collection.name, pending.op))
+                        && d.triggers
+                            .iter()
+                            .any(|t| t.fires(&pending.collection.name, pending.op))
                 })
                 .collect();
             if firing.is_empty() {
@@ -791,7 +975,9 @@ impl Hooks for FunctionService {
                     collection: pending.collection.name.clone(),
                     id: pending.id.to_owned(),
                     values: Value::Object(pending.values.clone()).to_string(),
-                    existing: pending.existing.map(|e| Value::Object(e.clone()).to_string()),
+                    existing: pending
+                        .existing
+                        .map(|e| Value::Object(e.clone()).to_string()),
                 };
                 match self.run_hook(d, ctx, pending.op, write).await? {
                     Outcome::Unchanged => {}
@@ -801,7 +987,9 @@ impl Hooks for FunctionService {
                             _ => {
                                 tracing::warn!(function = %d.name, "a before-hook changed the values to something not a JSON object");
                                 return Err(Rejection {
-                                    message: "The write was refused: a function that checks it failed.".into(),
+                                    message:
+                                        "The write was refused: a function that checks it failed."
+                                            .into(),
                                     errors: FieldErrors::default(),
                                 });
                             }
@@ -834,12 +1022,31 @@ impl Hooks for HookChain {
         self.0.iter().any(|h| h.active())
     }
 
-    fn before<'a>(&'a self, ctx: &'a WriteCtx<'_>, pending: Pending<'a>) -> BoxFuture<'a, Result<(), Rejection>> {
+    fn before<'a>(
+        &'a self,
+        ctx: &'a WriteCtx<'_>,
+        pending: Pending<'a>,
+    ) -> BoxFuture<'a, Result<(), Rejection>> {
         Box::pin(async move {
-            let Pending { op, collection, id, values, existing } = pending;
+            let Pending {
+                op,
+                collection,
+                id,
+                values,
+                existing,
+            } = pending;
             for hooks in self.0.iter().filter(|h| h.active()) {
                 hooks
-                    .before(ctx, Pending { op, collection, id, values: &mut *values, existing })
+                    .before(
+                        ctx,
+                        Pending {
+                            op,
+                            collection,
+                            id,
+                            values: &mut *values,
+                            existing,
+                        },
+                    )
                     .await?;
             }
             Ok(())
@@ -863,7 +1070,11 @@ impl Hooks for LateHooks {
         self.0.get().is_some_and(|f| f.active())
     }
 
-    fn before<'a>(&'a self, ctx: &'a WriteCtx<'_>, pending: Pending<'a>) -> BoxFuture<'a, Result<(), Rejection>> {
+    fn before<'a>(
+        &'a self,
+        ctx: &'a WriteCtx<'_>,
+        pending: Pending<'a>,
+    ) -> BoxFuture<'a, Result<(), Rejection>> {
         match self.0.get() {
             Some(f) => f.before(ctx, pending),
             None => Box::pin(std::future::ready(Ok(()))),

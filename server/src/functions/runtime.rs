@@ -28,9 +28,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+use basalt::functions::types::{Error as HostError, Identity as GuestIdentity, UserRef};
 pub use basalt::functions::types::{FieldError, Rejection};
 pub use exports::basalt::functions::hooks::{Outcome, Write};
-use basalt::functions::types::{Error as HostError, Identity as GuestIdentity, UserRef};
 
 /// The export a hook function has.
 pub const HOOKS_EXPORT: &str = "basalt:functions/hooks@0.1.0";
@@ -104,13 +104,20 @@ impl State {
         if out.is_empty() {
             return;
         }
-        for line in String::from_utf8_lossy(&out).lines().filter(|l| !l.is_empty()) {
+        for line in String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
             self.push_log("info", line.to_owned(), Map::new());
         }
     }
 
     fn push_log(&mut self, level: &'static str, message: String, fields: Map<String, Value>) {
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>();
+        let size = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.to_string().len())
+                .sum::<usize>();
         if self.logs.len() >= MAX_LOG_LINES || self.log_bytes + size > MAX_LOG_BYTES {
             self.dropped_logs += 1;
             return;
@@ -163,7 +170,10 @@ type SendResult = Box<
             Output = Result<
                 (
                     hyper::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    Box<
+                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                            + Send,
+                    >,
                 ),
                 wasmtime_wasi_http::Error,
             >,
@@ -204,11 +214,14 @@ impl State {
     fn acting(&self, acting: basalt::functions::records::Acting) -> Result<Identity, HostError> {
         match acting {
             basalt::functions::records::Acting::Caller => Ok(self.call.caller.clone()),
-            basalt::functions::records::Acting::Service => self.call.service.clone().ok_or(HostError {
-                status: 403,
-                code: "forbidden".into(),
-                message: "The function declares no scopes, so it has no service identity.".into(),
-            }),
+            basalt::functions::records::Acting::Service => {
+                self.call.service.clone().ok_or(HostError {
+                    status: 403,
+                    code: "forbidden".into(),
+                    message: "The function declares no scopes, so it has no service identity."
+                        .into(),
+                })
+            }
         }
     }
 
@@ -247,7 +260,10 @@ impl basalt::functions::log::Host for State {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        let fields = fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        let fields = fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         self.push_log(level, message, fields);
         Ok(())
     }
@@ -260,10 +276,18 @@ impl basalt::functions::context::Host for State {
             Identity::Anonymous => GuestIdentity::Anonymous,
             Identity::Record { collection, record } => GuestIdentity::User(UserRef {
                 collection: collection.name.clone(),
-                id: record.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                id: record
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
             }),
             Identity::Superuser { record } => GuestIdentity::Superuser(
-                record.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                record
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
             ),
             Identity::ApiKey(key) if key.id.starts_with("fn:") => {
                 GuestIdentity::Service(key.name.clone())
@@ -441,7 +465,9 @@ impl Runtime {
             .max_memories_per_component(16)
             .max_tables_per_component(32)
             .table_elements(100_000)
-            .max_memory_size(usize::try_from(super::manifest::MAX_MEMORY_MB << 20).unwrap_or(usize::MAX))
+            .max_memory_size(
+                usize::try_from(super::manifest::MAX_MEMORY_MB << 20).unwrap_or(usize::MAX),
+            )
             .max_component_instance_size(4 << 20)
             .max_core_instance_size(4 << 20)
             .max_unused_warm_slots(8);
@@ -536,7 +562,12 @@ impl Runtime {
                 state.stopped = Some(Stop::Timeout);
                 return Ok(wasmtime::UpdateDeadline::Interrupt);
             }
-            Ok(wasmtime::UpdateDeadline::Yield(1))
+            // tokio's yield defers the wake-up until the runtime has polled its I/O
+            // driver: a spinning guest cannot starve the sockets of its thread.
+            Ok(wasmtime::UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         store
     }
@@ -546,6 +577,23 @@ impl Runtime {
     pub async fn permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         Arc::clone(&self.permits).acquire_owned().await.ok()
     }
+}
+
+/// Check that the component's exports have the world's shape (functions and types).
+///
+/// Fails naming the export that does not match.
+pub fn check_exports(pre: &InstancePre<State>, hooks: bool, http: bool) -> Result<(), String> {
+    if hooks {
+        HookPre::new(pre.clone()).map_err(|e| {
+            format!("The export `{HOOKS_EXPORT}` does not match basalt:functions@0.1.0: {e:#}")
+        })?;
+    }
+    if http {
+        wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()).map_err(|e| {
+            format!("The export `wasi:http/incoming-handler` does not match wasi:http@0.2: {e:#}")
+        })?;
+    }
+    Ok(())
 }
 
 /// Run a before-hook export.
@@ -593,7 +641,10 @@ pub async fn call_http(
     pre: &InstancePre<State>,
     request: hyper::Request<http_body_util::Full<Bytes>>,
     max: usize,
-) -> (Report, Result<(hyper::http::response::Parts, Bytes), HttpFailure>) {
+) -> (
+    Report,
+    Result<(hyper::http::response::Parts, Bytes), HttpFailure>,
+) {
     use wasmtime_wasi_http::p2::bindings::ProxyPre;
     use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
     let pre = match ProxyPre::new(pre.clone()) {
@@ -633,7 +684,9 @@ pub async fn call_http(
         let bytes = http_body_util::BodyExt::collect(limited)
             .await
             .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     HttpFailure::Oversized
                 } else {
                     HttpFailure::Body(e.to_string())

@@ -149,11 +149,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_superuser()?;
-    state
-        .functions
-        .delete(&path)
-        .await
-        .map_err(deploy_error)?;
+    state.functions.delete(&path).await.map_err(deploy_error)?;
     Ok(HttpResponse::NoContent().finish())
 }
 

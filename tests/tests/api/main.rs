@@ -19,6 +19,7 @@ mod errors;
 mod events;
 mod faults;
 mod filter;
+mod functions;
 mod graphql;
 mod hooks;
 mod http_basics;
