@@ -69,6 +69,36 @@ fn cli() -> Command {
                 ),
         )
         .subcommand(
+            Command::new("functions")
+                .about("WASM functions")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("deploy")
+                        .about("Deploy a component (a new version when NAME exists)")
+                        .arg(Arg::new("file").required(true).help("The .wasm component"))
+                        .arg(Arg::new("name").long("name").required(true).help("The function's name"))
+                        .arg(
+                            Arg::new("trigger")
+                                .long("trigger")
+                                .action(clap::ArgAction::Append)
+                                .help("`http` or `{collection|*}.before-create|before-update|before-delete`; repeat for several"),
+                        )
+                        .arg(Arg::new("scopes").long("scopes").help(
+                            "The service identity's scopes, as JSON: \"superuser\" or [{\"collection\": …, \"operations\": […]}]",
+                        ))
+                        .arg(Arg::new("limits").long("limits").help(
+                            "Limits as JSON, e.g. {\"timeoutMs\": 500, \"memoryMb\": 32, \"outputKb\": 256, \"hostCalls\": 100}",
+                        ))
+                        .arg(
+                            Arg::new("disabled")
+                                .long("disabled")
+                                .action(clap::ArgAction::SetTrue)
+                                .help("Deploy it disabled"),
+                        ),
+                )
+                .subcommand(Command::new("list").about("List the live functions")),
+        )
+        .subcommand(
             Command::new("graphql")
                 .about("The GraphQL API")
                 .subcommand_required(true)
@@ -144,6 +174,7 @@ fn main() -> ExitCode {
             Some(("superuser", sub)) => superuser(settings, sub).await,
             Some(("schema", sub)) => schema(settings, sub).await,
             Some(("graphql", _)) => graphql_schema(settings).await,
+            Some(("functions", args)) => functions(settings, args).await,
             _ => serve(settings).await,
         }
     });
@@ -294,6 +325,77 @@ fn describe_auth_error(err: basalt_server::auth::AuthError) -> String {
 }
 
 /// `basalt graphql schema`: the SDL of the database's current schema.
+async fn functions(settings: Settings, matches: &ArgMatches) -> anyhow::Result<()> {
+    let core = Core::open(&settings).await?;
+    match matches.subcommand() {
+        Some(("deploy", args)) => {
+            let path = arg(args, "file");
+            let component =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?;
+            let json = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
+                args.get_one::<String>(name)
+                    .map(|text| {
+                        serde_json::from_str(text)
+                            .map_err(|e| anyhow::anyhow!("--{name} is not JSON: {e}"))
+                    })
+                    .transpose()
+            };
+            let manifest = serde_json::json!({
+                "name": arg(args, "name"),
+                "triggers": args.get_many::<String>("trigger").map(|t| t.cloned().collect::<Vec<_>>()).unwrap_or_default(),
+                "scopes": json("scopes")?,
+                "limits": json("limits")?.unwrap_or_else(|| serde_json::json!({})),
+                "enabled": !args.get_flag("disabled"),
+            });
+            let manifest: basalt_server::functions::Manifest = serde_json::from_value(manifest)
+                .map_err(|e| anyhow::anyhow!("the manifest: {e}"))?;
+            let deployed = core
+                .functions
+                .deploy(manifest, component)
+                .await
+                .map_err(|e| {
+                    let problem = e.problem();
+                    let fields = problem.fields.into_map();
+                    let details: Vec<String> = fields
+                        .iter()
+                        .map(|(field, e)| format!("{field}: {}", e.message))
+                        .collect();
+                    if details.is_empty() {
+                        anyhow::anyhow!("{}", problem.message)
+                    } else {
+                        anyhow::anyhow!("{} {}", problem.message, details.join("; "))
+                    }
+                })?;
+            println!(
+                "deployed {} version {} ({} bytes; a running server picks it up within seconds)",
+                deployed.name, deployed.version, deployed.size
+            );
+        }
+        Some(("list", _)) => {
+            let live = core.functions.live();
+            let mut names: Vec<_> = live.keys().collect();
+            names.sort();
+            for name in names {
+                let d = &live[name];
+                println!(
+                    "{}\tv{}\t{}\t{}",
+                    d.name,
+                    d.version,
+                    if d.manifest.enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    d.manifest.triggers.join(",")
+                );
+            }
+        }
+        _ => {}
+    }
+    core.db.close().await?;
+    Ok(())
+}
+
 async fn graphql_schema(settings: Settings) -> anyhow::Result<()> {
     let core = Core::open(&settings).await?;
     let graphql =

@@ -257,3 +257,98 @@ async fn graphql_schema_prints_the_sdl() {
     );
     assert!(!sdl.contains("secret"), "{sdl}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_deploy_then_serve_from_the_compiled_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("faults.wasm");
+    std::fs::write(&wasm, basalt_tests::guest("faults")).unwrap();
+    let wasm = wasm.to_str().unwrap();
+
+    // Refusals name what is wrong.
+    let (ok, _, stderr) = run(
+        dir.path(),
+        &["functions", "deploy", wasm, "--name", "Bad Name"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.join("\n").contains("name:"), "{stderr:?}");
+    let (ok, _, stderr) = run(
+        dir.path(),
+        &[
+            "functions",
+            "deploy",
+            wasm,
+            "--name",
+            "faults",
+            "--trigger",
+            "posts.after-create",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.join("\n").contains("posts.after-create"),
+        "{stderr:?}"
+    );
+
+    let (ok, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "functions",
+            "deploy",
+            wasm,
+            "--name",
+            "faults",
+            "--trigger",
+            "http",
+            "--limits",
+            r#"{"timeoutMs": 300}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr:?}");
+    assert!(
+        stdout.join("\n").contains("deployed faults version 1"),
+        "{stdout:?}"
+    );
+    let (ok, stdout, _) = run(dir.path(), &["functions", "list"]).await;
+    assert!(ok);
+    assert!(
+        stdout.join("\n").contains("faults\tv1\tenabled\thttp"),
+        "{stdout:?}"
+    );
+
+    // Compiled once at deploy, kept in the data dir by digest.
+    let cache: Vec<_> = std::fs::read_dir(dir.path().join("basalt_data/functions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    let compiled_at = std::fs::metadata(&cache[0]).unwrap().modified().unwrap();
+
+    // Two starts serve it from that cache: the file is not written again.
+    for _ in 0..2 {
+        let (mut server, url) = BasaltProcess::start(process::command(dir.path())).await;
+        let res = basalt_tests::client()
+            .get(format!("{url}/api/functions/faults/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let res = basalt_tests::client()
+            .get(format!("{url}/api/functions/faults/spin"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 500, "the deployed limits hold");
+        server.signal("TERM");
+        assert!(server.wait_exit(Duration::from_secs(15)).await.success());
+        assert_eq!(
+            std::fs::metadata(&cache[0]).unwrap().modified().unwrap(),
+            compiled_at
+        );
+    }
+}
