@@ -489,3 +489,42 @@ mod tests {
         assert!(!html.contains("<script>") && !html.contains("style="));
     }
 }
+
+/// A deployed function, as the functions page lists it.
+#[derive(Debug, Clone)]
+pub struct FunctionRow {
+    pub name: String,
+    pub version: u32,
+    pub enabled: bool,
+    pub triggers: String,
+    pub exports: String,
+    pub limits: String,
+    pub size: String,
+    pub created: String,
+}
+
+/// One call in the invocation log.
+#[derive(Debug, Clone)]
+pub struct InvocationRow {
+    pub started: String,
+    pub function: String,
+    pub version: i64,
+    pub trigger: String,
+    pub outcome: String,
+    pub duration: String,
+    pub error: String,
+    pub logs: Vec<String>,
+}
+
+/// WASM functions: deploy, enable/disable, delete, and the invocation log.
+#[derive(Template, Debug)]
+#[template(path = "functions.html")]
+pub struct FunctionsPage {
+    pub chrome: Chrome,
+    pub functions: Vec<FunctionRow>,
+    pub invocations: Vec<InvocationRow>,
+    /// The invocation log's filter (a function's name), or empty.
+    pub filter: String,
+    /// A refused deploy's message.
+    pub error: String,
+}

@@ -16,7 +16,8 @@ backend_tests!(
     pages_are_locked_down_and_escape_what_users_stored,
     collections_and_records_through_the_forms,
     keys_history_import_and_mails,
-    settings_apply_without_a_restart
+    settings_apply_without_a_restart,
+    functions_are_deployed_toggled_and_logged
 );
 
 /// A cookie-keeping client that does not follow redirects.
@@ -117,6 +118,39 @@ impl<'a> Browser<'a> {
 
     async fn get(&mut self, path: &str) -> Page {
         self.send(Method::GET, path, None).await
+    }
+
+    /// Post a `multipart/form-data` form (text fields and one file).
+    async fn upload(&mut self, path: &str, fields: &[(&str, &str)], file: (&str, Vec<u8>)) -> Page {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text((*k).to_owned(), (*v).to_owned());
+        }
+        form = form.part(
+            file.0.to_owned(),
+            reqwest::multipart::Part::bytes(file.1).file_name("component.wasm"),
+        );
+        let header: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let response = self
+            .client
+            .post(self.app.url(path))
+            .header("cookie", header.join("; "))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
@@ -1117,4 +1151,113 @@ async fn admin_story_in_a_real_browser() {
     for page in pages {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
     }
+}
+
+async fn functions_are_deployed_toggled_and_logged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let _ = app.superuser_token().await;
+    let mut browser = Browser::superuser(&app).await;
+    let page = browser.get("/_/functions").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No functions yet"), "{}", page.body);
+    let csrf = page.csrf();
+
+    // Without the session's CSRF token: refused, nothing deployed.
+    let refused = browser
+        .upload(
+            "/_/functions",
+            &[("csrf", "nope"), ("name", "faults"), ("triggers", "http")],
+            ("component", basalt_tests::guest("faults")),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    // A bad component: the page says why.
+    let bad = browser
+        .upload(
+            "/_/functions",
+            &[("csrf", &csrf), ("name", "faults"), ("triggers", "http")],
+            ("component", b"nope".to_vec()),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("not a valid WASI component"),
+        "{}",
+        bad.body
+    );
+
+    let deployed = browser
+        .upload(
+            "/_/functions",
+            &[
+                ("csrf", &csrf),
+                ("name", "faults"),
+                ("triggers", "http"),
+                ("limits", r#"{"timeoutMs": 200}"#),
+                ("scopes", ""),
+            ],
+            ("component", basalt_tests::guest("faults")),
+        )
+        .await;
+    assert_eq!(
+        (deployed.status, deployed.location()),
+        (303, "/_/functions?done=deployed"),
+        "{}",
+        deployed.body
+    );
+    assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 200);
+    assert_eq!(app.get_json("/api/functions/faults/spin").await.0, 500);
+
+    // The list and the invocation log, the failure's cause readable.
+    let page = basalt_tests::eventually(
+        std::time::Duration::from_secs(5),
+        "both calls logged",
+        || async {
+            let page = browser_get(&app, &browser.cookies, "/_/functions").await;
+            (page.matches("<td class=\"outcome-").count() >= 2).then_some(page)
+        },
+    )
+    .await;
+    assert!(page.contains(r#"data-function="faults""#), "{page}");
+    assert!(
+        page.contains("outcome-timeout") && page.contains("stopped at its time limit"),
+        "{page}"
+    );
+
+    // Disable, enable, delete.
+    let off = browser
+        .submit("/_/functions", "/_/functions/faults/toggle", &[])
+        .await;
+    assert_eq!(off.status, 303);
+    assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 404);
+    assert!(
+        browser
+            .get("/_/functions")
+            .await
+            .body
+            .contains(">Enable</button>")
+    );
+    browser
+        .submit("/_/functions", "/_/functions/faults/toggle", &[])
+        .await;
+    assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 200);
+    let gone = browser
+        .submit("/_/functions", "/_/functions/faults/delete", &[])
+        .await;
+    assert_eq!(gone.status, 303);
+    assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 404);
+}
+
+/// A page's HTML with these cookies (for polling without a `&mut` browser).
+async fn browser_get(app: &TestApp, cookies: &HashMap<String, String>, path: &str) -> String {
+    let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    app.client
+        .get(app.url(path))
+        .header("cookie", header.join("; "))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

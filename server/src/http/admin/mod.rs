@@ -19,6 +19,7 @@ macro_rules! or_page {
 }
 
 mod collections;
+mod functions;
 mod records;
 mod session;
 mod system;
@@ -119,6 +120,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/collections/{name}/records/{id}/revoke",
                     web::post().to(records::revoke),
+                )
+                .route("/functions", web::get().to(functions::list))
+                .route("/functions", web::post().to(functions::deploy))
+                .route(
+                    "/functions/{name}/toggle",
+                    web::post().to(functions::toggle),
+                )
+                .route(
+                    "/functions/{name}/delete",
+                    web::post().to(functions::delete),
                 )
                 .route("/events", web::get().to(system::events))
                 .route("/mails", web::get().to(system::mails))
@@ -438,6 +449,7 @@ fn notice(done: Option<&str>) -> Option<String> {
             "imported" => "Imported.",
             "revoked" => "Sessions revoked: the account must sign in again.",
             "revoked-key" => "Key revoked.",
+            "deployed" => "Deployed.",
             "mailed" => "Mail sent (without SMTP it is under Mails).",
             _ => return None,
         }
