@@ -3,6 +3,8 @@
 //! Guests are the SDK's examples (`functions-sdk/examples`), built for wasm32-wasip2
 //! by `tests/run`.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use basalt_tests::{Backend, TestApp, backend_tests, guest, json as read_json};
@@ -14,6 +16,8 @@ backend_tests!(
     hooks_change_or_refuse_writes_at_every_door,
     http_functions_get_the_request_and_the_caller,
     limits_fail_only_the_call_at_fault,
+    javascript_and_python_functions_run_like_rust_ones,
+    invocations_are_pruned_after_their_retention,
 );
 
 /// Deploy `component` with `manifest`; the status and body.
@@ -661,4 +665,249 @@ async fn limits_fail_only_the_call_at_fault(backend: Backend) {
     // The server is whole: a slow but healthy call still answers.
     let (status, _) = app.get_json("/api/functions/faults/sleepy").await;
     assert_eq!(status, 200);
+}
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions-sdk")
+}
+
+/// Build (once per content of its inputs) a component from a non-Rust example:
+/// `build` writes it to the path it is given.
+fn built_once(name: &str, inputs: &[PathBuf], build: impl FnOnce(&Path)) -> Vec<u8> {
+    let mut hasher = DefaultHasher::new();
+    for input in inputs {
+        std::fs::read(input).unwrap().hash(&mut hasher);
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = root.join(format!("{name}-{:016x}.wasm", hasher.finish()));
+    if !out.exists() {
+        let staging = root.join(format!("{name}-{}.wasm.tmp", std::process::id()));
+        build(&staging);
+        std::fs::rename(&staging, &out).unwrap();
+    }
+    std::fs::read(&out).unwrap()
+}
+
+fn run(program: &Path, args: &[&str], dir: &Path) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `functions-sdk/examples/js/slug_api.js` built with componentize-js from npm.
+fn javascript_guest() -> Vec<u8> {
+    let sdk = sdk_dir();
+    let example = sdk.join("examples/js");
+    let tools = basalt_tests::tools::npm_once(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "componentize-js",
+        &example,
+        &["package.json"],
+        "node_modules/.bin/componentize-js",
+    );
+    let source = example.join("slug_api.js");
+    let wit = sdk.join("wit/basalt.wit");
+    built_once(
+        "slug_api_js",
+        &[source.clone(), wit, example.join("package.json")],
+        |out| {
+            run(
+                Path::new("node"),
+                &[
+                    tools
+                        .join("node_modules/.bin/componentize-js")
+                        .to_str()
+                        .unwrap(),
+                    source.to_str().unwrap(),
+                    "--wit",
+                    sdk.join("wit").to_str().unwrap(),
+                    "--world-name",
+                    "function",
+                    "--disable",
+                    "stdio",
+                    "random",
+                    "clocks",
+                    "http",
+                    "fetch-event",
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+                &tools,
+            );
+        },
+    )
+}
+
+/// `functions-sdk/examples/python/no_spam_api.py` built with componentize-py from PyPI.
+fn python_guest() -> Vec<u8> {
+    let sdk = sdk_dir();
+    let example = sdk.join("examples/python");
+    let python = basalt_tests::tools::python_venv(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "componentize-py",
+        &example,
+    );
+    let source = example.join("no_spam_api.py");
+    let wit = sdk.join("wit/basalt.wit");
+    built_once(
+        "no_spam_api_py",
+        &[source, wit, example.join("requirements.txt")],
+        |out| {
+            run(
+                &python,
+                &[
+                    "-c",
+                    "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+                    "-d",
+                    sdk.join("wit").to_str().unwrap(),
+                    "-w",
+                    "function",
+                    "componentize",
+                    "no_spam_api",
+                    "-p",
+                    example.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+                &example,
+            );
+        },
+    )
+}
+
+async fn javascript_and_python_functions_run_like_rust_ones(backend: Backend) {
+    if !basalt_tests::require_tool(
+        "node",
+        "functions::javascript_and_python_functions_run_like_rust_ones",
+    ) || !basalt_tests::require_tool(
+        "python3",
+        "functions::javascript_and_python_functions_run_like_rust_ones",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    posts(&app, &admin).await;
+    let js = javascript_guest();
+    let py = python_guest();
+    let (status, body) = deploy(
+        &app,
+        Some(&admin),
+        json!({"name": "slug-js", "triggers": ["posts.before-create", "http"]}),
+        js,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["exports"], json!({"hooks": true, "http": true}));
+    let (status, body) = deploy(
+        &app,
+        Some(&admin),
+        json!({"name": "no-spam-py", "triggers": ["posts.before-create", "posts.before-update", "http"]}),
+        py,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The JavaScript hook fills the slug; the Python one refuses spam.
+    let (status, post) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "Hello JS World"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &post["slug"]),
+        (200, &json!("hello-js-world")),
+        "{post}"
+    );
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "more spam"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["message"], "Posts may not advertise spam.");
+    assert_eq!(
+        body["data"]["title"]["code"], "validation_no_spam",
+        "{body}"
+    );
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!(
+                "/api/collections/posts/records/{}",
+                post["id"].as_str().unwrap()
+            ),
+            None,
+            Some(json!({"body": "spam inside"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["data"]["body"]["code"]),
+        (400, &json!("validation_no_spam")),
+        "{body}"
+    );
+
+    // Their HTTP endpoints read records as the caller.
+    let (status, body) = app.get_json("/api/functions/slug-js/latest").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"caller": "anonymous", "total": 1, "titles": ["Hello JS World"]})
+    );
+    let (status, body) = app.get_json("/api/functions/no-spam-py/stats").await;
+    assert_eq!((status, body), (200, json!({"visible": 1})));
+    let (status, _) = app.get_json("/api/functions/no-spam-py/other").await;
+    assert_eq!(status, 404);
+
+    let logs = logged(&app, &admin, "slug-js", 1).await;
+    assert!(
+        logs.iter()
+            .any(|i| i["logs"][0]["fields"]["slug"] == "hello-js-world"),
+        "{logs:?}"
+    );
+}
+
+async fn invocations_are_pruned_after_their_retention(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .setting("functions_log_retention", "1s")
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    deployed(
+        &app,
+        &admin,
+        json!({"name": "faults", "triggers": ["http"]}),
+        "faults",
+    )
+    .await;
+    assert_eq!(app.get_json("/api/functions/faults/first").await.0, 200);
+    let first = logged(&app, &admin, "faults", 1).await;
+    assert_eq!(first.len(), 1);
+    let first = first[0]["id"].clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.get_json("/api/functions/faults/second").await.0, 200);
+    basalt_tests::eventually(
+        Duration::from_secs(5),
+        "the first call pruned, the second kept",
+        || async {
+            let rows = invocations(&app, &admin, "faults").await;
+            (rows.len() == 1 && rows[0]["id"] != first).then_some(())
+        },
+    )
+    .await;
 }
