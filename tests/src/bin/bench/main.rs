@@ -20,6 +20,7 @@
 //! Basalt's share only.
 
 mod fanout;
+mod functions;
 mod load;
 mod peer;
 mod server;
@@ -48,7 +49,7 @@ struct Args {
     /// Databases to run on (repeat or comma-separate).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Sqlite])]
     backend: Vec<Backend>,
-    /// Workloads: W1, W2, W2s, W3, W4, W5, W6, G1, G2, G3, SSE, or all.
+    /// Workloads: W1, W2, W2s, W3, H0, F1, F2, W4, W5, W6, G1, G2, G3, SSE, or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workload: Vec<String>,
     /// Measured time per workload, e.g. 10s.
@@ -336,8 +337,12 @@ async fn measure(
     }
     let is_peer = args.peer.is_some_and(|p| p.label() == label);
     for workload in workloads::all(&seeded) {
-        if !wanted(args, workload.id) || (workload.graphql && is_peer) {
+        let basalt_only = workload.graphql || workload.function.is_some();
+        if !wanted(args, workload.id) || (basalt_only && is_peer) {
             continue;
+        }
+        if let Some((name, triggers)) = workload.function {
+            functions::deploy(&base, &seeded.admin, name, triggers).await?;
         }
         if workload.graphql {
             check_graphql(&base, &seeded.token, &(workload.plan)(0, 0)).await?;
@@ -356,6 +361,9 @@ async fn measure(
         .await?;
         if let Some(err) = &measured.first_error {
             eprintln!("bench: {} errors, the first: {err}", measured.errors);
+        }
+        if let Some((name, _)) = workload.function {
+            functions::remove(&base, &seeded.admin, name).await?;
         }
         let peak = server.peak_rss().or_else(|| server.rss()).unwrap_or(0);
         report.rows.push(row(

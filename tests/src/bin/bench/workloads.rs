@@ -18,6 +18,8 @@ pub const ARTICLES: usize = 100;
 /// What seeding left for the workloads to use.
 #[derive(Debug)]
 pub struct Seeded {
+    /// A superuser's token (deploys the functions workloads use).
+    pub admin: String,
     /// `Bearer …` of user 0, who owns `notes` with [`Seeded::note_ids`].
     pub token: String,
     pub user_id: String,
@@ -36,6 +38,10 @@ pub struct Workload {
     /// GraphQL: Basalt only (PocketBase has none), and a 200 may still carry errors,
     /// so one request is checked before the load.
     pub graphql: bool,
+    /// A function deployed for this workload only (Basalt only): its name and
+    /// triggers. The guest is the SDK's `faults` example, which answers `/hello` and
+    /// passes ordinary writes through unchanged.
+    pub function: Option<(&'static str, &'static [&'static str])>,
 }
 
 /// `POST /graphql` with `query` and `variables`.
@@ -107,6 +113,7 @@ pub async fn seed(
         .and_then(Value::as_str)
         .context("superuser token")?
         .to_owned();
+    let admin_token = admin.clone();
     let admin = Some(admin.as_str());
     call(
         &client,
@@ -229,6 +236,7 @@ pub async fn seed(
         .and_then(Value::as_str)
         .context("user token")?;
     Ok(Seeded {
+        admin: admin_token,
         token: format!("Bearer {token}"),
         user_id: users.first().cloned().context("no user")?,
         email,
@@ -264,6 +272,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                 })
             },
             graphql: false,
+            function: None,
         },
         Workload {
             id: "G1",
@@ -275,6 +284,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                 )
             }),
             graphql: true,
+            function: None,
         },
         Workload {
             id: "G2",
@@ -286,18 +296,21 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                 )
             }),
             graphql: true,
+            function: None,
         },
         Workload {
             id: "W2",
             what: "list 20 of 10,000, indexed filter + owner rule",
             plan: Arc::new(move |_, _| Call::get(list)),
             graphql: false,
+            function: None,
         },
         Workload {
             id: "W2s",
             what: "W2 with skipTotal",
             plan: Arc::new(move |_, _| Call::get(format!("{list}&skipTotal=1"))),
             graphql: false,
+            function: None,
         },
         Workload {
             id: "W6",
@@ -305,18 +318,53 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
             what: "list 20 with expand of a relation",
             plan: Arc::new(move |_, _| Call::get(format!("{list}&expand=owner"))),
             graphql: false,
+            function: None,
         },
         Workload {
             id: "W3",
             what: "create with an owner create rule",
-            plan: Arc::new(move |_, n| {
-                Call::with_json(
-                    Method::POST,
-                    "/api/collections/notes/records",
-                    &json!({"title": format!("new {n}"), "category": n % 10, "owner": me}),
-                )
-            }),
+            plan: {
+                let me = me.clone();
+                Arc::new(move |_, n| {
+                    Call::with_json(
+                        Method::POST,
+                        "/api/collections/notes/records",
+                        &json!({"title": format!("new {n}"), "category": n % 10, "owner": me}),
+                    )
+                })
+            },
             graphql: false,
+            function: None,
+        },
+        Workload {
+            id: "H0",
+            what: "static route (GET /api/health), F1's baseline",
+            plan: Arc::new(|_, _| Call::get("/api/health")),
+            graphql: false,
+            function: None,
+        },
+        Workload {
+            id: "F1",
+            what: "HTTP function answering a small JSON body",
+            plan: Arc::new(|_, _| Call::get("/api/functions/bench-http/hello")),
+            graphql: false,
+            function: Some(("bench-http", &["http"])),
+        },
+        Workload {
+            id: "F2",
+            what: "W3 with a pass-through before-create hook",
+            plan: {
+                let me = me.clone();
+                Arc::new(move |_, n| {
+                    Call::with_json(
+                        Method::POST,
+                        "/api/collections/notes/records",
+                        &json!({"title": format!("hooked {n}"), "category": n % 10, "owner": me}),
+                    )
+                })
+            },
+            graphql: false,
+            function: Some(("bench-hook", &["notes.before-create"])),
         },
         Workload {
             id: "W4",
@@ -334,6 +382,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                 })
             },
             graphql: false,
+            function: None,
         },
         Workload {
             id: "W5",
@@ -347,6 +396,7 @@ pub fn all(seeded: &Seeded) -> Vec<Workload> {
                 )
             }),
             graphql: false,
+            function: None,
         },
     ]
 }
