@@ -47,7 +47,7 @@ fn fault(what: &str) -> Option<Response> {
             Some(Response::text(200, "done"))
         }
         "sleepy" => {
-            // Busy for ~50 ms, then answers: a slow but healthy call.
+            // Busy for a while (50 ms), then answers: a slow but healthy call.
             let start = std::time::Instant::now();
             while start.elapsed() < std::time::Duration::from_millis(50) {}
             Some(Response::text(200, "slept"))
@@ -77,6 +77,14 @@ impl Function for Faults {
 
     fn http(request: Request) -> Response {
         let what = request.path.trim_start_matches('/');
+        if what == "version" {
+            // Busy for `ms` milliseconds, then answers the version that ran.
+            let ms = request.param("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(ms) {}
+            let version = basalt_functions::context::function_version();
+            return Response::json(200, &json!({"version": version}));
+        }
         if what == "echo" {
             let mut response = Response::json(
                 201,

@@ -21,7 +21,6 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Map, Value};
-use wasmtime::component::InstancePre;
 
 use crate::db::Db;
 use crate::db::entities::{functions, invocations};
@@ -31,7 +30,7 @@ use crate::records::{HookOp, Hooks, Pending, RecordService, Rejection, WriteCtx}
 use crate::telemetry::FunctionMetrics;
 use crate::validation::FieldErrors;
 pub use manifest::{Limits, Manifest, Trigger};
-use runtime::{CallCtx, HttpFailure, Outcome, Report, Runtime, State, Stop};
+use runtime::{CallCtx, HttpFailure, Outcome, Report, Runtime, Stop};
 
 /// One deployed version, compiled and linked.
 pub struct Deployed {
@@ -45,7 +44,7 @@ pub struct Deployed {
     pub created: DateTime<Utc>,
     pub hooks: bool,
     pub http: bool,
-    pre: InstancePre<State>,
+    exports: runtime::Resolved,
     service: Option<Identity>,
 }
 
@@ -301,7 +300,7 @@ impl FunctionService {
             .runtime
             .link(&component)
             .map_err(|e| format!("The component needs what Basalt does not give: {e:#}"))?;
-        runtime::check_exports(&pre, hooks, http)?;
+        let resolved = runtime::resolve(&pre, hooks, http)?;
         let service = match &manifest.scopes {
             None => None,
             Some(scopes) => {
@@ -326,7 +325,7 @@ impl FunctionService {
             created: row.created,
             hooks,
             http,
-            pre,
+            exports: resolved,
             service,
         })
     }
@@ -749,6 +748,9 @@ impl FunctionService {
             .filter(|d| d.manifest.enabled && d.triggers.contains(&Trigger::Http))
             .cloned()
             .ok_or_else(|| Problem::new(Code::NotFound, "No such function."))?;
+        let Some(pre) = d.exports.http.clone() else {
+            return Err(Problem::new(Code::NotFound, "No such function."));
+        };
         let mut builder = hyper::Request::builder()
             .method(call.method.as_str())
             .uri(format!("http://localhost{}", call.path_and_query));
@@ -774,7 +776,7 @@ impl FunctionService {
         let limit =
             Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
         let outcome =
-            tokio::time::timeout(limit, runtime::call_http(store, &d.pre, request, max)).await;
+            tokio::time::timeout(limit, runtime::call_http(store, &pre, request, max)).await;
         let elapsed = started.elapsed();
         let (report, result) = match outcome {
             Ok(r) => r,
@@ -843,6 +845,9 @@ impl FunctionService {
             message: "The write was refused: a function that checks it failed.".into(),
             errors: FieldErrors::default(),
         };
+        let Some(pre) = &d.exports.hooks else {
+            return Ok(Outcome::Unchanged);
+        };
         let call = match self.call_ctx(d, ctx.identity().clone(), ctx.request().clone(), true) {
             Ok(c) => c,
             Err(_) => return Err(generic()),
@@ -855,7 +860,7 @@ impl FunctionService {
         let limit =
             Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
         let result =
-            tokio::time::timeout(limit, runtime::call_hook(&mut store, &d.pre, op, write)).await;
+            tokio::time::timeout(limit, runtime::call_hook(&mut store, pre, op, write)).await;
         let report = runtime::report(&mut store);
         drop(store);
         let elapsed = started.elapsed();

@@ -173,6 +173,20 @@ async fn deploys_are_checked_versioned_and_replaced(backend: Backend) {
         .collect();
     assert_eq!(versions, vec![json!(2), json!(1)]);
 
+    // A new version replaces the old while a call of the old one is in flight: that
+    // call finishes on the old, the next runs the new.
+    let slow = {
+        let client = app.client.clone();
+        let url = app.url("/api/functions/faults/version?ms=800");
+        tokio::spawn(async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let v3 = deployed(&app, &admin, faults.clone(), "faults").await;
+    assert_eq!(v3["version"], 3);
+    let (_, now) = app.get_json("/api/functions/faults/version").await;
+    assert_eq!(now["version"], 3);
+    assert_eq!(slow.await.unwrap()["version"], 2, "the call in flight finished on its version");
+
     // Disabled: the route is gone; enabled again: back, as a new version.
     let (status, body) = app
         .call(
@@ -201,7 +215,7 @@ async fn deploys_are_checked_versioned_and_replaced(backend: Backend) {
             Some(json!({"enabled": true})),
         )
         .await;
-    assert_eq!((status, &body["version"]), (200, &json!(4)), "{body}");
+    assert_eq!((status, &body["version"]), (200, &json!(5)), "{body}");
     assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 200);
 
     // A superuser-scoped key may deploy; a collection-scoped one may not.
@@ -239,7 +253,7 @@ async fn deploys_are_checked_versioned_and_replaced(backend: Backend) {
         .map(|f| f["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("by-key")]);
-    assert_eq!(app.count_rows("_functions").await, 5, "every version kept");
+    assert_eq!(app.count_rows("_functions").await, 6, "every version kept");
 
     // Another instance on the same PostgreSQL serves what this one deployed.
     if backend == Backend::Postgres {
@@ -662,6 +676,16 @@ async fn limits_fail_only_the_call_at_fault(backend: Backend) {
     for call in spinning {
         assert_eq!(call.await.unwrap().unwrap(), 500);
     }
+    // Nothing leaks: more failed calls than the instance pool holds, then a healthy one.
+    for _ in 0..110 {
+        assert_eq!(app.get_json("/api/functions/faults/trap").await.0, 500);
+    }
+    assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 200);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"basalt_function_calls_total{function="faults",outcome="timeout"} 1"#),
+        "{metrics}"
+    );
     // The server is whole: a slow but healthy call still answers.
     let (status, _) = app.get_json("/api/functions/faults/sleepy").await;
     assert_eq!(status, 200);
