@@ -373,10 +373,9 @@ async fn functions(settings: Settings, matches: &ArgMatches) -> anyhow::Result<(
         }
         Some(("list", _)) => {
             let live = core.functions.live();
-            let mut names: Vec<_> = live.keys().collect();
-            names.sort();
-            for name in names {
-                let d = &live[name];
+            let mut functions: Vec<_> = live.values().collect();
+            functions.sort_by(|a, b| a.name.cmp(&b.name));
+            for d in functions {
                 println!(
                     "{}\tv{}\t{}\t{}",
                     d.name,

@@ -1,3 +1,4 @@
+#![allow(clippy::panic, clippy::indexing_slicing)]
 //! Faulty on purpose, for the server's tests: what it does is chosen by the request
 //! path (HTTP) or the record's `title` (hooks). Not an example to copy.
 
@@ -79,7 +80,10 @@ impl Function for Faults {
         let what = request.path.trim_start_matches('/');
         if what == "version" {
             // Busy for `ms` milliseconds, then answers the version that ran.
-            let ms = request.param("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+            let ms = request
+                .param("ms")
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(0);
             let start = std::time::Instant::now();
             while start.elapsed() < std::time::Duration::from_millis(ms) {}
             let version = basalt_functions::context::function_version();

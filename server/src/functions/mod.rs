@@ -549,15 +549,7 @@ impl FunctionService {
     ///
     /// Fails when `_functions` cannot be read.
     pub async fn history(&self, name: &str) -> Result<Vec<Value>, sea_orm::DbErr> {
-        let rows: Vec<(
-            String,
-            i32,
-            String,
-            String,
-            bool,
-            Option<DateTime<Utc>>,
-            DateTime<Utc>,
-        )> = functions::Entity::find()
+        let rows: Vec<VersionRow> = functions::Entity::find()
             .select_only()
             .column(functions::Column::Id)
             .column(functions::Column::Version)
@@ -594,41 +586,28 @@ impl FunctionService {
         &self,
         name: Option<&str>,
         limit: u64,
-    ) -> Result<Vec<Value>, sea_orm::DbErr> {
+    ) -> Result<Vec<invocations::Model>, sea_orm::DbErr> {
         let mut query = invocations::Entity::find().order_by_desc(invocations::Column::Started);
         if let Some(name) = name {
             query = query.filter(invocations::Column::Function.eq(name));
         }
-        let rows = query.limit(limit).all(self.db.conn()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id,
-                    "function": r.function,
-                    "version": r.version,
-                    "trigger": r.trigger,
-                    "started": r.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "durationUs": r.duration_us,
-                    "outcome": r.outcome,
-                    "error": r.error,
-                    "logs": serde_json::from_str::<Value>(&r.logs).unwrap_or(Value::Null),
-                })
-            })
-            .collect())
+        query.limit(limit).all(self.db.conn()).await
     }
 
     fn record(
         &self,
         d: &Deployed,
-        trigger: String,
-        invocation: String,
-        started: DateTime<Utc>,
-        elapsed: Duration,
+        call: Finished,
         outcome: &str,
         error: Option<String>,
         report: &Report,
     ) {
+        let Finished {
+            trigger,
+            invocation,
+            started,
+            elapsed,
+        } = call;
         self.metrics.observe(&d.name, outcome, elapsed);
         let mut logs = serde_json::to_value(&report.logs).unwrap_or(Value::Array(Vec::new()));
         if report.dropped_logs > 0
@@ -792,10 +771,7 @@ impl FunctionService {
             Ok((parts, body)) => {
                 self.record(
                     &d,
-                    "http".into(),
-                    invocation,
-                    started_at,
-                    elapsed,
+                    finished("http".into(), invocation, started_at, elapsed),
                     "ok",
                     None,
                     &report,
@@ -814,10 +790,7 @@ impl FunctionService {
                 let (outcome, problem, cause) = failed(&report, &failure, max);
                 self.record(
                     &d,
-                    "http".into(),
-                    invocation,
-                    started_at,
-                    elapsed,
+                    finished("http".into(), invocation, started_at, elapsed),
                     outcome,
                     Some(cause.clone()),
                     &report,
@@ -877,7 +850,11 @@ impl FunctionService {
                     "ok"
                 };
                 self.record(
-                    d, trigger, invocation, started_at, elapsed, label, None, &report,
+                    d,
+                    finished(trigger, invocation, started_at, elapsed),
+                    label,
+                    None,
+                    &report,
                 );
                 Ok(outcome)
             }
@@ -886,10 +863,7 @@ impl FunctionService {
                 tracing::warn!(function = %d.name, version = d.version, cause = %cause, "a before-hook failed; the write is refused");
                 self.record(
                     d,
-                    trigger,
-                    invocation,
-                    started_at,
-                    elapsed,
+                    finished(trigger, invocation, started_at, elapsed),
                     outcome,
                     Some(cause),
                     &report,
@@ -899,6 +873,55 @@ impl FunctionService {
         }
     }
 }
+
+/// A finished call, for the invocation log.
+struct Finished {
+    trigger: String,
+    invocation: String,
+    started: DateTime<Utc>,
+    elapsed: Duration,
+}
+
+fn finished(
+    trigger: String,
+    invocation: String,
+    started: DateTime<Utc>,
+    elapsed: Duration,
+) -> Finished {
+    Finished {
+        trigger,
+        invocation,
+        started,
+        elapsed,
+    }
+}
+
+/// One `_invocations` row as the API shows it.
+pub fn invocation_json(r: &invocations::Model) -> Value {
+    serde_json::json!({
+        "id": r.id,
+        "function": r.function,
+        "version": r.version,
+        "trigger": r.trigger,
+        "started": r.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "durationUs": r.duration_us,
+        "outcome": r.outcome,
+        "error": r.error,
+        "logs": serde_json::from_str::<Value>(&r.logs).unwrap_or(Value::Null),
+    })
+}
+
+/// A version row without its component: id, version, manifest, digest, enabled,
+/// deleted, created.
+type VersionRow = (
+    String,
+    i32,
+    String,
+    String,
+    bool,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
 
 /// A trap as the invocation log keeps it: what happened first, then the guest's
 /// backtrace (bounded).

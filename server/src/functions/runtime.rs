@@ -609,7 +609,9 @@ pub fn resolve(pre: &InstancePre<State>, hooks: bool, http: bool) -> Result<Reso
     let http = http
         .then(|| {
             wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()).map_err(|e| {
-                format!("The export `wasi:http/incoming-handler` does not match wasi:http@0.2: {e:#}")
+                format!(
+                    "The export `wasi:http/incoming-handler` does not match wasi:http@0.2: {e:#}"
+                )
             })
         })
         .transpose()?;

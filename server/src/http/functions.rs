@@ -120,7 +120,9 @@ pub async fn view(
         .await
         .map_err(|e| ApiError::from(crate::errors::Problem::from_db(&e)))?;
     let mut body = deployed.json();
-    body["history"] = Value::Array(history);
+    if let Some(object) = body.as_object_mut() {
+        object.insert("history".into(), Value::Array(history));
+    }
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -167,11 +169,14 @@ pub async fn invocations(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_superuser()?;
     let limit = params.limit.unwrap_or(50).clamp(1, 500);
-    let items = state
+    let items: Vec<Value> = state
         .functions
         .invocations(params.function.as_deref(), limit)
         .await
-        .map_err(|e| ApiError::from(crate::errors::Problem::from_db(&e)))?;
+        .map_err(|e| ApiError::from(crate::errors::Problem::from_db(&e)))?
+        .iter()
+        .map(crate::functions::invocation_json)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"items": items})))
 }
 

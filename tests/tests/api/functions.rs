@@ -178,14 +178,27 @@ async fn deploys_are_checked_versioned_and_replaced(backend: Backend) {
     let slow = {
         let client = app.client.clone();
         let url = app.url("/api/functions/faults/version?ms=800");
-        tokio::spawn(async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() })
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
     let v3 = deployed(&app, &admin, faults.clone(), "faults").await;
     assert_eq!(v3["version"], 3);
     let (_, now) = app.get_json("/api/functions/faults/version").await;
     assert_eq!(now["version"], 3);
-    assert_eq!(slow.await.unwrap()["version"], 2, "the call in flight finished on its version");
+    assert_eq!(
+        slow.await.unwrap()["version"],
+        2,
+        "the call in flight finished on its version"
+    );
 
     // Disabled: the route is gone; enabled again: back, as a new version.
     let (status, body) = app

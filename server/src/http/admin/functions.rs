@@ -17,6 +17,19 @@ pub struct Params {
     done: Option<String>,
 }
 
+/// Captured log lines (`[{level, message, fields}]`) as text lines.
+fn log_lines(logs: &str) -> Vec<String> {
+    let lines: Vec<Value> = serde_json::from_str(logs).unwrap_or_default();
+    lines
+        .iter()
+        .map(|l| {
+            let text = |key: &str| l.get(key).and_then(Value::as_str).unwrap_or_default();
+            let fields = l.get("fields").map(Value::to_string).unwrap_or_default();
+            format!("[{}] {} {fields}", text("level"), text("message"))
+        })
+        .collect()
+}
+
 fn size(bytes: usize) -> String {
     if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
@@ -61,32 +74,14 @@ async fn functions_page(
         .unwrap_or_default()
         .into_iter()
         .map(|i| InvocationRow {
-            started: i["started"].as_str().unwrap_or_default().replace('T', " "),
-            function: i["function"].as_str().unwrap_or_default().to_owned(),
-            version: i["version"].as_i64().unwrap_or_default(),
-            trigger: i["trigger"].as_str().unwrap_or_default().to_owned(),
-            outcome: i["outcome"].as_str().unwrap_or_default().to_owned(),
-            duration: format!(
-                "{:.2} ms",
-                i["durationUs"].as_f64().unwrap_or_default() / 1000.0
-            ),
-            error: i["error"].as_str().unwrap_or_default().to_owned(),
-            logs: i["logs"]
-                .as_array()
-                .map(|lines| {
-                    lines
-                        .iter()
-                        .map(|l| {
-                            let fields = l.get("fields").map(Value::to_string).unwrap_or_default();
-                            format!(
-                                "[{}] {} {fields}",
-                                l["level"].as_str().unwrap_or_default(),
-                                l["message"].as_str().unwrap_or_default()
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            started: i.started.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            function: i.function,
+            version: i64::from(i.version),
+            trigger: i.trigger,
+            outcome: i.outcome,
+            duration: format!("{:.2} ms", i.duration_us as f64 / 1000.0),
+            error: i.error.unwrap_or_default(),
+            logs: log_lines(&i.logs),
         })
         .collect();
     let mut chrome = admin.chrome("Functions", "functions");
