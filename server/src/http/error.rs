@@ -268,7 +268,12 @@ mod tests {
             let status = status_of(code);
             let fault = matches!(
                 code,
-                Code::Internal | Code::DatabaseUnavailable | Code::SchemaChanging | Code::DiskFull
+                Code::Internal
+                    | Code::DatabaseUnavailable
+                    | Code::SchemaChanging
+                    | Code::DiskFull
+                    | Code::FunctionFailed
+                    | Code::FunctionTimeout
             );
             assert_eq!(status.is_server_error(), fault, "{code:?}");
         }
