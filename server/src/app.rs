@@ -107,7 +107,8 @@ pub struct Core {
     pub auth: AuthService,
     /// Settings the admin UI may change while the server runs.
     pub live: Arc<crate::config::live::LiveSettings>,
-    /// WASM functions (loaded, and the record pipeline's before-hooks).
+    /// WASM functions, the record pipeline's before-hooks. None is loaded until
+    /// `refresh` (the server does at start; CLI commands that need them do).
     pub functions: Arc<crate::functions::FunctionService>,
 }
 
@@ -174,10 +175,6 @@ impl Core {
         );
         functions.attach(records.clone(), Arc::clone(&schema));
         let _ = late.0.set(Arc::clone(&functions));
-        functions
-            .refresh()
-            .await
-            .map_err(|e| StartError::Functions(format!("loading functions failed: {e}")))?;
         let live = Arc::new(
             crate::config::live::LiveSettings::load(settings, db.clone())
                 .await
@@ -340,6 +337,11 @@ impl App {
         } = Core::open_with_hooks(&settings, hooks).await?;
         let cache = Cache::new(settings.redis_url.as_ref())?;
         let broker = Broker::new(settings.amqp_url.as_ref());
+        // The live functions, compiled (or loaded from the disk cache) before serving.
+        functions
+            .refresh()
+            .await
+            .map_err(|e| StartError::Functions(format!("loading functions failed: {e}")))?;
         let mut metrics = Metrics::new();
         metrics.register_functions(functions.metrics());
         if let Some(lite) = db.lite() {

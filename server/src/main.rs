@@ -372,6 +372,7 @@ async fn functions(settings: Settings, matches: &ArgMatches) -> anyhow::Result<(
             );
         }
         Some(("list", _)) => {
+            core.functions.refresh().await?;
             let live = core.functions.live();
             let mut functions: Vec<_> = live.values().collect();
             functions.sort_by(|a, b| a.name.cmp(&b.name));

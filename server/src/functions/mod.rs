@@ -977,6 +977,13 @@ impl Hooks for FunctionService {
         self.any_hooks.load(Ordering::Acquire)
     }
 
+    fn fires(&self, collection: &str, op: HookOp) -> bool {
+        self.active()
+            && self.live().values().any(|d| {
+                d.manifest.enabled && d.hooks && d.triggers.iter().any(|t| t.fires(collection, op))
+            })
+    }
+
     fn before<'a>(
         &'a self,
         ctx: &'a WriteCtx<'_>,
@@ -1050,6 +1057,10 @@ impl Hooks for HookChain {
         self.0.iter().any(|h| h.active())
     }
 
+    fn fires(&self, collection: &str, op: HookOp) -> bool {
+        self.0.iter().any(|h| h.fires(collection, op))
+    }
+
     fn before<'a>(
         &'a self,
         ctx: &'a WriteCtx<'_>,
@@ -1096,6 +1107,10 @@ pub struct LateHooks(pub OnceLock<Arc<FunctionService>>);
 impl Hooks for LateHooks {
     fn active(&self) -> bool {
         self.0.get().is_some_and(|f| f.active())
+    }
+
+    fn fires(&self, collection: &str, op: HookOp) -> bool {
+        self.0.get().is_some_and(|f| f.fires(collection, op))
     }
 
     fn before<'a>(

@@ -80,6 +80,12 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Whether a before-hook may run for `op` on `collection` (so a create on a
+    /// collection no hook watches keeps the one-statement path).
+    fn fires(&self, _collection: &str, _op: HookOp) -> bool {
+        self.active()
+    }
+
     /// Called inside the write's transaction, after validation, before the row is
     /// written.
     ///

@@ -61,7 +61,7 @@ impl RecordService {
     pub(super) fn direct_create_fits(&self, collection: &Collection) -> bool {
         self.db.backend() == crate::db::Backend::Postgres
             && collection.auth.is_none()
-            && !self.hooks.active()
+            && !self.hooks.fires(&collection.name, super::HookOp::Create)
     }
 
     /// Create in one statement (see the module). Returns the record and whether the
