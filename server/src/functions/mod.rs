@@ -347,6 +347,9 @@ impl FunctionService {
     ///
     /// Fails when `_functions` cannot be read.
     pub async fn refresh(self: &Arc<Self>) -> Result<(), sea_orm::DbErr> {
+        // Held from reading the heads to publishing: a deploy of this instance cannot
+        // land in between and be undone by a map built from older heads.
+        let _deploying = self.deploying.lock().await;
         let heads: Vec<(String, String, i32, Option<DateTime<Utc>>)> = functions::Entity::find()
             .select_only()
             .column(functions::Column::Id)
@@ -375,7 +378,6 @@ impl FunctionService {
         if unchanged {
             return Ok(());
         }
-        let _deploying = self.deploying.lock().await;
         let mut live = HashMap::new();
         for (name, (id, version, deleted)) in newest {
             if deleted {
@@ -1016,6 +1018,17 @@ impl Hooks for FunctionService {
                 };
                 match self.run_hook(d, ctx, pending.op, write).await? {
                     Outcome::Unchanged => {}
+                    Outcome::Changed(values)
+                        if u64::try_from(values.len()).unwrap_or(u64::MAX)
+                            > d.manifest.limits.output_kb * 1024 =>
+                    {
+                        tracing::warn!(function = %d.name, bytes = values.len(), "a before-hook's changed values are larger than its output limit");
+                        return Err(Rejection {
+                            message: "The write was refused: a function that checks it failed."
+                                .into(),
+                            errors: FieldErrors::default(),
+                        });
+                    }
                     Outcome::Changed(values) if pending.op != HookOp::Delete => {
                         match serde_json::from_str::<Value>(&values) {
                             Ok(Value::Object(map)) => *pending.values = map,
