@@ -156,15 +156,8 @@ impl Core {
         if created > 0 {
             tracing::info!(created, "created the default collections");
         }
-        // The record service is built before the functions that hook into it.
-        let late = Arc::new(crate::functions::LateHooks::default());
-        let chain: Arc<dyn crate::records::Hooks> = Arc::new(crate::functions::HookChain(vec![
-            hooks,
-            Arc::clone(&late) as Arc<dyn crate::records::Hooks>,
-        ]));
-        let records = RecordService::new(db.clone(), schema.clone())
-            .with_hooks(chain)
-            .with_external_broker(settings.amqp_url.is_some());
+        // Functions hook into the record service, which they call back into: built
+        // first, given the records once those exist.
         let functions = Arc::new(
             crate::functions::FunctionService::new(
                 db.clone(),
@@ -173,8 +166,14 @@ impl Core {
             )
             .map_err(StartError::Functions)?,
         );
+        let chain: Arc<dyn crate::records::Hooks> = Arc::new(crate::functions::HookChain(vec![
+            hooks,
+            Arc::clone(&functions) as Arc<dyn crate::records::Hooks>,
+        ]));
+        let records = RecordService::new(db.clone(), schema.clone())
+            .with_hooks(chain)
+            .with_external_broker(settings.amqp_url.is_some());
         functions.attach(records.clone(), Arc::clone(&schema));
-        let _ = late.0.set(Arc::clone(&functions));
         let live = Arc::new(
             crate::config::live::LiveSettings::load(settings, db.clone())
                 .await

@@ -816,16 +816,12 @@ impl FunctionService {
             HookOp::Delete => "before-delete",
         };
         let trigger = format!("{}.{op_name}", write.collection);
-        let generic = || Rejection {
-            message: "The write was refused: a function that checks it failed.".into(),
-            errors: FieldErrors::default(),
-        };
         let Some(pre) = &d.exports.hooks else {
             return Ok(Outcome::Unchanged);
         };
         let call = match self.call_ctx(d, ctx.identity().clone(), ctx.request().clone(), true) {
             Ok(c) => c,
-            Err(_) => return Err(generic()),
+            Err(_) => return Err(hook_failed()),
         };
         let invocation = call.invocation.clone();
         let started_at = now_ms();
@@ -870,9 +866,17 @@ impl FunctionService {
                     Some(cause),
                     &report,
                 );
-                Err(generic())
+                Err(hook_failed())
             }
         }
+    }
+}
+
+/// The refusal of a write whose hook failed (the cause goes to the invocation log).
+fn hook_failed() -> Rejection {
+    Rejection {
+        message: "The write was refused: a function that checks it failed.".into(),
+        errors: FieldErrors::default(),
     }
 }
 
@@ -1023,11 +1027,7 @@ impl Hooks for FunctionService {
                             > d.manifest.limits.output_kb * 1024 =>
                     {
                         tracing::warn!(function = %d.name, bytes = values.len(), "a before-hook's changed values are larger than its output limit");
-                        return Err(Rejection {
-                            message: "The write was refused: a function that checks it failed."
-                                .into(),
-                            errors: FieldErrors::default(),
-                        });
+                        return Err(hook_failed());
                     }
                     Outcome::Changed(values) if pending.op != HookOp::Delete => {
                         match serde_json::from_str::<Value>(&values) {
@@ -1108,32 +1108,6 @@ impl Hooks for HookChain {
     fn after_commit(&self, committed: &[crate::records::Committed]) {
         for hooks in &self.0 {
             hooks.after_commit(committed);
-        }
-    }
-}
-
-/// Hooks that forward to the function service once it exists (the record service
-/// is built before it).
-#[derive(Debug, Default)]
-pub struct LateHooks(pub OnceLock<Arc<FunctionService>>);
-
-impl Hooks for LateHooks {
-    fn active(&self) -> bool {
-        self.0.get().is_some_and(|f| f.active())
-    }
-
-    fn fires(&self, collection: &str, op: HookOp) -> bool {
-        self.0.get().is_some_and(|f| f.fires(collection, op))
-    }
-
-    fn before<'a>(
-        &'a self,
-        ctx: &'a WriteCtx<'_>,
-        pending: Pending<'a>,
-    ) -> BoxFuture<'a, Result<(), Rejection>> {
-        match self.0.get() {
-            Some(f) => f.before(ctx, pending),
-            None => Box::pin(std::future::ready(Ok(()))),
         }
     }
 }

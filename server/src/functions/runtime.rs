@@ -236,6 +236,16 @@ impl State {
         Ok(())
     }
 
+    /// Who a write acts as and its values, or why it may not happen.
+    fn writing(
+        &self,
+        acting: basalt::functions::records::Acting,
+        values: &str,
+    ) -> Result<(Identity, Map<String, Value>), HostError> {
+        self.writable()?;
+        Ok((self.acting(acting)?, parse_object(values)?))
+    }
+
     fn request(&self, method: &str) -> Request {
         let mut request = self.call.request.clone();
         method.clone_into(&mut request.method);
@@ -375,11 +385,7 @@ impl basalt::functions::records::Host for State {
         values: String,
     ) -> wasmtime::Result<Result<String, HostError>> {
         self.count_call()?;
-        let prepared = self
-            .writable()
-            .and_then(|()| self.acting(acting))
-            .and_then(|identity| Ok((identity, parse_object(&values)?)));
-        let (identity, body) = match prepared {
+        let (identity, body) = match self.writing(acting, &values) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -400,11 +406,7 @@ impl basalt::functions::records::Host for State {
         values: String,
     ) -> wasmtime::Result<Result<String, HostError>> {
         self.count_call()?;
-        let prepared = self
-            .writable()
-            .and_then(|()| self.acting(acting))
-            .and_then(|identity| Ok((identity, parse_object(&values)?)));
-        let (identity, body) = match prepared {
+        let (identity, body) = match self.writing(acting, &values) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
