@@ -990,6 +990,11 @@ impl Hooks for FunctionService {
             })
     }
 
+    /// Hooks only read: a guest's host writes are refused while a hook runs.
+    fn writes(&self) -> bool {
+        false
+    }
+
     fn before<'a>(
         &'a self,
         ctx: &'a WriteCtx<'_>,
@@ -1072,6 +1077,10 @@ impl Hooks for HookChain {
 
     fn fires(&self, collection: &str, op: HookOp) -> bool {
         self.0.iter().any(|h| h.fires(collection, op))
+    }
+
+    fn writes(&self) -> bool {
+        self.0.iter().any(|h| h.active() && h.writes())
     }
 
     fn before<'a>(

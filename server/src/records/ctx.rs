@@ -6,8 +6,13 @@
 //! the row is written; one may change the values or reject the write with a message
 //! and field errors, which rolls back everything the request did (host calls made
 //! through [`WriteCtx`] included: they run in the same transaction, so on SQLite
-//! they never wait on the request's own write lock). After the commit, the
-//! after-commit chain sees what changed.
+//! they never wait on the request's own write lock). One exception keeps creates
+//! fast: when the hooks only read ([`Hooks::writes`] is false, as for WASM
+//! functions), a single create (not one inside a batch) runs its before-hooks just
+//! ahead of its transaction, on a context over the read pool — nothing of the request
+//! is written before a create's hooks, so what they see and decide is the same, while
+//! no write lock or transaction is held across the guest's call.
+//! After the commit, the after-commit chain sees what changed.
 //!
 //! Which writes fire hooks: creates, updates and deletes made by callers (REST, batch,
 //! GraphQL, functions' host calls), including each record a delete cascades to
@@ -86,6 +91,13 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
         self.active()
     }
 
+    /// Whether a before-hook may write records through its [`WriteCtx`]. Hooks that
+    /// only read (WASM functions: their host writes are refused in hooks) answer
+    /// `false`, which lets a single create run them ahead of its transaction.
+    fn writes(&self) -> bool {
+        true
+    }
+
     /// Called inside the write's transaction, after validation, before the row is
     /// written.
     ///
@@ -106,6 +118,10 @@ pub struct NoHooks;
 
 impl Hooks for NoHooks {
     fn active(&self) -> bool {
+        false
+    }
+
+    fn writes(&self) -> bool {
         false
     }
 

@@ -1,8 +1,8 @@
 //! PostgreSQL creates in one round trip. A create on PostgreSQL used to take seven
 //! (BEGIN, schema version, relation check, insert, outbox row, read-back, COMMIT);
-//! when nothing needs a transaction open across statements — no before-hooks, not an
-//! auth collection (password hashing, token keys, identity checks) — it is one
-//! statement, its own transaction:
+//! when nothing needs a transaction open across statements — not an auth collection
+//! (token keys, identity checks); a single create's before-hooks run ahead of it — it
+//! is one statement, its own transaction:
 //!
 //! ```sql
 //! WITH "__schema" AS (SELECT 1 FROM "_settings"
@@ -33,7 +33,6 @@ use sea_orm::sea_query::{
 };
 use serde_json::{Map, Value};
 
-use super::validate::{Mode, validate};
 use super::{Committed, Record, RecordError, RecordService};
 use crate::events::outbox::Action;
 use crate::filter::compile::{BASE, Request};
@@ -59,17 +58,15 @@ fn pg_type(kind: &FieldKind) -> &'static str {
 impl RecordService {
     /// Whether a create on `collection` can be one statement.
     pub(super) fn direct_create_fits(&self, collection: &Collection) -> bool {
-        self.db.backend() == crate::db::Backend::Postgres
-            && collection.auth.is_none()
-            && !self.hooks.fires(&collection.name, super::HookOp::Create)
+        self.db.backend() == crate::db::Backend::Postgres && collection.auth.is_none()
     }
 
-    /// Create in one statement (see the module). Returns the record and whether the
+    /// Create in one statement (see the module) with `values`, validated and filled in
+    /// (and through the before-hooks, which ran ahead of it). Returns the record and whether the
     /// caller may view it, or `None` when the statement wrote nothing and the full
     /// path must run.
     ///
-    /// Fails with `Validation` for invalid values (before any statement), `Conflict`
-    /// on a unique index, `BrokenRule`, or when the statement fails.
+    /// Fails with `Conflict` on a unique index, `BrokenRule`, or when the statement fails.
     pub(super) async fn create_direct(
         &self,
         snapshot: &Snapshot,
@@ -77,10 +74,8 @@ impl RecordService {
         identity: &Identity,
         request: &Request,
         body: Map<String, Value>,
+        mut values: Record,
     ) -> Result<Option<(Record, bool)>, RecordError> {
-        let mut values =
-            validate(collection, &body, Mode::Create).map_err(RecordError::Validation)?;
-        super::fill_new(collection, &mut values);
         for field in &collection.fields {
             values
                 .entry(field.name.clone())

@@ -17,7 +17,7 @@ use super::{HookOp, Pending, Record, RecordError, RecordService, WriteCtx};
 use crate::filter::compile::{BASE, Request};
 use crate::filter::rules::RuleOp;
 use crate::identity::{Identity, Op};
-use crate::schema::{Collection, FieldKind};
+use crate::schema::{Collection, FieldKind, Snapshot};
 use crate::validation::FieldErrors;
 
 /// An external identity (OAuth2 provider and its user id) to link to a record.
@@ -209,6 +209,13 @@ pub(super) fn relation_lookups<'a>(
         });
     }
     lookups
+}
+
+/// A create's values after its before-hooks ran ahead of the write, on schema
+/// version `version` (see [`RecordService::hook_create_early`]).
+struct Hooked {
+    version: i64,
+    values: Record,
 }
 
 impl RecordService {
@@ -482,21 +489,100 @@ impl RecordService {
         body: Map<String, Value>,
         preset: Record,
     ) -> Result<(Record, bool), RecordError> {
+        self.create_hooked_in(ctx, collection, body, preset, None)
+            .await
+    }
+
+    /// A create's values, validated, with what Basalt sets itself (`preset`, an auth
+    /// record's token key, the id, autodates).
+    fn create_values(
+        collection: &Collection,
+        body: &Map<String, Value>,
+        preset: Record,
+    ) -> Result<Record, RecordError> {
         let mut values =
-            validate(collection, &body, Mode::Create).map_err(RecordError::Validation)?;
+            validate(collection, body, Mode::Create).map_err(RecordError::Validation)?;
         if collection.auth.is_some() {
             values.insert("tokenKey".into(), Value::String(super::random_key()));
         }
         values.extend(preset);
-        self.check_relations(ctx, collection, &values).await?;
         super::fill_new(collection, &mut values);
+        Ok(values)
+    }
+
+    /// Run a single create's before-hooks ahead of its transaction: a hook only reads
+    /// (through the pool, as it would inside), and a create has written nothing before
+    /// its hooks, so the outcome is the same while neither SQLite's write lock nor a
+    /// PostgreSQL transaction is held across the guest's call, and PostgreSQL keeps
+    /// its one-statement create. Returns the values the write uses.
+    ///
+    /// Fails like the hooks inside the write (`Rejected`, `Validation`).
+    async fn hook_create_early(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        collection: &Collection,
+        identity: &Identity,
+        request: &Request,
+        body: &Map<String, Value>,
+        preset: Record,
+    ) -> Result<Hooked, RecordError> {
+        let mut values = Self::create_values(collection, body, preset)?;
         let id = values
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        self.before_hooks(ctx, HookOp::Create, collection, &id, &mut values, None)
+        let ctx = WriteCtx::new(
+            self.db.reads(),
+            snapshot.clone(),
+            snapshot.version(),
+            identity.clone(),
+            request.clone(),
+            self,
+        );
+        self.before_hooks(&ctx, HookOp::Create, collection, &id, &mut values, None)
             .await?;
+        Ok(Hooked {
+            version: snapshot.version(),
+            values,
+        })
+    }
+
+    /// [`Self::create_in`], with the values of [`Self::hook_create_early`] when the
+    /// hooks already ran on this write's schema version (on another, they run again:
+    /// the values were checked against a collection that changed).
+    async fn create_hooked_in(
+        &self,
+        ctx: &WriteCtx<'_>,
+        collection: &Collection,
+        body: Map<String, Value>,
+        preset: Record,
+        hooked: Option<Hooked>,
+    ) -> Result<(Record, bool), RecordError> {
+        let values = match hooked {
+            Some(hooked) if hooked.version == ctx.version => {
+                self.check_relations(ctx, collection, &hooked.values)
+                    .await?;
+                hooked.values
+            }
+            _ => {
+                let mut values = Self::create_values(collection, &body, preset)?;
+                self.check_relations(ctx, collection, &values).await?;
+                let id = values
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.before_hooks(ctx, HookOp::Create, collection, &id, &mut values, None)
+                    .await?;
+                values
+            }
+        };
+        let id = values
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if collection.auth.is_some() && body.get("id").is_some_and(|v| v.as_str() == Some(&id)) {
             self.refuse_id_of_another_identity(ctx, collection, &id)
                 .await?;
@@ -547,14 +633,38 @@ impl RecordService {
             .cloned()
             .ok_or(RecordError::NotFound)?;
         let preset = self.prepare_create(&planned, identity, &body).await?;
-        if self.direct_create_fits(&planned) {
-            let snapshot = self.schema.snapshot();
-            if let Some(collection) = snapshot.get(&planned.name).cloned()
-                && let Some((record, visible)) = self
-                    .create_direct(&snapshot, &collection, identity, request, body.clone())
-                    .await?
+        let snapshot = self.schema.snapshot();
+        let current = snapshot
+            .get(&planned.name)
+            .cloned()
+            .ok_or(RecordError::NotFound)?;
+        let hooked = if self.hooks.fires(&current.name, HookOp::Create) && !self.hooks.writes() {
+            Some(
+                self.hook_create_early(
+                    &snapshot,
+                    &current,
+                    identity,
+                    request,
+                    &body,
+                    preset.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        if self.direct_create_fits(&current)
+            && (hooked.is_some() || !self.hooks.fires(&current.name, HookOp::Create))
+        {
+            let values = match &hooked {
+                Some(hooked) => hooked.values.clone(),
+                None => Self::create_values(&current, &body, Record::new())?,
+            };
+            if let Some((record, visible)) = self
+                .create_direct(&snapshot, &current, identity, request, body.clone(), values)
+                .await?
             {
-                return Ok(visible.then(|| super::read::shape(&collection, &record, identity)));
+                return Ok(visible.then(|| super::read::shape(&current, &record, identity)));
             }
         }
         let (collection, record, visible) = self
@@ -566,7 +676,7 @@ impl RecordService {
                     Box::pin(async move {
                         let (record, visible) = ctx
                             .service
-                            .create_in(ctx, &collection, body, preset)
+                            .create_hooked_in(ctx, &collection, body, preset, hooked)
                             .await?;
                         Ok((collection, record, visible))
                     })
