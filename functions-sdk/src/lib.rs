@@ -18,8 +18,9 @@
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release`: the `.wasm` file is a
-//! component for the `function` world (hooks and an HTTP handler; what a type does
-//! not implement answers "unchanged" or 404), ready for `basalt functions deploy`.
+//! component for the `all` world (hooks, an HTTP handler, after-event and schedule
+//! triggers; what a type does not implement answers "unchanged", 404 or done), ready
+//! for `basalt functions deploy`.
 
 // The generated bindings lift and lower values across the component boundary.
 #![allow(unsafe_code)]
@@ -28,12 +29,12 @@ use std::marker::PhantomData;
 
 pub use serde_json::{self, Map, Value, json};
 
-/// The generated bindings of `basalt:functions/function` (and the WASI interfaces it
+/// The generated bindings of `basalt:functions/all` (and the WASI interfaces it
 /// uses), for what the plain-fn layer does not cover.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "function",
+        world: "all",
         path: "wit",
         generate_all,
         pub_export_macro: true,
@@ -43,6 +44,7 @@ pub mod bindings {
 }
 
 use bindings::exports::basalt::functions::hooks as guest_hooks;
+use bindings::exports::basalt::functions::triggers as guest_triggers;
 use bindings::wasi::http::types as http;
 
 /// A write about to happen, as a before-hook sees it.
@@ -174,6 +176,51 @@ impl Response {
     }
 }
 
+/// A committed record change, as an after-event trigger gets it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// The CloudEvent id: the same on every delivery (deduplicate on it).
+    pub id: String,
+    /// `basalt.record.created`, `…updated` or `…deleted`.
+    pub kind: String,
+    pub collection: String,
+    /// The record's id.
+    pub record_id: String,
+    /// The whole CloudEvent.
+    pub cloud_event: Value,
+    /// 1 on the first delivery, 2 on the first retry, …
+    pub attempt: u32,
+}
+
+impl Event {
+    /// The record as committed (for a delete, as it was).
+    pub fn record(&self) -> Map<String, Value> {
+        match &self.cloud_event["data"]["record"] {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        }
+    }
+
+    /// An update's record before it.
+    pub fn previous(&self) -> Option<Map<String, Value>> {
+        match &self.cloud_event["data"]["previous"] {
+            Value::Object(map) => Some(map.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// One tick of a schedule.
+#[derive(Clone, Debug)]
+pub struct Tick {
+    /// The schedule as declared.
+    pub schedule: String,
+    /// When it was due, RFC 3339 in UTC.
+    pub due: String,
+    /// A tick missed while no server ran, run late at start-up.
+    pub late: bool,
+}
+
 /// A Basalt function: implement what it does, leave the rest to the defaults.
 pub trait Function {
     /// Before a record is created.
@@ -192,6 +239,18 @@ pub trait Function {
     fn http(_request: Request) -> Response {
         Response::text(404, "Not found")
     }
+    /// A committed change a trigger matched; an error has it retried with back-off.
+    ///
+    /// Fails with a message for the invocation log.
+    fn on_event(_event: Event) -> Result<(), String> {
+        Ok(())
+    }
+    /// A schedule's tick.
+    ///
+    /// Fails with a message for the invocation log.
+    fn on_schedule(_tick: Tick) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Export `T`'s hooks and handler as the component's (on wasm32 only: a host build
@@ -206,12 +265,14 @@ macro_rules! export {
         /// The function's entry points, so a host build checks (and uses) them.
         #[cfg(not(target_arch = "wasm32"))]
         #[doc(hidden)]
-        pub fn __basalt_function_entry_points() -> [usize; 4] {
+        pub fn __basalt_function_entry_points() -> [usize; 6] {
             [
                 <$t as $crate::Function>::before_create as usize,
                 <$t as $crate::Function>::before_update as usize,
                 <$t as $crate::Function>::before_delete as usize,
                 <$t as $crate::Function>::http as usize,
+                <$t as $crate::Function>::on_event as usize,
+                <$t as $crate::Function>::on_schedule as usize,
             ]
         }
     };
@@ -268,6 +329,26 @@ impl<T: Function> guest_hooks::Guest for Adapter<T> {
     }
     fn before_delete(write: guest_hooks::Write) -> guest_hooks::Outcome {
         outcome_of(T::before_delete(write_of(write)))
+    }
+}
+
+impl<T: Function> guest_triggers::Guest for Adapter<T> {
+    fn on_event(event: guest_triggers::Event) -> Result<(), String> {
+        T::on_event(Event {
+            cloud_event: serde_json::from_str(&event.cloud_event).unwrap_or(Value::Null),
+            id: event.id,
+            kind: event.type_,
+            collection: event.collection,
+            record_id: event.subject,
+            attempt: event.attempt,
+        })
+    }
+    fn on_schedule(tick: guest_triggers::Tick) -> Result<(), String> {
+        T::on_schedule(Tick {
+            schedule: tick.schedule,
+            due: tick.due,
+            late: tick.late,
+        })
     }
 }
 
@@ -482,5 +563,119 @@ pub mod records {
     /// Fails as the REST API would.
     pub fn delete(acting: Acting, collection: &str, id: &str) -> Result<(), Error> {
         host::delete(acting, collection, id)
+    }
+}
+
+/// Outbound HTTP (`wasi:http/outgoing-handler`): only to destinations the function's
+/// manifest lists under `outbound`; anything else fails with an error naming why.
+pub mod fetch {
+    use super::bindings::wasi::http::outgoing_handler;
+    use super::bindings::wasi::http::types as http;
+
+    /// A response: status, headers (lower-case names) and body.
+    #[derive(Clone, Debug)]
+    pub struct Fetched {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    /// Send `method` to `url` (`http(s)://host[:port]/path?query`) with `body`.
+    ///
+    /// Fails with a message: a malformed URL, a destination not allowed, or the
+    /// connection's or response's failure.
+    pub fn send(method: &str, url: &str, body: &[u8]) -> Result<Fetched, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("`{url}` is not an absolute URL"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let request = http::OutgoingRequest::new(http::Fields::new());
+        let method = match method.to_ascii_uppercase().as_str() {
+            "GET" => http::Method::Get,
+            "POST" => http::Method::Post,
+            "PUT" => http::Method::Put,
+            "PATCH" => http::Method::Patch,
+            "DELETE" => http::Method::Delete,
+            "HEAD" => http::Method::Head,
+            other => http::Method::Other(other.to_owned()),
+        };
+        let scheme = match scheme {
+            "http" => http::Scheme::Http,
+            "https" => http::Scheme::Https,
+            other => http::Scheme::Other(other.to_owned()),
+        };
+        request
+            .set_method(&method)
+            .map_err(|()| "the method is not valid".to_owned())?;
+        request
+            .set_scheme(Some(&scheme))
+            .map_err(|()| "the scheme is not valid".to_owned())?;
+        request
+            .set_authority(Some(authority))
+            .map_err(|()| format!("`{authority}` is not a valid host"))?;
+        request
+            .set_path_with_query(Some(path))
+            .map_err(|()| format!("`{path}` is not a valid path"))?;
+        let outgoing = request
+            .body()
+            .map_err(|()| "the request body is gone".to_owned())?;
+        {
+            let stream = outgoing
+                .write()
+                .map_err(|()| "the request body cannot be written".to_owned())?;
+            for chunk in body.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| format!("writing the request body: {e:?}"))?;
+            }
+        }
+        http::OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
+        let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+        future.subscribe().block();
+        let response = future
+            .get()
+            .ok_or("no response")?
+            .map_err(|()| "the response was taken already".to_owned())?
+            .map_err(|e| format!("{e:?}"))?;
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect();
+        let status = response.status();
+        let mut body = Vec::new();
+        let incoming = response
+            .consume()
+            .map_err(|()| "the response body is gone".to_owned())?;
+        {
+            let stream = incoming
+                .stream()
+                .map_err(|()| "the response body cannot be read".to_owned())?;
+            while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        let _ = http::IncomingBody::finish(incoming);
+        Ok(Fetched {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `GET url`.
+    ///
+    /// Fails as [`send`].
+    pub fn get(url: &str) -> Result<Fetched, String> {
+        send("GET", url, &[])
     }
 }

@@ -10,6 +10,7 @@ mod m20261123_000002_collections;
 mod m20261123_000003_auth;
 mod m20261123_000004_outbox;
 mod m20261203_000005_functions;
+mod m20261204_000006_function_triggers;
 
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_auth::Migration),
             Box::new(m20261123_000004_outbox::Migration),
             Box::new(m20261203_000005_functions::Migration),
+            Box::new(m20261204_000006_function_triggers::Migration),
         ]
     }
 

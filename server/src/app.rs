@@ -388,6 +388,21 @@ impl App {
             Arc::clone(&functions)
                 .run_refresh(std::time::Duration::from_secs(2), shutdown.child_token()),
         );
+        // After-event triggers: from RabbitMQ's work queue when there is a broker,
+        // else from the outbox by durable cursors; retries and schedules either way.
+        match &settings.amqp_url {
+            Some(url) => tokio::spawn(Arc::clone(&functions).run_queue(
+                url.clone(),
+                settings.amqp_exchange.clone(),
+                shutdown.child_token(),
+            )),
+            None => tokio::spawn(Arc::clone(&functions).run_cursors(
+                format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+                shutdown.child_token(),
+            )),
+        };
+        tokio::spawn(Arc::clone(&functions).run_retries(shutdown.child_token()));
+        tokio::spawn(Arc::clone(&functions).run_schedules(shutdown.child_token()));
         let graphql = Arc::new(crate::graphql::GraphqlService::new(
             records.clone(),
             Arc::clone(&schema),

@@ -1,8 +1,15 @@
 #![allow(clippy::panic, clippy::indexing_slicing)]
 //! Faulty on purpose, for the server's tests: what it does is chosen by the request
-//! path (HTTP) or the record's `title` (hooks). Not an example to copy.
+//! path (HTTP) or the record's `title` (hooks and events). Not an example to copy.
+//!
+//! Events: each one is noted in the `seen` collection (event id, record id, type,
+//! attempt); a title starting with `flaky` fails the first two attempts, `poison`
+//! fails every one, and `fetch URL` gets URL (outbound HTTP) and notes its status and
+//! body, or the error. Schedules note each tick in `ticks`; the function named
+//! `slow-ticks` runs each for 2.5 s.
 
-use basalt_functions::{Function, Outcome, Request, Response, Write, json};
+use basalt_functions::records::{self, Acting};
+use basalt_functions::{Event, Function, Outcome, Request, Response, Tick, Write, json};
 
 struct Faults;
 
@@ -57,7 +64,65 @@ fn fault(what: &str) -> Option<Response> {
     }
 }
 
+fn note(collection: &str, values: basalt_functions::Value) -> Result<(), String> {
+    let values = match values {
+        basalt_functions::Value::Object(map) => map,
+        _ => return Err("not an object".into()),
+    };
+    records::create(Acting::Caller, collection, &values)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {}", e.code, e.message))
+}
+
 impl Function for Faults {
+    fn on_event(event: Event) -> Result<(), String> {
+        let record = event.record();
+        let title = record
+            .get("title")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if title.starts_with("flaky") && event.attempt < 3 {
+            return Err(format!("flaky on attempt {}", event.attempt));
+        }
+        if title == "poison" {
+            return Err("poison, every time".into());
+        }
+        let fetched =
+            title
+                .strip_prefix("fetch ")
+                .map(|url| match basalt_functions::fetch::get(url) {
+                    Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                    Err(e) => format!("error {e}"),
+                });
+        note(
+            "seen",
+            json!({
+                "event": event.id,
+                "record": event.record_id,
+                "kind": event.kind,
+                "attempt": event.attempt,
+                "fetched": fetched,
+            }),
+        )
+    }
+
+    fn on_schedule(tick: Tick) -> Result<(), String> {
+        if basalt_functions::context::function_name() == "slow-ticks" {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(2500) {}
+        }
+        note(
+            "ticks",
+            json!({
+                "function": basalt_functions::context::function_name(),
+                "schedule": tick.schedule,
+                "due": tick.due,
+                "late": tick.late,
+            }),
+        )
+    }
+
     fn before_create(write: Write) -> Outcome {
         let title = write
             .values

@@ -681,11 +681,31 @@ impl Inner {
                 return;
             }
         };
-        let result = outbox::Entity::delete_many()
+        // Rows a function's trigger has not been handed yet (its cursor, on the path
+        // without a broker) stay, however old.
+        let floor = match crate::db::entities::function_cursors::Entity::find()
+            .select_only()
+            .column_as(
+                crate::db::entities::function_cursors::Column::Seq.min(),
+                "floor",
+            )
+            .into_tuple::<Option<i64>>()
+            .one(self.conn())
+            .await
+        {
+            Ok(floor) => floor.flatten(),
+            Err(err) => {
+                tracing::warn!(error = %err, "pruning the outbox cannot read the trigger cursors");
+                return;
+            }
+        };
+        let mut prune = outbox::Entity::delete_many()
             .filter(outbox::Column::Sent.is_not_null())
-            .filter(outbox::Column::Sent.lt(cutoff))
-            .exec(self.conn())
-            .await;
+            .filter(outbox::Column::Sent.lt(cutoff));
+        if let Some(floor) = floor {
+            prune = prune.filter(outbox::Column::Seq.lte(floor));
+        }
+        let result = prune.exec(self.conn()).await;
         if let Err(err) = result {
             tracing::warn!(error = %err, "pruning the outbox failed");
         }

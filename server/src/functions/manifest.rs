@@ -35,12 +35,20 @@ pub const MAX_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_MEMORY_MB: u64 = 512;
 pub const MAX_OUTPUT_KB: u64 = 16 * 1024;
 pub const MAX_HOST_CALLS: u32 = 100_000;
+pub const MAX_ATTEMPTS: u32 = 25;
 
 /// When a function runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
     /// `http`: requests to `/api/functions/{name}/…`.
     Http,
+    /// `{collection|*}.{created|updated|deleted|*}`: after a change is committed.
+    After {
+        /// A collection's name, or `*` for every collection.
+        collection: String,
+        /// `created`, `updated` or `deleted`; `None` for `*`.
+        action: Option<String>,
+    },
     /// `{collection}.before-create` (or `*.before-create`), and update and delete.
     Before {
         /// A collection's name, or `*` for every collection.
@@ -50,34 +58,59 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// Parse `http` or `{collection|*}.before-{create|update|delete}`.
+    /// Parse `http`, `{collection|*}.before-{create|update|delete}` or
+    /// `{collection|*}.{created|updated|deleted|*}`.
     pub fn parse(text: &str) -> Option<Trigger> {
         use crate::records::HookOp;
         if text == "http" {
             return Some(Trigger::Http);
         }
         let (collection, event) = text.rsplit_once('.')?;
-        let op = match event {
-            "before-create" => HookOp::Create,
-            "before-update" => HookOp::Update,
-            "before-delete" => HookOp::Delete,
-            _ => return None,
-        };
         let valid = collection == "*"
             || (!collection.is_empty()
                 && collection
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        valid.then(|| Trigger::Before {
-            collection: collection.to_owned(),
-            op,
-        })
+        if !valid {
+            return None;
+        }
+        let collection = collection.to_owned();
+        let op = match event {
+            "before-create" => HookOp::Create,
+            "before-update" => HookOp::Update,
+            "before-delete" => HookOp::Delete,
+            "created" | "updated" | "deleted" => {
+                return Some(Trigger::After {
+                    collection,
+                    action: Some(event.to_owned()),
+                });
+            }
+            "*" => {
+                return Some(Trigger::After {
+                    collection,
+                    action: None,
+                });
+            }
+            _ => return None,
+        };
+        Some(Trigger::Before { collection, op })
+    }
+
+    /// Whether a committed `action` on `collection` fires this trigger.
+    pub fn matches_event(&self, collection: &str, action: &str) -> bool {
+        match self {
+            Trigger::After {
+                collection: c,
+                action: a,
+            } => (c == "*" || c == collection) && a.as_deref().is_none_or(|a| a == action),
+            _ => false,
+        }
     }
 
     /// Whether a write of `op` to `collection` fires this trigger.
     pub fn fires(&self, collection: &str, op: crate::records::HookOp) -> bool {
         match self {
-            Trigger::Http => false,
+            Trigger::Http | Trigger::After { .. } => false,
             Trigger::Before {
                 collection: c,
                 op: o,
@@ -101,6 +134,59 @@ pub struct Manifest {
     pub limits: Limits,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// After-event triggers fire only for records this filter (the filter language,
+    /// on the record as committed) matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// How a failed after-event call is retried before it is dead-lettered.
+    #[serde(default)]
+    pub retries: Retries,
+    /// Cron schedules the function runs on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<Schedule>,
+    /// Where the function may send HTTP requests: `scheme://host:port` patterns
+    /// (`*.example.com` matches subdomains; the port may be `*`). None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<String>,
+}
+
+/// Retries of a failed after-event call: attempt `n + 1` waits `backoffMs × 2^(n−1)`
+/// (at most an hour); after `maxAttempts` the event is dead-lettered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Retries {
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+}
+
+impl Default for Retries {
+    fn default() -> Retries {
+        Retries {
+            max_attempts: 5,
+            backoff_ms: 1_000,
+        }
+    }
+}
+
+impl Retries {
+    /// How long to wait before attempt `attempt + 1`, after `attempt` failed.
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        std::time::Duration::from_millis(self.backoff_ms.saturating_mul(factor).min(3_600_000))
+    }
+}
+
+/// A cron schedule: `cron` has five fields (minute hour day month weekday) or six
+/// with seconds first; `timezone` is an IANA name (UTC when absent); with `catchUp`,
+/// a tick missed while no server ran is run once at start-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Schedule {
+    pub cron: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub catch_up: bool,
 }
 
 fn enabled() -> bool {
@@ -108,9 +194,11 @@ fn enabled() -> bool {
 }
 
 /// Whether `name` may name a function: 1–64 of `a-z 0-9 _ -`, starting with a letter,
-/// and not `invocations` (the route of the invocation log).
+/// and not `invocations` or `deliveries` (routes of the invocation log and of retries
+/// and dead letters).
 pub fn valid_name(name: &str) -> bool {
     name != "invocations"
+        && name != "deliveries"
         && (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -141,9 +229,38 @@ impl Manifest {
                     format!("triggers.{i}"),
                     "validation_invalid_value",
                     format!(
-                        "`{text}` is not a trigger: `http` or `{{collection|*}}.before-create|before-update|before-delete`."
+                        "`{text}` is not a trigger: `http`, `{{collection|*}}.before-create|before-update|before-delete` or `{{collection|*}}.created|updated|deleted|*`."
                     ),
                 ),
+            }
+        }
+        if let Some(filter) = &self.filter
+            && let Err(e) = crate::filter::parse(filter)
+        {
+            errors.add("filter", "validation_invalid_value", e.to_string());
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.retries.max_attempts) {
+            errors.add(
+                "retries.maxAttempts",
+                "validation_out_of_range",
+                format!("Must be between 1 and {MAX_ATTEMPTS}."),
+            );
+        }
+        if !(1..=3_600_000).contains(&self.retries.backoff_ms) {
+            errors.add(
+                "retries.backoffMs",
+                "validation_out_of_range",
+                "Must be between 1 and 3600000.".into(),
+            );
+        }
+        for (i, schedule) in self.schedules.iter().enumerate() {
+            if let Err(e) = super::cron::Cron::parse(&schedule.cron, schedule.timezone.as_deref()) {
+                errors.add(format!("schedules.{i}"), "validation_invalid_value", e);
+            }
+        }
+        for (i, pattern) in self.outbound.iter().enumerate() {
+            if let Err(e) = super::outbound::Pattern::parse(pattern) {
+                errors.add(format!("outbound.{i}"), "validation_invalid_value", e);
             }
         }
         let l = &self.limits;
@@ -197,7 +314,7 @@ mod tests {
         for bad in [
             "",
             "posts",
-            "posts.created",
+            "posts.create",
             ".before-create",
             "a b.before-create",
             "HTTP",

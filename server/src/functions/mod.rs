@@ -5,8 +5,12 @@
 //! `/api/functions/{name}/…`. Every call is logged in `_invocations` (written in
 //! batches off the request) and counted in `/metrics`.
 
+pub mod cron;
 pub mod manifest;
+pub mod outbound;
 pub mod runtime;
+pub mod schedules;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,8 +48,11 @@ pub struct Deployed {
     pub created: DateTime<Utc>,
     pub hooks: bool,
     pub http: bool,
+    /// Whether it exports `triggers` (after-event and schedule calls).
+    pub worker: bool,
     exports: runtime::Resolved,
     service: Option<Identity>,
+    outbound: outbound::Outbound,
 }
 
 impl std::fmt::Debug for Deployed {
@@ -68,7 +75,11 @@ impl Deployed {
             "triggers": self.manifest.triggers,
             "scopes": self.manifest.scopes,
             "limits": self.manifest.limits,
-            "exports": {"hooks": self.hooks, "http": self.http},
+            "exports": {"hooks": self.hooks, "http": self.http, "triggers": self.worker},
+            "filter": self.manifest.filter,
+            "retries": self.manifest.retries,
+            "schedules": self.manifest.schedules,
+            "outbound": self.manifest.outbound,
             "digest": self.digest,
             "size": self.size,
             "created": self.created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -135,6 +146,8 @@ pub struct FunctionService {
     metrics: FunctionMetrics,
     log: tokio::sync::mpsc::Sender<invocations::ActiveModel>,
     log_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<invocations::ActiveModel>>>,
+    /// The functions queue's channel while it is open, for dead letters.
+    dead_letter_channel: std::sync::Mutex<Option<(lapin::Channel, String)>>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -185,6 +198,7 @@ impl FunctionService {
             metrics,
             log,
             log_rx: std::sync::Mutex::new(Some(log_rx)),
+            dead_letter_channel: std::sync::Mutex::new(None),
         })
     }
 
@@ -271,10 +285,12 @@ impl FunctionService {
             .collect();
         let hooks = exports.iter().any(|e| e == runtime::HOOKS_EXPORT);
         let http = exports.iter().any(|e| e.starts_with(runtime::HTTP_EXPORT));
-        if !hooks && !http {
+        let worker = exports.iter().any(|e| e == runtime::TRIGGERS_EXPORT);
+        if !hooks && !http && !worker {
             return Err(format!(
-                "The component exports neither `{}` nor `wasi:http/incoming-handler@0.2.x` (it exports: {}). Build it for the `hook`, `http` or `function` world of basalt:functions@0.1.0.",
+                "The component exports none of `{}`, `wasi:http/incoming-handler@0.2.x` and `{}` (it exports: {}). Build it for a world of basalt:functions@0.1.0 (`hook`, `http`, `function`, `worker` or `all`).",
                 runtime::HOOKS_EXPORT,
+                runtime::TRIGGERS_EXPORT,
                 if exports.is_empty() {
                     "nothing".to_owned()
                 } else {
@@ -293,8 +309,20 @@ impl FunctionService {
                         runtime::HOOKS_EXPORT
                     ));
                 }
+                Trigger::After { .. } if !worker => {
+                    return Err(format!(
+                        "After-event triggers need the export `{}`, which the component does not have.",
+                        runtime::TRIGGERS_EXPORT
+                    ));
+                }
                 _ => {}
             }
+        }
+        if !manifest.schedules.is_empty() && !worker {
+            return Err(format!(
+                "Schedules need the export `{}`, which the component does not have.",
+                runtime::TRIGGERS_EXPORT
+            ));
         }
         let pre = self
             .runtime
@@ -314,6 +342,7 @@ impl FunctionService {
                 })))
             }
         };
+        let outbound = outbound::Outbound::new(&manifest.outbound);
         Ok(Deployed {
             id: row.id.clone(),
             name: row.name.clone(),
@@ -325,8 +354,10 @@ impl FunctionService {
             created: row.created,
             hooks,
             http,
+            worker,
             exports: resolved,
             service,
+            outbound,
         })
     }
 
@@ -751,7 +782,9 @@ impl FunctionService {
         let started_at = now_ms();
         let started = Instant::now();
         let _permit = self.runtime.permit().await;
-        let store = self.runtime.store(ctx, &d.manifest.limits);
+        let store = self
+            .runtime
+            .store(ctx, &d.manifest.limits, d.outbound.clone());
         let max = usize::try_from(d.manifest.limits.output_kb * 1024).unwrap_or(usize::MAX);
         // Epochs stop a guest running code; this stops one waiting on the host.
         let limit =
@@ -827,7 +860,9 @@ impl FunctionService {
         let started_at = now_ms();
         let started = Instant::now();
         let _permit = self.runtime.permit().await;
-        let mut store = self.runtime.store(call, &d.manifest.limits);
+        let mut store = self
+            .runtime
+            .store(call, &d.manifest.limits, d.outbound.clone());
         let limit =
             Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
         let result =

@@ -1,6 +1,6 @@
 //! The sandbox: one wasmtime engine (component model, pooling allocator, epoch
 //! interruption), a linker with WASI 0.2 (no files, no environment, no sockets,
-//! outgoing HTTP refused) and Basalt's host interfaces, and a fresh store per call
+//! outgoing HTTP only through the function's allowlist, see `outbound`) and Basalt's host interfaces, and a fresh store per call
 //! with that call's limits.
 
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub use exports::basalt::functions::hooks::{Outcome, Write};
 
 /// The export a hook function has.
 pub const HOOKS_EXPORT: &str = "basalt:functions/hooks@0.1.0";
+/// The export an after-event or scheduled function has.
+pub const TRIGGERS_EXPORT: &str = "basalt:functions/triggers@0.1.0";
 /// The export an HTTP function has (any 0.2.x).
 pub const HTTP_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 
@@ -75,7 +77,7 @@ pub struct CallCtx {
 pub struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    deny: DenyOutbound,
+    outbound: super::outbound::Outbound,
     table: ResourceTable,
     limits: StoreLimits,
     deadline: Instant,
@@ -157,37 +159,33 @@ impl WasiHttpView for State {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.deny,
+            hooks: &mut self.outbound,
         }
     }
 }
 
-/// Outgoing HTTP: refused (an allowlist per function is a later step).
-struct DenyOutbound;
-
-type SendResult = Box<
-    dyn std::future::Future<
-            Output = Result<
-                (
-                    hyper::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<
-                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
-                            + Send,
-                    >,
-                ),
-                wasmtime_wasi_http::Error,
-            >,
-        > + Send,
->;
-
-impl WasiHttpHooks for DenyOutbound {
+impl WasiHttpHooks for super::outbound::Outbound {
     fn send_request(
         &mut self,
-        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> SendResult {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (
+                        hyper::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<
+                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                                + Send,
+                        >,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let outbound = self.clone();
+        Box::new(async move { outbound.send(request).await })
     }
 }
 
@@ -537,7 +535,12 @@ impl Runtime {
     }
 
     /// A fresh store for one call, with its limits.
-    pub fn store(&self, call: Arc<CallCtx>, limits: &Limits) -> Store<State> {
+    pub fn store(
+        &self,
+        call: Arc<CallCtx>,
+        limits: &Limits,
+        outbound: super::outbound::Outbound,
+    ) -> Store<State> {
         let stdout = MemoryOutputPipe::new(MAX_LOG_BYTES);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone()).stderr(stdout.clone());
@@ -545,7 +548,7 @@ impl Runtime {
         let state = State {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            deny: DenyOutbound,
+            outbound,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)
@@ -590,10 +593,12 @@ impl Runtime {
     }
 }
 
-/// A linked component's exports, resolved once: the hooks and the HTTP handler.
+/// A linked component's exports, resolved once: the hooks, the HTTP handler and the
+/// triggers.
 pub struct Resolved {
     pub hooks: Option<HookPre<State>>,
     pub http: Option<wasmtime_wasi_http::p2::bindings::ProxyPre<State>>,
+    pub triggers: Option<TriggerExports>,
 }
 
 /// Resolve the component's exports, checking they have the world's shape
@@ -617,7 +622,96 @@ pub fn resolve(pre: &InstancePre<State>, hooks: bool, http: bool) -> Result<Reso
             })
         })
         .transpose()?;
-    Ok(Resolved { hooks, http })
+    let triggers = resolve_triggers(pre)?;
+    Ok(Resolved {
+        hooks,
+        http,
+        triggers,
+    })
+}
+
+/// `basalt:functions/triggers.event`, as the guest gets it.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+pub struct GuestEvent {
+    pub id: String,
+    #[component(name = "type")]
+    pub kind: String,
+    pub collection: String,
+    pub subject: String,
+    #[component(name = "cloud-event")]
+    pub cloud_event: String,
+    pub attempt: u32,
+}
+
+/// `basalt:functions/triggers.tick`, as the guest gets it.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+pub struct GuestTick {
+    pub schedule: String,
+    pub due: String,
+    pub late: bool,
+}
+
+/// What a trigger call is about.
+pub enum TriggerCall {
+    Event(GuestEvent),
+    Tick(GuestTick),
+}
+
+/// The `triggers` export's functions, found once per loaded version.
+#[derive(Clone)]
+pub struct TriggerExports {
+    pre: InstancePre<State>,
+    on_event: wasmtime::component::ComponentExportIndex,
+    on_schedule: wasmtime::component::ComponentExportIndex,
+}
+
+/// The component's `triggers` export, if it has one.
+///
+/// Fails when the export is there without both functions.
+pub fn resolve_triggers(pre: &InstancePre<State>) -> Result<Option<TriggerExports>, String> {
+    let component = pre.component();
+    let Some(interface) = component.get_export_index(None, TRIGGERS_EXPORT) else {
+        return Ok(None);
+    };
+    let func = |name: &str| {
+        component
+            .get_export_index(Some(&interface), name)
+            .ok_or_else(|| format!("The export `{TRIGGERS_EXPORT}` has no function `{name}`."))
+    };
+    Ok(Some(TriggerExports {
+        on_event: func("on-event")?,
+        on_schedule: func("on-schedule")?,
+        pre: pre.clone(),
+    }))
+}
+
+/// Run `on-event` or `on-schedule`; the guest's own error, if it returned one.
+///
+/// Fails when the guest traps, is stopped, or its export has another shape.
+pub async fn call_trigger(
+    store: &mut Store<State>,
+    exports: &TriggerExports,
+    call: TriggerCall,
+) -> wasmtime::Result<Result<(), String>> {
+    let instance = exports.pre.instantiate_async(&mut *store).await?;
+    match call {
+        TriggerCall::Event(event) => {
+            let f = instance.get_typed_func::<(GuestEvent,), (Result<(), String>,)>(
+                &mut *store,
+                &exports.on_event,
+            )?;
+            Ok(f.call_async(&mut *store, (event,)).await?.0)
+        }
+        TriggerCall::Tick(tick) => {
+            let f = instance.get_typed_func::<(GuestTick,), (Result<(), String>,)>(
+                &mut *store,
+                &exports.on_schedule,
+            )?;
+            Ok(f.call_async(&mut *store, (tick,)).await?.0)
+        }
+    }
 }
 
 /// Run a before-hook export.

@@ -180,6 +180,78 @@ pub async fn invocations(
     Ok(HttpResponse::Ok().json(json!({"items": items})))
 }
 
+#[derive(serde::Deserialize)]
+pub struct DeliveryParams {
+    function: Option<String>,
+    /// `dead` or `retry`; both when absent.
+    state: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /api/functions/deliveries?function=&state=dead|retry&limit=`: after-event
+/// calls waiting for a retry and dead letters, newest first.
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<DeliveryParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_superuser()?;
+    if let Some(s) = params.state.as_deref()
+        && s != "dead"
+        && s != "retry"
+    {
+        return Err(ApiError::from(crate::errors::Problem::new(
+            crate::errors::Code::InvalidRequest,
+            "`state` is `dead` or `retry`.",
+        )));
+    }
+    let limit = params.limit.unwrap_or(50).clamp(1, 500);
+    let items: Vec<Value> = state
+        .functions
+        .deliveries(params.function.as_deref(), params.state.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::from(crate::errors::Problem::from_db(&e)))?
+        .iter()
+        .map(crate::functions::triggers::delivery_json)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items})))
+}
+
+/// `POST /api/functions/deliveries/{id}/replay`: a dead letter gets a fresh set of
+/// attempts, the first at once.
+pub async fn replay(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_superuser()?;
+    let row = state
+        .functions
+        .replay(&path)
+        .await
+        .map_err(|e| ApiError::from(crate::errors::Problem::from_db(&e)))?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(crate::functions::triggers::delivery_json(&row)))
+}
+
+/// `DELETE /api/functions/deliveries/{id}`: drop a dead letter (or a waiting retry).
+pub async fn discard(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_superuser()?;
+    let found = state
+        .functions
+        .discard(&path)
+        .await
+        .map_err(|e| ApiError::from(crate::errors::Problem::from_db(&e)))?;
+    if !found {
+        return Err(ApiError::not_found());
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Request headers a function does not get: the caller's credentials (the function
 /// learns who calls from `context.caller`) and hop-by-hop ones.
 fn passed_on(name: &str) -> bool {

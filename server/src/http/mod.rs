@@ -89,6 +89,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/functions/invocations").route(web::get().to(functions::invocations)),
     )
+    .service(web::resource("/api/functions/deliveries").route(web::get().to(functions::deliveries)))
+    .service(
+        web::resource("/api/functions/deliveries/{id}").route(web::delete().to(functions::discard)),
+    )
+    .service(
+        web::resource("/api/functions/deliveries/{id}/replay")
+            .route(web::post().to(functions::replay)),
+    )
     .service(
         web::resource("/api/functions/{name}")
             .route(web::get().to(functions::view))

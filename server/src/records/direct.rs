@@ -46,7 +46,7 @@ fn col(name: &str) -> Alias {
 }
 
 /// PostgreSQL's type of a field's column, to type the inserted values.
-fn pg_type(kind: &FieldKind) -> &'static str {
+pub(super) fn pg_type(kind: &FieldKind) -> &'static str {
     match storage(kind) {
         Storage::Text => "text",
         Storage::Number => "double precision",

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod ctx;
 mod direct;
 pub mod expand;
+mod matching;
 pub mod read;
 pub mod related;
 mod statements;

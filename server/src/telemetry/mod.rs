@@ -117,6 +117,7 @@ pub struct FunctionCallLabels {
 pub struct FunctionMetrics {
     pub calls: Family<FunctionCallLabels, Counter>,
     pub duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+    pub dead_letters: Family<FunctionLabels, Counter>,
 }
 
 impl Default for FunctionMetrics {
@@ -124,6 +125,7 @@ impl Default for FunctionMetrics {
         FunctionMetrics {
             calls: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
+            dead_letters: Family::default(),
         }
     }
 }
@@ -142,6 +144,15 @@ impl FunctionMetrics {
                 function: function.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Count one event dead-lettered after its attempts were spent.
+    pub fn dead_letter(&self, function: &str) {
+        self.dead_letters
+            .get_or_create(&FunctionLabels {
+                function: function.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -251,13 +262,18 @@ impl Metrics {
     pub fn register_functions(&mut self, functions: &FunctionMetrics) {
         self.registry.register(
             "function_calls",
-            "WASM function calls, by function and outcome (ok, rejected, error, timeout)",
+            "WASM function calls, by function and outcome (ok, rejected, failed, error, timeout, skipped)",
             functions.calls.clone(),
         );
         self.registry.register(
             "function_call_duration_seconds",
             "Time a WASM function call took, instantiation included",
             functions.duration.clone(),
+        );
+        self.registry.register(
+            "function_dead_letters",
+            "Events dead-lettered after a function's retries were spent",
+            functions.dead_letters.clone(),
         );
     }
 

@@ -4,6 +4,9 @@
 pub mod api_keys;
 pub mod collections;
 pub mod external_auths;
+pub mod function_cursors;
+pub mod function_deliveries;
+pub mod function_schedules;
 pub mod functions;
 pub mod invocations;
 pub mod mails;
