@@ -174,6 +174,7 @@ impl Core {
             .with_hooks(chain)
             .with_external_broker(settings.amqp_url.is_some());
         functions.attach(records.clone(), Arc::clone(&schema));
+        functions.set_outbox_cursors(settings.amqp_url.is_none());
         let live = Arc::new(
             crate::config::live::LiveSettings::load(settings, db.clone())
                 .await

@@ -98,6 +98,8 @@ impl Function for Faults {
         note(
             "seen",
             json!({
+                "function": basalt_functions::context::function_name(),
+                "title": title,
                 "event": event.id,
                 "record": event.record_id,
                 "kind": event.kind,

@@ -44,7 +44,7 @@ impl Cron {
     /// The newest tick at or before `at`.
     pub fn latest(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron
-            .find_previous_occurrence(&at.with_timezone(&self.zone), true)
+            .find_previous_occurrence(&whole_seconds(at).with_timezone(&self.zone), true)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
@@ -52,10 +52,15 @@ impl Cron {
     /// The first tick after `at`.
     pub fn next(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron
-            .find_next_occurrence(&at.with_timezone(&self.zone), false)
+            .find_next_occurrence(&whole_seconds(at).with_timezone(&self.zone), false)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
+}
+
+/// `at` without its fraction of a second (ticks fall on whole seconds).
+fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
 }
 
 #[cfg(test)]
@@ -65,7 +70,8 @@ mod tests {
 
     #[test]
     fn schedules_parse_with_optional_seconds_and_zones() {
-        let at = Utc.with_ymd_and_hms(2026, 12, 3, 10, 7, 30).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 10, 7, 30).unwrap()
+            + chrono::Duration::milliseconds(250);
         let five = Cron::parse("*/5 * * * *", None).unwrap();
         assert_eq!(
             five.latest(at),

@@ -78,7 +78,12 @@ impl Deployed {
             "exports": {"hooks": self.hooks, "http": self.http, "triggers": self.worker},
             "filter": self.manifest.filter,
             "retries": self.manifest.retries,
-            "schedules": self.manifest.schedules,
+            "schedules": self.manifest.schedules.iter().zip(FunctionService::next_runs(self)).map(|(s, (_, next))| serde_json::json!({
+                "cron": s.cron,
+                "timezone": s.timezone,
+                "catchUp": s.catch_up,
+                "next": next.map(|n| n.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            })).collect::<Vec<_>>(),
             "outbound": self.manifest.outbound,
             "digest": self.digest,
             "size": self.size,
@@ -148,6 +153,8 @@ pub struct FunctionService {
     log_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<invocations::ActiveModel>>>,
     /// The functions queue's channel while it is open, for dead letters.
     dead_letter_channel: std::sync::Mutex<Option<(lapin::Channel, String)>>,
+    /// Whether after-event triggers read the outbox by cursors (no broker).
+    outbox_cursors: AtomicBool,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -199,7 +206,14 @@ impl FunctionService {
             log,
             log_rx: std::sync::Mutex::new(Some(log_rx)),
             dead_letter_channel: std::sync::Mutex::new(None),
+            outbox_cursors: AtomicBool::new(false),
         })
+    }
+
+    /// Whether after-event triggers read the outbox by cursors (there is no broker):
+    /// then a deploy with such triggers starts its cursor at the newest event.
+    pub fn set_outbox_cursors(&self, on: bool) {
+        self.outbox_cursors.store(on, Ordering::Release);
     }
 
     /// Give the service the records it calls into (set once, at start).
@@ -497,6 +511,17 @@ impl FunctionService {
                 .await
                 .map_err(DeployError::Component)?,
         );
+        if self.outbox_cursors.load(Ordering::Acquire)
+            && deployed
+                .triggers
+                .iter()
+                .any(|t| matches!(t, Trigger::After { .. }))
+        {
+            // From its deploy on: every event committed after this point reaches it.
+            self.start_cursor(&deployed.name)
+                .await
+                .map_err(DeployError::Db)?;
+        }
         let active: functions::ActiveModel = row.into();
         active
             .insert(self.db.conn())

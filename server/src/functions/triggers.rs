@@ -527,8 +527,9 @@ impl FunctionService {
             None => return,
         };
         let mut failing = false;
+        let mut cleaned = None;
         loop {
-            match self.advance_cursors(&instance).await {
+            match self.advance_cursors(&instance, &mut cleaned).await {
                 Ok(_) => failing = false,
                 Err(e) => {
                     if !failing {
@@ -546,13 +547,18 @@ impl FunctionService {
     }
 
     /// One round over every cursor this instance holds or can take; how many events
-    /// were handed over.
+    /// were handed over. `cleaned` is the set of functions cursors were last kept
+    /// for: cursors of functions that left it (deleted, or without after-event
+    /// triggers now) are dropped, as they would hold back the outbox's pruning.
     ///
     /// Fails when the outbox or the cursors cannot be read or written.
-    pub async fn advance_cursors(&self, instance: &str) -> Result<usize, sea_orm::DbErr> {
+    pub async fn advance_cursors(
+        &self,
+        instance: &str,
+        cleaned: &mut Option<Vec<String>>,
+    ) -> Result<usize, sea_orm::DbErr> {
         let functions = self.event_functions();
-        let conn = self.db.conn();
-        let names: Vec<String> = self
+        let mut names: Vec<String> = self
             .live()
             .values()
             .filter(|d| {
@@ -562,12 +568,29 @@ impl FunctionService {
             })
             .map(|d| d.name.clone())
             .collect();
-        // Cursors of functions that no longer have after-event triggers would hold
-        // back the outbox's pruning: dropped.
-        function_cursors::Entity::delete_many()
-            .filter(function_cursors::Column::Function.is_not_in(names))
-            .exec(conn)
-            .await?;
+        names.sort_unstable();
+        if cleaned.as_ref() != Some(&names) {
+            // Only functions that had after-event triggers and have them no more (a
+            // deploy in progress has a cursor before it is live: it is kept). At the
+            // first round, cursors of functions not live at all.
+            let gone: Option<Vec<String>> = cleaned.as_ref().map(|before| {
+                before
+                    .iter()
+                    .filter(|n| !names.contains(n))
+                    .cloned()
+                    .collect()
+            });
+            let delete = function_cursors::Entity::delete_many();
+            let delete = match gone {
+                Some(gone) => delete.filter(function_cursors::Column::Function.is_in(gone)),
+                None => delete.filter(
+                    function_cursors::Column::Function
+                        .is_not_in(self.live().keys().cloned().collect::<Vec<_>>()),
+                ),
+            };
+            delete.exec(self.db.conn()).await?;
+            *cleaned = Some(names);
+        }
         let mut handed = 0;
         for d in functions {
             handed += self.advance_cursor(&d, instance).await?;
@@ -578,28 +601,8 @@ impl FunctionService {
     async fn advance_cursor(&self, d: &Deployed, instance: &str) -> Result<usize, sea_orm::DbErr> {
         let conn = self.db.conn();
         let now = Utc::now();
-        // A new trigger starts at the newest event: it sees changes from its deploy on.
-        let newest = outbox::Entity::find()
-            .select_only()
-            .column_as(outbox::Column::Seq.max(), "newest")
-            .into_tuple::<Option<i64>>()
-            .one(conn)
-            .await?
-            .flatten()
-            .unwrap_or(0);
-        function_cursors::Entity::insert(function_cursors::ActiveModel {
-            function: Set(d.name.clone()),
-            seq: Set(newest),
-            owner: Set(None),
-            lease_until: Set(None),
-        })
-        .on_conflict(
-            OnConflict::column(function_cursors::Column::Function)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
+        // Deployed elsewhere (the CLI) without one: from now on.
+        self.start_cursor(&d.name).await?;
         let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
         let claimed = function_cursors::Entity::update_many()
             .col_expr(function_cursors::Column::Owner, Expr::value(instance))
@@ -661,6 +664,35 @@ impl FunctionService {
                 .await?;
         }
         Ok(handed)
+    }
+
+    /// Give function `name` a cursor at the newest event, unless it has one.
+    ///
+    /// Fails when the outbox or the cursors cannot be read or written.
+    pub(crate) async fn start_cursor(&self, name: &str) -> Result<(), sea_orm::DbErr> {
+        let conn = self.db.conn();
+        let newest = outbox::Entity::find()
+            .select_only()
+            .column_as(outbox::Column::Seq.max(), "newest")
+            .into_tuple::<Option<i64>>()
+            .one(conn)
+            .await?
+            .flatten()
+            .unwrap_or(0);
+        function_cursors::Entity::insert(function_cursors::ActiveModel {
+            function: Set(name.to_owned()),
+            seq: Set(newest),
+            owner: Set(None),
+            lease_until: Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(function_cursors::Column::Function)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+        Ok(())
     }
 
     /// Consume `basalt.functions` on RabbitMQ until `stop`, reconnecting with

@@ -156,7 +156,10 @@ async fn deploys_are_checked_versioned_and_replaced(backend: Backend) {
     // Version 1, then 2 replacing it; the history keeps both.
     let v1 = deployed(&app, &admin, faults.clone(), "faults").await;
     assert_eq!(v1["version"], 1);
-    assert_eq!(v1["exports"], json!({"hooks": true, "http": true}));
+    assert_eq!(
+        v1["exports"],
+        json!({"hooks": true, "http": true, "triggers": true})
+    );
     let (status, body) = app.get_json("/api/functions/faults/hello").await;
     assert_eq!((status, &body["ok"]), (200, &json!(true)), "{body}");
     let v2 = deployed(&app, &admin, faults.clone(), "faults").await;
@@ -845,7 +848,10 @@ async fn javascript_and_python_functions_run_like_rust_ones(backend: Backend) {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["exports"], json!({"hooks": true, "http": true}));
+    assert_eq!(
+        body["exports"],
+        json!({"hooks": true, "http": true, "triggers": false})
+    );
     let (status, body) = deploy(
         &app,
         Some(&admin),

@@ -35,3 +35,4 @@ mod rules;
 mod sdk;
 mod security;
 mod serve;
+mod triggers;

@@ -1,0 +1,744 @@
+//! WASM functions, part 2 (#18): after-event triggers (filter, retries with back-off,
+//! dead letters and their replay, the CloudEvent id as idempotency key, commit order)
+//! on the outbox path and on RabbitMQ's work queue; cron schedules (once per tick
+//! across instances, overlaps skipped, missed ticks caught up or skipped); outbound
+//! HTTP through the allowlist. The guest is the SDK's `faults` example: it notes
+//! every event it accepts in `seen` and every tick in `ticks`.
+
+use std::time::Duration;
+
+use basalt_server::db::entities::outbox;
+use basalt_tests::{Backend, TestApp, backend_tests, eventually, guest, json as read_json};
+use reqwest::Method;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+backend_tests!(
+    after_event_triggers_filter_retry_and_dead_letter,
+    rabbitmq_triggers_consume_the_work_queue,
+    schedules_tick_once_skip_overlaps_and_catch_up,
+    outbound_http_goes_only_where_allowed,
+);
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn deploy(app: &TestApp, admin: &str, manifest: Value) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .text("manifest", manifest.to_string())
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(guest("faults")).file_name("faults.wasm"),
+        );
+    let (status, body) = read_json(
+        app.client
+            .post(app.url("/api/functions"))
+            .header("authorization", admin)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn schema(app: &TestApp, admin: &str) {
+    let open = |name: &str, fields: Value| {
+        json!({"name": name, "listRule": "", "viewRule": "", "createRule": "",
+               "updateRule": "", "deleteRule": "", "fields": fields})
+    };
+    app.create_collection(
+        admin,
+        open("posts", json!([{"name": "title", "type": "text"}])),
+    )
+    .await;
+    app.create_collection(
+        admin,
+        open(
+            "seen",
+            json!([{"name": "function", "type": "text"}, {"name": "title", "type": "text"},
+                   {"name": "event", "type": "text"}, {"name": "record", "type": "text"},
+                   {"name": "kind", "type": "text"}, {"name": "attempt", "type": "number"},
+                   {"name": "fetched", "type": "text"}]),
+        ),
+    )
+    .await;
+    app.create_collection(
+        admin,
+        open(
+            "ticks",
+            json!([{"name": "function", "type": "text"}, {"name": "schedule", "type": "text"},
+                   {"name": "due", "type": "text"}, {"name": "late", "type": "bool"}]),
+        ),
+    )
+    .await;
+}
+
+async fn create(app: &TestApp, title: &str) -> Value {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": title})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Records of `collection` matching `filter`, oldest first.
+async fn list(app: &TestApp, collection: &str, filter: &str) -> Vec<Value> {
+    let url = format!(
+        "/api/collections/{collection}/records?perPage=500&sort=id&filter={}",
+        urlencode(filter)
+    );
+    let (status, page) = app.call(Method::GET, &url, None, None).await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Wait until `seen` has at least `count` rows matching `filter`; returns them.
+async fn seen(app: &TestApp, filter: &str, count: usize) -> Vec<Value> {
+    eventually(WAIT, &format!("{count} seen rows for {filter}"), || async {
+        let rows = list(app, "seen", filter).await;
+        (rows.len() >= count).then_some(rows)
+    })
+    .await
+}
+
+async fn deliveries(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/functions/deliveries?{query}"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn invocations(app: &TestApp, admin: &str, function: &str) -> Vec<Value> {
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/functions/invocations?function={function}&limit=500"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The outbox's CloudEvent id of the event for `record` of kind `action`.
+async fn event_id(app: &TestApp, record: &str, action: &str) -> String {
+    outbox::Entity::find()
+        .filter(outbox::Column::Action.eq(action))
+        .all(app.state.events.db().conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| serde_json::from_str::<Value>(&row.payload).unwrap()["subject"] == record)
+        .map(|row| row.id)
+        .unwrap_or_else(|| panic!("no {action} event for {record}"))
+}
+
+/// Everything a trigger does, on whichever path the app has (outbox cursors without
+/// a broker, the work queue with one).
+async fn triggers_behave(app: &TestApp, admin: &str) {
+    deploy(
+        app,
+        admin,
+        json!({"name": "watcher", "triggers": ["posts.created", "posts.updated"],
+               "filter": "title != 'skip me'",
+               "retries": {"maxAttempts": 3, "backoffMs": 50}}),
+    )
+    .await;
+    deploy(
+        app,
+        admin,
+        json!({"name": "fragile", "triggers": ["posts.created"], "filter": "title ~ 'flaky two'",
+               "retries": {"maxAttempts": 2, "backoffMs": 50}}),
+    )
+    .await;
+    // Non-superusers see no deliveries.
+    let (status, _) = app
+        .call(Method::GET, "/api/functions/deliveries", None, None)
+        .await;
+    assert!(status == 401 || status == 403, "{status}");
+
+    // Delivered with the CloudEvent id as the idempotency key.
+    let hello = create(app, "hello").await;
+    let hello_id = hello["id"].as_str().unwrap();
+    let rows = seen(app, &format!("record = '{hello_id}'"), 1).await;
+    assert_eq!(rows[0]["kind"], "basalt.record.created");
+    assert_eq!(rows[0]["attempt"], 1);
+    assert_eq!(rows[0]["function"], "watcher");
+    assert_eq!(rows[0]["event"], event_id(app, hello_id, "created").await);
+
+    // The filter keeps an event away; actions not subscribed to are not delivered.
+    let skipped = create(app, "skip me").await;
+    let after = create(app, "after skip").await;
+    seen(
+        app,
+        &format!("record = '{}'", after["id"].as_str().unwrap()),
+        1,
+    )
+    .await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!(
+                "/api/collections/posts/records/{}",
+                after["id"].as_str().unwrap()
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    // Per-record events in commit order.
+    for i in 0..10 {
+        let (status, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/api/collections/posts/records/{hello_id}"),
+                None,
+                Some(json!({"title": format!("order {i}")})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let updates = seen(
+        app,
+        &format!("record = '{hello_id}' && kind = 'basalt.record.updated'"),
+        10,
+    )
+    .await;
+    let titles: Vec<&str> = updates
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("order {i}")).collect();
+    assert_eq!(
+        titles, expected,
+        "updates reached the trigger in commit order"
+    );
+
+    // Fails twice, succeeds on the third attempt: one success.
+    let flaky = create(app, "flaky one").await;
+    let flaky_id = flaky["id"].as_str().unwrap();
+    let rows = seen(
+        app,
+        &format!("record = '{flaky_id}' && function = 'watcher'"),
+        1,
+    )
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["attempt"], 3);
+
+    // Always failing: dead-lettered after its attempts, with the error.
+    let poison = create(app, "poison").await;
+    let poison_id = poison["id"].as_str().unwrap().to_owned();
+    let dead = eventually(WAIT, "the poison event's dead letter", || async {
+        deliveries(app, admin, "state=dead&function=watcher")
+            .await
+            .into_iter()
+            .find(|d| d["event"]["subject"] == poison_id.as_str())
+    })
+    .await;
+    assert_eq!(dead["attempts"], 3, "{dead}");
+    assert!(dead["error"].as_str().unwrap().contains("poison"), "{dead}");
+    assert_eq!(dead["trigger"], "posts.created");
+
+    // `fragile` gives up on "flaky two" after two attempts; a replay's third works.
+    let two = create(app, "flaky two").await;
+    let two_id = two["id"].as_str().unwrap().to_owned();
+    let dead = eventually(WAIT, "fragile's dead letter", || async {
+        deliveries(app, admin, "state=dead&function=fragile")
+            .await
+            .into_iter()
+            .find(|d| d["event"]["subject"] == two_id.as_str())
+    })
+    .await;
+    assert_eq!(dead["attempts"], 2);
+    let (status, replayed) = app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/functions/deliveries/{}/replay",
+                dead["id"].as_str().unwrap()
+            ),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["state"], "retry");
+    let rows = seen(
+        app,
+        &format!("record = '{two_id}' && function = 'fragile'"),
+        1,
+    )
+    .await;
+    assert_eq!(rows[0]["attempt"], 3);
+    eventually(WAIT, "the replayed delivery to be done", || async {
+        deliveries(app, admin, "function=fragile")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Replaying what is not a dead letter is a 404.
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/functions/deliveries/nope/replay",
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Every successful call noted one row: `ok` invocations and `seen` rows agree.
+    let watcher_rows = list(app, "seen", "function = 'watcher'").await.len();
+    let oks = eventually(WAIT, "the invocation log to catch up", || async {
+        let oks = invocations(app, admin, "watcher")
+            .await
+            .iter()
+            .filter(|i| i["outcome"] == "ok")
+            .count();
+        (oks == watcher_rows).then_some(oks)
+    })
+    .await;
+    assert!(oks >= 13, "{oks}");
+    let failed = invocations(app, admin, "watcher")
+        .await
+        .iter()
+        .filter(|i| i["outcome"] == "failed")
+        .count();
+    assert!(
+        failed >= 5,
+        "two flaky failures and three poison ones: {failed}"
+    );
+    assert!(
+        list(
+            app,
+            "seen",
+            &format!("record = '{}'", skipped["id"].as_str().unwrap())
+        )
+        .await
+        .is_empty(),
+        "the filtered-out event was delivered"
+    );
+    assert!(
+        list(app, "seen", "kind = 'basalt.record.deleted'")
+            .await
+            .is_empty(),
+        "a delete reached a trigger that does not subscribe to deletes"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"basalt_function_dead_letters_total{function="watcher"} 1"#),
+        "{metrics}"
+    );
+}
+
+async fn after_event_triggers_filter_retry_and_dead_letter(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .setting("outbox_retention", "0s")
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    // Deployed after some writes: a trigger sees changes from its deploy on.
+    let before = create(&app, "before the trigger").await;
+    triggers_behave(&app, &admin).await;
+    assert!(
+        list(
+            &app,
+            "seen",
+            &format!("record = '{}'", before["id"].as_str().unwrap())
+        )
+        .await
+        .is_empty()
+    );
+    // The outbox keeps what a cursor has not passed, whatever its retention (zero
+    // here): another instance holds the cursors' leases for a while, so this one
+    // cannot deliver; pruning leaves the waiting event; once the leases lapse, it is
+    // delivered.
+    use basalt_server::db::entities::function_cursors;
+    function_cursors::Entity::update_many()
+        .col_expr(
+            function_cursors::Column::Owner,
+            sea_orm::sea_query::Expr::value("elsewhere"),
+        )
+        .col_expr(
+            function_cursors::Column::LeaseUntil,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() + chrono::Duration::seconds(3)),
+        )
+        .exec(app.state.db.conn())
+        .await
+        .unwrap();
+    let late = create(&app, "while another instance holds the cursor").await;
+    let late_id = late["id"].as_str().unwrap().to_owned();
+    app.state.events.prune().await;
+    let kept = outbox::Entity::find()
+        .all(app.state.events.db().conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .any(|r| serde_json::from_str::<Value>(&r.payload).unwrap()["subject"] == late_id.as_str());
+    assert!(
+        kept,
+        "pruning took an event a trigger's cursor had not passed"
+    );
+    assert!(
+        list(&app, "seen", &format!("record = '{late_id}'"))
+            .await
+            .is_empty()
+    );
+    seen(&app, &format!("record = '{late_id}'"), 1).await;
+}
+
+async fn rabbitmq_triggers_consume_the_work_queue(backend: Backend) {
+    if !basalt_tests::require_service(
+        "RabbitMQ",
+        "127.0.0.1:5672",
+        "rabbitmq_triggers_consume_the_work_queue",
+    )
+    .await
+    {
+        return;
+    }
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let exchange = format!("basalt.test.{tag}.events");
+    let app = TestApp::builder(backend)
+        .setting("amqp_url", AMQP)
+        .setting("amqp_exchange", exchange.clone())
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    triggers_behave(&app, &admin).await;
+
+    // The dead letter went to the dead-letter queue too, with the error.
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let dlq = format!("basalt.test.{tag}.functions.dlq");
+    let message = eventually(WAIT, "a message on the dead-letter queue", || async {
+        channel
+            .basic_get(
+                dlq.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let event: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+    assert_eq!(event["type"], "basalt.record.created");
+    let headers = message.delivery.properties.headers().clone().unwrap();
+    let error = match headers.inner().get("x-basalt-error") {
+        Some(lapin::types::AMQPValue::LongString(s)) => {
+            String::from_utf8_lossy(s.as_bytes()).into_owned()
+        }
+        other => panic!("no error header: {other:?}"),
+    };
+    assert!(error.contains("poison"), "{error}");
+    for queue in [format!("basalt.test.{tag}.functions"), dlq] {
+        let _ = channel
+            .queue_delete(
+                queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(
+            exchange.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+}
+
+async fn ticks(app: &TestApp, function: &str) -> Vec<Value> {
+    list(app, "ticks", &format!("function = '{function}'")).await
+}
+
+async fn schedules_tick_once_skip_overlaps_and_catch_up(backend: Backend) {
+    use basalt_server::db::entities::function_schedules;
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    // On PostgreSQL a second instance shares the database: each tick runs once.
+    let other = match backend {
+        Backend::Postgres => Some(TestApp::builder(backend).database_of(&app).spawn().await),
+        Backend::Sqlite => None,
+    };
+    let (status, body) = {
+        let form = reqwest::multipart::Form::new()
+            .text(
+                "manifest",
+                json!({"name": "bad-cron", "schedules": [{"cron": "* * *"}]}).to_string(),
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(guest("faults")).file_name("f.wasm"),
+            );
+        read_json(
+            app.client
+                .post(app.url("/api/functions"))
+                .header("authorization", &admin)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    assert_eq!(status, 400, "{body}");
+    assert!(body["data"]["schedules.0"].is_object(), "{body}");
+
+    deploy(
+        &app,
+        &admin,
+        json!({"name": "ticker", "schedules": [{"cron": "* * * * * *"}]}),
+    )
+    .await;
+    let rows = eventually(WAIT, "four ticks", || async {
+        let rows = ticks(&app, "ticker").await;
+        (rows.len() >= 4).then_some(rows)
+    })
+    .await;
+    let mut dues: Vec<&str> = rows.iter().map(|r| r["due"].as_str().unwrap()).collect();
+    let all = dues.len();
+    dues.sort_unstable();
+    dues.dedup();
+    assert_eq!(dues.len(), all, "a tick ran twice: {rows:?}");
+    assert!(rows.iter().all(|r| r["late"] == false));
+    let (status, listed) = app
+        .call(Method::GET, "/api/functions/ticker", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(listed["schedules"][0]["next"].is_string(), "{listed}");
+
+    // A run longer than the period: the ticks meanwhile are skipped, and logged.
+    deploy(
+        &app,
+        &admin,
+        json!({"name": "slow-ticks", "schedules": [{"cron": "* * * * * *"}],
+               "limits": {"timeoutMs": 5000}}),
+    )
+    .await;
+    eventually(WAIT, "a skipped overlapping tick", || async {
+        invocations(&app, &admin, "slow-ticks")
+            .await
+            .into_iter()
+            .find(|i| i["outcome"] == "skipped")
+            .filter(|i| {
+                i["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("still going")
+            })
+    })
+    .await;
+
+    // Ticks missed while no server ran: caught up once when asked, else skipped.
+    for (name, catch_up) in [("daily-catch-up", true), ("daily-no-catch-up", false)] {
+        deploy(
+            &app,
+            &admin,
+            json!({"name": name, "schedules": [{"cron": "0 3 * * *", "timezone": "Europe/Paris",
+                                                "catchUp": catch_up}]}),
+        )
+        .await;
+        eventually(WAIT, "the schedule's row", || async {
+            function_schedules::Entity::find_by_id((name.to_owned(), "0 3 * * *".to_owned()))
+                .one(app.state.db.conn())
+                .await
+                .unwrap()
+        })
+        .await;
+        function_schedules::Entity::update_many()
+            .col_expr(
+                function_schedules::Column::LastTick,
+                sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::days(3)),
+            )
+            .filter(function_schedules::Column::Function.eq(name))
+            .exec(app.state.db.conn())
+            .await
+            .unwrap();
+    }
+    let caught = eventually(WAIT, "the missed tick run late", || async {
+        let rows = ticks(&app, "daily-catch-up").await;
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    eventually(WAIT, "the missed tick skipped", || async {
+        invocations(&app, &admin, "daily-no-catch-up")
+            .await
+            .into_iter()
+            .find(|i| i["outcome"] == "skipped")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let caught_after = ticks(&app, "daily-catch-up").await;
+    assert_eq!(
+        caught_after.len(),
+        1,
+        "the missed ticks ran once: {caught_after:?}"
+    );
+    assert_eq!(caught[0]["late"], true);
+    assert!(ticks(&app, "daily-no-catch-up").await.is_empty());
+    drop(other);
+}
+
+/// A one-route HTTP server on loopback answering `hello from loopback`.
+async fn loopback_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let body = "hello from loopback";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+async fn outbound_http_goes_only_where_allowed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    let port = loopback_server().await;
+    // The machine's own host name resolves to a loopback or private address here.
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    assert!(
+        !resolved.is_empty()
+            && resolved
+                .iter()
+                .all(|a| basalt_server::functions::outbound::restricted(a.ip())),
+        "this test needs the host name `{host}` to resolve to private addresses: {resolved:?}"
+    );
+    let bad = deploy_status(
+        &app,
+        &admin,
+        json!({"name": "bad-outbound", "outbound": ["ftp://x"]}),
+    )
+    .await;
+    assert_eq!(bad, 400);
+    for (name, outbound) in [
+        ("allowed", json!([format!("http://127.0.0.1:{port}")])),
+        ("closed", json!([])),
+        ("by-name", json!([format!("http://{host}:*")])),
+    ] {
+        deploy(
+            &app,
+            &admin,
+            json!({"name": name, "triggers": ["posts.created"], "outbound": outbound,
+                   "retries": {"maxAttempts": 1, "backoffMs": 10}}),
+        )
+        .await;
+    }
+    let direct = create(&app, &format!("fetch http://127.0.0.1:{port}/hi")).await;
+    let rows = seen(
+        &app,
+        &format!("record = '{}'", direct["id"].as_str().unwrap()),
+        3,
+    )
+    .await;
+    let fetched = |function: &str| {
+        rows.iter()
+            .find(|r| r["function"] == function)
+            .map(|r| r["fetched"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(fetched("allowed"), "200 hello from loopback");
+    assert!(
+        fetched("closed").contains("HttpRequestDenied"),
+        "{}",
+        fetched("closed")
+    );
+    assert!(
+        fetched("by-name").contains("HttpRequestDenied"),
+        "{}",
+        fetched("by-name")
+    );
+    // Listed by name, the name resolves to a private address: refused after the
+    // lookup, before any connection.
+    let named = create(&app, &format!("fetch http://{host}:{port}/hi")).await;
+    let rows = seen(
+        &app,
+        &format!("record = '{}'", named["id"].as_str().unwrap()),
+        3,
+    )
+    .await;
+    let by_name = rows
+        .iter()
+        .find(|r| r["function"] == "by-name")
+        .map(|r| r["fetched"].as_str().unwrap_or_default().to_owned())
+        .unwrap();
+    assert!(by_name.contains("DestinationIpProhibited"), "{by_name}");
+    let allowed = rows
+        .iter()
+        .find(|r| r["function"] == "allowed")
+        .map(|r| r["fetched"].as_str().unwrap_or_default().to_owned())
+        .unwrap();
+    assert!(
+        allowed.contains("HttpRequestDenied"),
+        "another host than the one listed: {allowed}"
+    );
+}
+
+async fn deploy_status(app: &TestApp, admin: &str, manifest: Value) -> u16 {
+    let form = reqwest::multipart::Form::new()
+        .text("manifest", manifest.to_string())
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(guest("faults")).file_name("f.wasm"),
+        );
+    app.client
+        .post(app.url("/api/functions"))
+        .header("authorization", admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
