@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 backend_tests!(
     after_event_triggers_filter_retry_and_dead_letter,
     rabbitmq_triggers_consume_the_work_queue,
+    rabbitmq_outage_loses_no_trigger_event,
+    kill_9_loses_no_trigger_event,
+    rabbitmq_kill_9_loses_no_trigger_event,
     schedules_tick_once_skip_overlaps_and_catch_up,
     outbound_http_goes_only_where_allowed,
 );
@@ -741,4 +744,329 @@ async fn deploy_status(app: &TestApp, admin: &str, manifest: Value) -> u16 {
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// Issue #18 point 3: RabbitMQ stopped (`rabbitmqctl stop_app`) during 500 writes
+/// with a trigger deployed, then started: the function sees every event id
+/// (duplicates allowed, none lost).
+async fn rabbitmq_outage_loses_no_trigger_event(backend: Backend) {
+    let test = "rabbitmq_outage_loses_no_trigger_event";
+    if !basalt_tests::require_service("RabbitMQ", "127.0.0.1:5672", test).await
+        || !basalt_tests::require_tool("rabbitmqctl", test)
+    {
+        return;
+    }
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let exchange = format!("basalt.test.{tag}.events");
+    let app = TestApp::builder(backend)
+        .setting("amqp_url", AMQP)
+        .setting("amqp_exchange", exchange.clone())
+        .spawn()
+        .await;
+    let admin = app.superuser_token().await;
+    schema(&app, &admin).await;
+    deploy(
+        &app,
+        &admin,
+        json!({"name": "watcher", "triggers": ["posts.created"]}),
+    )
+    .await;
+    let restart = Restart;
+    const WRITES: usize = 500;
+    for i in 0..WRITES {
+        if i == 150 {
+            rabbitmqctl(&["stop_app"]);
+        }
+        if i == 350 {
+            rabbitmqctl(&["start_app"]);
+        }
+        create(&app, &format!("w{i}")).await;
+    }
+    drop(restart);
+    let expected: std::collections::HashSet<String> = outbox::Entity::find()
+        .filter(outbox::Column::Collection.eq("posts"))
+        .all(app.state.events.db().conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(expected.len(), WRITES);
+    let deliveries = eventually(
+        Duration::from_secs(120),
+        "every event at the function",
+        || async {
+            let rows = list(&app, "seen", "function = 'watcher'").await;
+            let got: std::collections::HashSet<&str> = rows
+                .iter()
+                .filter_map(|r| r["event"].as_str())
+                .filter(|id| expected.contains(*id))
+                .collect();
+            (got.len() == WRITES).then_some(rows.len())
+        },
+    )
+    .await;
+    eprintln!("{WRITES} events; {deliveries} deliveries (duplicates are allowed)");
+    cleanup(&tag, &exchange).await;
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Starts the broker again however the test ends.
+struct Restart;
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}
+
+async fn cleanup(tag: &str, exchange: &str) {
+    let Ok(conn) = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    let Ok(channel) = conn.create_channel().await else {
+        return;
+    };
+    for queue in [
+        format!("basalt.test.{tag}.functions"),
+        format!("basalt.test.{tag}.functions.dlq"),
+    ] {
+        let _ = channel
+            .queue_delete(
+                queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(
+            exchange.into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+}
+
+async fn kill_9_loses_no_trigger_event(backend: Backend) {
+    kill_9_scenario(backend, None).await;
+}
+
+async fn rabbitmq_kill_9_loses_no_trigger_event(backend: Backend) {
+    if !basalt_tests::require_service(
+        "RabbitMQ",
+        "127.0.0.1:5672",
+        "rabbitmq_kill_9_loses_no_trigger_event",
+    )
+    .await
+    {
+        return;
+    }
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    kill_9_scenario(backend, Some(tag)).await;
+}
+
+/// Issue #18 point 3: the real binary `kill -9`ed while writes and trigger calls are
+/// under way, then restarted on the same data: every committed create's event reaches
+/// the function (on the outbox path, or RabbitMQ's work queue with `tag`).
+async fn kill_9_scenario(backend: Backend, tag: Option<String>) {
+    use basalt_tests::process::{self, BasaltProcess};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = match backend {
+        Backend::Postgres => Some(basalt_tests::postgres::TestDatabase::create().await),
+        Backend::Sqlite => None,
+    };
+    let database_url = match &pg {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite:{}", dir.path().join("data.db").display()),
+    };
+    let exchange = tag.as_ref().map(|t| format!("basalt.test.{t}.events"));
+    let command = || {
+        let mut cmd = process::command(dir.path());
+        cmd.env("BASALT_DATABASE_URL", &database_url);
+        if let Some(exchange) = &exchange {
+            cmd.env("BASALT_AMQP_URL", AMQP)
+                .env("BASALT_AMQP_EXCHANGE", exchange);
+        }
+        cmd
+    };
+    let mut upsert = command();
+    upsert.args(["superuser", "upsert", "root@example.com", "root-password"]);
+    let (status, _, logs) = process::run(upsert, Duration::from_secs(60)).await;
+    assert!(status.success(), "{logs:?}");
+    let (mut server, url) = BasaltProcess::start(command()).await;
+    let client = basalt_tests::client();
+    let token: Value = client
+        .post(format!(
+            "{url}/api/collections/_superusers/auth-with-password"
+        ))
+        .json(&json!({"identity": "root@example.com", "password": "root-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let open = |name: &str, fields: Value| json!({"name": name, "listRule": "", "viewRule": "", "createRule": "", "fields": fields});
+    for collection in [
+        open("posts", json!([{"name": "title", "type": "text"}])),
+        open(
+            "seen",
+            json!([{"name": "function", "type": "text"}, {"name": "title", "type": "text"},
+                   {"name": "event", "type": "text"}, {"name": "record", "type": "text"},
+                   {"name": "kind", "type": "text"}, {"name": "attempt", "type": "number"},
+                   {"name": "fetched", "type": "text"}]),
+        ),
+    ] {
+        let res = client
+            .post(format!("{url}/api/collections"))
+            .header("Authorization", &token)
+            .json(&collection)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let form = reqwest::multipart::Form::new()
+        .text(
+            "manifest",
+            json!({"name": "watcher", "triggers": ["posts.created"]}).to_string(),
+        )
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(guest("faults")).file_name("f.wasm"),
+        );
+    let res = client
+        .post(format!("{url}/api/functions"))
+        .header("Authorization", &token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, url, acknowledged) = (
+                client.clone(),
+                url.clone(),
+                std::sync::Arc::clone(&acknowledged),
+            );
+            tokio::spawn(async move {
+                for i in 0..125 {
+                    let sent = client
+                        .post(format!("{url}/api/collections/posts/records"))
+                        .json(&json!({"title": format!("{w}-{i}")}))
+                        .send()
+                        .await;
+                    let Ok(res) = sent else { return };
+                    if res.status() != 200 {
+                        return;
+                    }
+                    *acknowledged.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(60), "writes under way", || async {
+        (*acknowledged.lock().unwrap() >= 200).then_some(())
+    })
+    .await;
+    server.signal("KILL");
+    server.wait_exit(Duration::from_secs(10)).await;
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let (again, url) = BasaltProcess::start(command()).await;
+    let get = |path: String| {
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            let body: Value = client
+                .get(path)
+                .header("Authorization", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    };
+    let mut posts = std::collections::HashSet::new();
+    let mut page = 1;
+    loop {
+        let body = get(format!(
+            "{url}/api/collections/posts/records?perPage=500&page={page}"
+        ))
+        .await;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        posts.extend(items.iter().map(|p| p["id"].as_str().unwrap().to_owned()));
+        if items.len() < 500 {
+            break;
+        }
+        page += 1;
+    }
+    assert!(posts.len() >= 200, "{}", posts.len());
+    let deliveries = eventually(
+        Duration::from_secs(120),
+        "every committed create at the function",
+        || {
+            let get = &get;
+            let (url, posts) = (&url, &posts);
+            async move {
+                let mut seen = std::collections::HashSet::new();
+                let mut total = 0;
+                let mut page = 1;
+                loop {
+                    let body = get(format!(
+                        "{url}/api/collections/seen/records?perPage=500&page={page}&skipTotal=1"
+                    ))
+                    .await;
+                    let items = body["items"].as_array().cloned().unwrap_or_default();
+                    total += items.len();
+                    seen.extend(
+                        items
+                            .iter()
+                            .filter_map(|s| s["record"].as_str().map(str::to_owned)),
+                    );
+                    if items.len() < 500 {
+                        break;
+                    }
+                    page += 1;
+                }
+                posts.iter().all(|p| seen.contains(p)).then_some(total)
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "{} committed creates; {deliveries} deliveries (duplicates are allowed)",
+        posts.len()
+    );
+    drop(again);
+    drop(pg);
+    if let (Some(tag), Some(exchange)) = (&tag, &exchange) {
+        cleanup(tag, exchange).await;
+    }
 }
