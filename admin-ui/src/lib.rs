@@ -501,6 +501,30 @@ pub struct FunctionRow {
     pub limits: String,
     pub size: String,
     pub created: String,
+    /// The after-event filter, or empty.
+    pub filter: String,
+    /// Each schedule with its next run (`*/5 * * * * → 2026-12-03 10:05:00 UTC`).
+    pub schedules: Vec<String>,
+    /// `maxAttempts` and `backoffMs`, when it has after-event triggers.
+    pub retries: String,
+    /// Outbound HTTP allowlist, comma-separated, or empty.
+    pub outbound: String,
+}
+
+/// An after-event call waiting for a retry, or a dead letter.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub function: String,
+    pub trigger: String,
+    pub event_id: String,
+    pub record_id: String,
+    pub attempts: i32,
+    /// `retry` or `dead`.
+    pub state: String,
+    /// When the next attempt is due (retries), or when it died.
+    pub when: String,
+    pub error: String,
 }
 
 /// One call in the invocation log.
@@ -523,6 +547,8 @@ pub struct FunctionsPage {
     pub chrome: Chrome,
     pub functions: Vec<FunctionRow>,
     pub invocations: Vec<InvocationRow>,
+    /// Retries waiting and dead letters, newest first.
+    pub deliveries: Vec<DeliveryRow>,
     /// The invocation log's filter (a function's name), or empty.
     pub filter: String,
     /// A refused deploy's message.

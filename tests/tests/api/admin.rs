@@ -17,7 +17,8 @@ backend_tests!(
     collections_and_records_through_the_forms,
     keys_history_import_and_mails,
     settings_apply_without_a_restart,
-    functions_are_deployed_toggled_and_logged
+    functions_are_deployed_toggled_and_logged,
+    function_triggers_schedules_and_dead_letters_are_shown
 );
 
 /// A cookie-keeping client that does not follow redirects.
@@ -1246,6 +1247,125 @@ async fn functions_are_deployed_toggled_and_logged(backend: Backend) {
         .await;
     assert_eq!(gone.status, 303);
     assert_eq!(app.get_json("/api/functions/faults/hello").await.0, 404);
+}
+
+/// Issue #18 point 7: the functions page shows after-event triggers with their
+/// filter and retries, schedules with their next run, and dead letters, which can be
+/// replayed (and then retried) from there.
+async fn function_triggers_schedules_and_dead_letters_are_shown(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    for (name, fields) in [
+        ("posts", json!([{"name": "title", "type": "text"}])),
+        (
+            "ticks",
+            json!([{"name": "function", "type": "text"}, {"name": "schedule", "type": "text"},
+                         {"name": "due", "type": "text"}, {"name": "late", "type": "bool"}]),
+        ),
+    ] {
+        app.create_collection(
+            &admin,
+            json!({"name": name, "listRule": "", "viewRule": "", "createRule": "", "fields": fields}),
+        )
+        .await;
+    }
+    let mut browser = Browser::superuser(&app).await;
+    let csrf = browser.get("/_/functions").await.csrf();
+    let deployed = browser
+        .upload(
+            "/_/functions",
+            &[
+                ("csrf", &csrf),
+                ("name", "watcher"),
+                ("triggers", "posts.created"),
+                ("filter", "title != 'quiet'"),
+                ("retries", r#"{"maxAttempts": 2, "backoffMs": 20}"#),
+                (
+                    "schedules",
+                    r#"[{"cron": "0 9 * * 1", "timezone": "Europe/Paris"}]"#,
+                ),
+                ("outbound", "https://api.example.com"),
+            ],
+            ("component", basalt_tests::guest("faults")),
+        )
+        .await;
+    assert_eq!(deployed.status, 303, "{}", deployed.body);
+    let page = browser.get("/_/functions").await.body;
+    for shown in [
+        "posts.created",
+        "title != &#39;quiet&#39;",
+        "2 attempts, back-off from 20 ms",
+        "0 9 * * 1 (Europe/Paris) → ",
+        "https://api.example.com",
+        "No retries waiting and no dead letters.",
+    ] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+    // A poisoned event is dead-lettered and listed; replayed, it fails again.
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "poison"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let page = basalt_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the dead letter on the page",
+        || async {
+            let page = browser_get(&app, &browser.cookies, "/_/functions").await;
+            page.contains("class=\"state-dead\"").then_some(page)
+        },
+    )
+    .await;
+    assert!(page.contains("poison, every time"), "{page}");
+    let id = page
+        .split("data-delivery=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let replayed = browser
+        .submit(
+            "/_/functions",
+            &format!("/_/functions/deliveries/{id}/replay"),
+            &[],
+        )
+        .await;
+    assert_eq!(replayed.status, 303, "{}", replayed.body);
+    basalt_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the replay's attempts to run",
+        || async {
+            let (_, body) = app
+                .call(
+                    reqwest::Method::GET,
+                    "/api/functions/deliveries?state=dead",
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            (body["items"][0]["attempts"] == 4).then_some(())
+        },
+    )
+    .await;
+    let discarded = browser
+        .submit(
+            "/_/functions",
+            &format!("/_/functions/deliveries/{id}/discard"),
+            &[],
+        )
+        .await;
+    assert_eq!(discarded.status, 303);
+    assert!(
+        browser
+            .get("/_/functions")
+            .await
+            .body
+            .contains("No retries waiting and no dead letters.")
+    );
 }
 
 /// A page's HTML with these cookies (for polling without a `&mut` browser).

@@ -4,7 +4,7 @@
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use basalt_admin_ui::{FunctionRow, FunctionsPage, InvocationRow};
+use basalt_admin_ui::{DeliveryRow, FunctionRow, FunctionsPage, InvocationRow};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ async fn functions_page(
             version: d.version,
             enabled: d.manifest.enabled,
             triggers: d.manifest.triggers.join(", "),
-            exports: [(d.hooks, "hooks"), (d.http, "http")]
+            exports: [(d.hooks, "hooks"), (d.http, "http"), (d.worker, "triggers")]
                 .iter()
                 .filter(|(on, _)| *on)
                 .map(|(_, name)| *name)
@@ -65,6 +65,61 @@ async fn functions_page(
             limits: serde_json::to_string(&d.manifest.limits).unwrap_or_default(),
             size: size(d.size),
             created: d.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+            filter: d.manifest.filter.clone().unwrap_or_default(),
+            schedules: crate::functions::FunctionService::next_runs(d)
+                .into_iter()
+                .zip(&d.manifest.schedules)
+                .map(|((cron, next), s)| {
+                    let zone = s.timezone.as_deref().unwrap_or("UTC");
+                    match next {
+                        Some(next) => {
+                            format!("{cron} ({zone}) → {}", next.format("%Y-%m-%d %H:%M:%S UTC"))
+                        }
+                        None => format!("{cron} ({zone}) → never"),
+                    }
+                })
+                .collect(),
+            retries: if d
+                .triggers
+                .iter()
+                .any(|t| matches!(t, crate::functions::manifest::Trigger::After { .. }))
+            {
+                format!(
+                    "{} attempts, back-off from {} ms",
+                    d.manifest.retries.max_attempts, d.manifest.retries.backoff_ms
+                )
+            } else {
+                String::new()
+            },
+            outbound: d.manifest.outbound.join(", "),
+        })
+        .collect();
+    let deliveries = state
+        .functions
+        .deliveries(filter, None, 100)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| {
+            let record_id = serde_json::from_str::<Value>(&row.payload)
+                .ok()
+                .and_then(|p| p["subject"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            DeliveryRow {
+                when: if row.state == "dead" {
+                    row.updated.format("%Y-%m-%d %H:%M:%S").to_string()
+                } else {
+                    row.due.format("%Y-%m-%d %H:%M:%S").to_string()
+                },
+                id: row.id,
+                function: row.function,
+                trigger: row.trigger,
+                event_id: row.event_id,
+                record_id,
+                attempts: row.attempts,
+                state: row.state,
+                error: row.error.unwrap_or_default(),
+            }
         })
         .collect();
     let invocations = state
@@ -92,6 +147,7 @@ async fn functions_page(
             chrome,
             functions,
             invocations,
+            deliveries,
             filter: filter.unwrap_or_default().to_owned(),
             error,
         },
@@ -164,11 +220,21 @@ fn manifest(form: &Form) -> Result<crate::functions::Manifest, String> {
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();
+    let filter = value(form, "filter").trim();
+    let outbound: Vec<&str> = value(form, "outbound")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
     let manifest = serde_json::json!({
         "name": value(form, "name").trim(),
         "triggers": triggers,
         "scopes": json("scopes")?,
         "limits": json("limits")?.unwrap_or_else(|| serde_json::json!({})),
+        "filter": (!filter.is_empty()).then_some(filter),
+        "retries": json("retries")?.unwrap_or_else(|| serde_json::json!({})),
+        "schedules": json("schedules")?.unwrap_or_else(|| serde_json::json!([])),
+        "outbound": outbound,
     });
     serde_json::from_value(manifest).map_err(|e| format!("The manifest is not valid: {e}."))
 }
@@ -269,6 +335,70 @@ pub async fn delete(
                 StatusCode::BAD_REQUEST,
                 None,
                 e.problem().message,
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /_/functions/deliveries/{id}/replay`: a dead letter gets a fresh set of
+/// attempts.
+pub async fn replay(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Err(res) = admin.form(payload).await {
+        return *res;
+    }
+    match state.functions.replay(&id).await {
+        Ok(Some(_)) => redirect("/_/functions?done=saved"),
+        Ok(None) => {
+            functions_page(
+                &state,
+                &admin,
+                StatusCode::NOT_FOUND,
+                None,
+                "No such dead letter (it may have been replayed already).".into(),
+                None,
+            )
+            .await
+        }
+        Err(e) => {
+            functions_page(
+                &state,
+                &admin,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                crate::errors::Problem::from_db(&e).message,
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /_/functions/deliveries/{id}/discard`
+pub async fn discard(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Err(res) = admin.form(payload).await {
+        return *res;
+    }
+    match state.functions.discard(&id).await {
+        Ok(_) => redirect("/_/functions?done=deleted"),
+        Err(e) => {
+            functions_page(
+                &state,
+                &admin,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                crate::errors::Problem::from_db(&e).message,
                 None,
             )
             .await

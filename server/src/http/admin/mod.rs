@@ -124,6 +124,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/functions", web::get().to(functions::list))
                 .route("/functions", web::post().to(functions::deploy))
                 .route(
+                    "/functions/deliveries/{id}/replay",
+                    web::post().to(functions::replay),
+                )
+                .route(
+                    "/functions/deliveries/{id}/discard",
+                    web::post().to(functions::discard),
+                )
+                .route(
                     "/functions/{name}/toggle",
                     web::post().to(functions::toggle),
                 )
