@@ -19,6 +19,7 @@
 //! it. PostgreSQL's backend processes are not counted: on PostgreSQL the figure is
 //! Basalt's share only.
 
+mod events;
 mod fanout;
 mod functions;
 mod load;
@@ -49,7 +50,7 @@ struct Args {
     /// Databases to run on (repeat or comma-separate).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Sqlite])]
     backend: Vec<Backend>,
-    /// Workloads: W1, W2, W2s, W3, H0, F1, F2, W4, W5, W6, G1, G2, G3, SSE, or all.
+    /// Workloads: W1, W2, W2s, W3, H0, F1, F2, F3, W4, W5, W6, G1, G2, G3, SSE, or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workload: Vec<String>,
     /// Measured time per workload, e.g. 10s.
@@ -70,6 +71,9 @@ struct Args {
     /// Mutations G3 measures delivery of.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Events F3 sends through an after-event trigger (per path).
+    #[arg(long, default_value_t = 2000)]
+    events: usize,
     /// Idle SSE streams held open by the SSE workload.
     #[arg(long, default_value_t = 10_000)]
     sse_connections: usize,
@@ -135,6 +139,7 @@ struct Report {
     rows: Vec<Row>,
     sse: Vec<(String, sse::IdleStreams)>,
     fanout: Vec<(String, fanout::Fanout)>,
+    events: Vec<(String, events::Events)>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -253,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rows: Vec::new(),
         sse: Vec::new(),
         fanout: Vec::new(),
+        events: Vec::new(),
     };
 
     eprintln!("bench: ceiling (bare actix-web JSON handler)");
@@ -287,6 +293,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
             server::start_basalt(&bin, *backend, SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await?;
         measure(&args, &basalt, &backend.to_string(), ceiling, &mut report).await?;
         basalt.stop();
+        // F3 again with RabbitMQ carrying the events, when the machine has one.
+        if wanted(&args, "F3")
+            && tokio::net::TcpStream::connect("127.0.0.1:5672")
+                .await
+                .is_ok()
+        {
+            let exchange = format!("basalt.bench.{}.events", std::process::id());
+            let basalt = server::start_basalt_with(
+                &bin,
+                *backend,
+                SUPERUSER_EMAIL,
+                SUPERUSER_PASSWORD,
+                &[
+                    (
+                        "BASALT_AMQP_URL",
+                        "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+                    ),
+                    ("BASALT_AMQP_EXCHANGE", exchange),
+                ],
+            )
+            .await?;
+            let base = format!("http://{}", basalt.addr);
+            let admin = workloads::admin_token(&base, SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await?;
+            eprintln!(
+                "bench: {backend} F3 — {} events through a trigger, RabbitMQ",
+                args.events
+            );
+            let result = events::run(&base, &admin, "rabbitmq", args.events, args.connections)
+                .await
+                .context("F3 on RabbitMQ")?;
+            report.events.push((backend.to_string(), result));
+            basalt.stop();
+        }
     }
 
     if let (Some(peer), Some(peer_bin)) = (args.peer, &peer_bin) {
@@ -375,6 +414,22 @@ async fn measure(
             peak,
             ceiling,
         ));
+    }
+    if wanted(args, "F3") && !is_peer {
+        eprintln!(
+            "bench: {label} F3 — {} events through a trigger, outbox",
+            args.events
+        );
+        let result = events::run(
+            &base,
+            &seeded.admin,
+            "outbox",
+            args.events,
+            args.connections,
+        )
+        .await
+        .context("F3")?;
+        report.events.push((label.to_owned(), result));
     }
     if wanted(args, "G3") && !is_peer {
         eprintln!(
@@ -492,6 +547,25 @@ fn print_table(report: &Report) {
                 f.p99_ms,
                 f.max_ms,
                 f.connect_seconds
+            );
+        }
+    }
+    if !report.events.is_empty() {
+        println!();
+        println!(
+            "| backend | F3 path | events | writes/s | events/s through the trigger | lag p50 ms | lag p99 ms | lag max ms |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        for (backend, e) in &report.events {
+            println!(
+                "| {backend} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} |",
+                e.path,
+                e.events,
+                e.writes_per_second,
+                e.events_per_second,
+                e.lag_p50_ms,
+                e.lag_p99_ms,
+                e.lag_max_ms
             );
         }
     }

@@ -209,6 +209,17 @@ pub async fn start_basalt(
     email: &str,
     password: &str,
 ) -> anyhow::Result<Served> {
+    start_basalt_with(bin, backend, email, password, &[]).await
+}
+
+/// [`start_basalt`] with extra environment variables (a broker, say).
+pub async fn start_basalt_with(
+    bin: &Path,
+    backend: Backend,
+    email: &str,
+    password: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let pg = match backend {
         Backend::Sqlite => None,
@@ -229,7 +240,11 @@ pub async fn start_basalt(
             String::from_utf8_lossy(&upsert.stderr)
         );
     }
-    let child = basalt_command(bin, dir.path(), &database_url, addr)
+    let mut serve = basalt_command(bin, dir.path(), &database_url, addr);
+    for (name, value) in env {
+        serve.env(name, value);
+    }
+    let child = serve
         .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -15,6 +15,26 @@ use crate::load::{Call, Plan};
 pub const USERS: usize = 10;
 pub const ARTICLES: usize = 100;
 
+/// A superuser token for `email`/`password`.
+///
+/// Fails when the sign-in does.
+pub async fn admin_token(base: &str, email: &str, password: &str) -> anyhow::Result<String> {
+    let auth = call(
+        &basalt_tests::client(),
+        base,
+        None,
+        reqwest::Method::POST,
+        "/api/collections/_superusers/auth-with-password",
+        json!({"identity": email, "password": password}),
+    )
+    .await?;
+    Ok(auth
+        .get("token")
+        .and_then(Value::as_str)
+        .context("superuser token")?
+        .to_owned())
+}
+
 /// What seeding left for the workloads to use.
 #[derive(Debug)]
 pub struct Seeded {
