@@ -89,6 +89,24 @@ fn cli() -> Command {
                         .arg(Arg::new("limits").long("limits").help(
                             "Limits as JSON, e.g. {\"timeoutMs\": 500, \"memoryMb\": 32, \"outputKb\": 256, \"hostCalls\": 100}",
                         ))
+                        .arg(Arg::new("filter").long("filter").help(
+                            "After-event triggers fire only for records this filter matches, e.g. \"published = true\"",
+                        ))
+                        .arg(Arg::new("retries").long("retries").help(
+                            "Retries of failed after-event calls as JSON, e.g. {\"maxAttempts\": 5, \"backoffMs\": 1000}",
+                        ))
+                        .arg(
+                            Arg::new("schedule")
+                                .long("schedule")
+                                .action(clap::ArgAction::Append)
+                                .help("A cron schedule (repeatable): \"*/5 * * * *\", or JSON {\"cron\": …, \"timezone\": \"Europe/Paris\", \"catchUp\": true}"),
+                        )
+                        .arg(
+                            Arg::new("outbound")
+                                .long("outbound")
+                                .action(clap::ArgAction::Append)
+                                .help("Where it may send HTTP requests (repeatable): https://api.example.com:443"),
+                        )
                         .arg(
                             Arg::new("disabled")
                                 .long("disabled")
@@ -346,6 +364,22 @@ async fn functions(settings: Settings, matches: &ArgMatches) -> anyhow::Result<(
                 "scopes": json("scopes")?,
                 "limits": json("limits")?.unwrap_or_else(|| serde_json::json!({})),
                 "enabled": !args.get_flag("disabled"),
+                "filter": args.get_one::<String>("filter"),
+                "retries": json("retries")?.unwrap_or_else(|| serde_json::json!({})),
+                "schedules": args
+                    .get_many::<String>("schedule")
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        if s.trim_start().starts_with('{') {
+                            serde_json::from_str(s)
+                                .map_err(|e| anyhow::anyhow!("--schedule is not JSON: {e}"))
+                        } else {
+                            Ok(serde_json::json!({"cron": s}))
+                        }
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                "outbound": args.get_many::<String>("outbound").map(|o| o.cloned().collect::<Vec<_>>()).unwrap_or_default(),
             });
             let manifest: basalt_server::functions::Manifest = serde_json::from_value(manifest)
                 .map_err(|e| anyhow::anyhow!("the manifest: {e}"))?;

@@ -557,7 +557,19 @@ impl FunctionService {
         instance: &str,
         cleaned: &mut Option<Vec<String>>,
     ) -> Result<usize, sea_orm::DbErr> {
-        let functions = self.event_functions();
+        // Disabled functions' cursors move on too: like a function without a broker
+        // queue, a disabled one misses what happens meanwhile (as on RabbitMQ).
+        let functions: Vec<Arc<Deployed>> = self
+            .live()
+            .values()
+            .filter(|d| {
+                d.worker
+                    && d.triggers
+                        .iter()
+                        .any(|t| matches!(t, Trigger::After { .. }))
+            })
+            .cloned()
+            .collect();
         let mut names: Vec<String> = self
             .live()
             .values()
@@ -649,7 +661,9 @@ impl FunctionService {
             let event = serde_json::from_str(&row.payload)
                 .ok()
                 .and_then(TriggerEvent::from_cloud_event);
-            if let Some(event) = event {
+            if let Some(event) = event
+                && d.manifest.enabled
+            {
                 self.deliver_to(d, &event).await?;
                 handed += 1;
             }

@@ -625,8 +625,13 @@ async fn loopback_server() -> u16 {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let body = "hello from loopback";
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                // `/big` answers more than a function may receive (4 MiB).
+                let body = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /big") {
+                    "x".repeat(5 << 20)
+                } else {
+                    "hello from loopback".to_owned()
+                };
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -726,6 +731,19 @@ async fn outbound_http_goes_only_where_allowed(backend: Backend) {
         allowed.contains("HttpRequestDenied"),
         "another host than the one listed: {allowed}"
     );
+    // A response past the size limit fails that request (the function goes on).
+    let big = create(&app, &format!("fetch http://127.0.0.1:{port}/big")).await;
+    let rows = seen(
+        &app,
+        &format!(
+            "record = '{}' && function = 'allowed'",
+            big["id"].as_str().unwrap()
+        ),
+        1,
+    )
+    .await;
+    let fetched = rows[0]["fetched"].as_str().unwrap_or_default();
+    assert!(fetched.contains("HttpResponseBodySize"), "{fetched}");
 }
 
 async fn deploy_status(app: &TestApp, admin: &str, manifest: Value) -> u16 {
