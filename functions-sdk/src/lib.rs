@@ -195,16 +195,16 @@ pub struct Event {
 impl Event {
     /// The record as committed (for a delete, as it was).
     pub fn record(&self) -> Map<String, Value> {
-        match &self.cloud_event["data"]["record"] {
-            Value::Object(map) => map.clone(),
+        match self.cloud_event.pointer("/data/record") {
+            Some(Value::Object(map)) => map.clone(),
             _ => Map::new(),
         }
     }
 
     /// An update's record before it.
     pub fn previous(&self) -> Option<Map<String, Value>> {
-        match &self.cloud_event["data"]["previous"] {
-            Value::Object(map) => Some(map.clone()),
+        match self.cloud_event.pointer("/data/previous") {
+            Some(Value::Object(map)) => Some(map.clone()),
             _ => None,
         }
     }

@@ -100,13 +100,11 @@ pub struct TriggerEvent {
 impl TriggerEvent {
     /// The event a CloudEvent describes, if it is a record event.
     pub fn from_cloud_event(payload: Value) -> Option<TriggerEvent> {
-        let id = payload["id"].as_str()?.to_owned();
-        let action = payload["type"]
-            .as_str()?
-            .strip_prefix("basalt.record.")?
-            .to_owned();
-        let collection = payload["data"]["collection"].as_str()?.to_owned();
-        let record_id = payload["subject"].as_str()?.to_owned();
+        let text = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str);
+        let id = text("/id")?.to_owned();
+        let action = text("/type")?.strip_prefix("basalt.record.")?.to_owned();
+        let collection = text("/data/collection")?.to_owned();
+        let record_id = text("/subject")?.to_owned();
         Some(TriggerEvent {
             id,
             collection,
@@ -122,8 +120,8 @@ impl TriggerEvent {
     }
 
     fn record(&self) -> Map<String, Value> {
-        match &self.payload["data"]["record"] {
-            Value::Object(map) => map.clone(),
+        match self.payload.pointer("/data/record") {
+            Some(Value::Object(map)) => map.clone(),
             _ => Map::new(),
         }
     }
@@ -493,7 +491,7 @@ impl FunctionService {
             .col_expr(function_deliveries::Column::State, Expr::value("retry"))
             .col_expr(
                 function_deliveries::Column::Replayed,
-                Expr::col(function_deliveries::Column::Attempts).into(),
+                Expr::col(function_deliveries::Column::Attempts),
             )
             .col_expr(function_deliveries::Column::Due, Expr::value(now))
             .col_expr(function_deliveries::Column::Updated, Expr::value(now))

@@ -103,7 +103,7 @@ async fn functions_page(
         .map(|row| {
             let record_id = serde_json::from_str::<Value>(&row.payload)
                 .ok()
-                .and_then(|p| p["subject"].as_str().map(str::to_owned))
+                .and_then(|p| p.get("subject").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_default();
             DeliveryRow {
                 when: if row.state == "dead" {

@@ -28,6 +28,11 @@ pub struct Events {
     pub lag_max_ms: f64,
 }
 
+/// `value[key]`, or null.
+fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
+    value.get(key).unwrap_or(&Value::Null)
+}
+
 fn timestamp(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y-%m-%d %H:%M:%S%.f")
         .ok()
@@ -47,7 +52,10 @@ async fn all(base: &str, admin: &str, collection: &str) -> anyhow::Result<Vec<Va
             .await?
             .json()
             .await?;
-        let got = body["items"].as_array().cloned().unwrap_or_default();
+        let got = field(&body, "items")
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let done = got.len() < 500;
         items.extend(got);
         if done {
@@ -128,7 +136,7 @@ pub async fn run(
             .await?
             .json()
             .await?;
-        if body["totalItems"].as_u64().unwrap_or(0) >= events as u64 {
+        if field(&body, "totalItems").as_u64().unwrap_or(0) >= events as u64 {
             break started.elapsed();
         }
         if Instant::now() > deadline {
@@ -141,16 +149,16 @@ pub async fn run(
         .iter()
         .filter_map(|r| {
             Some((
-                r["id"].as_str()?.to_owned(),
-                timestamp(r["created"].as_str()?)?,
+                field(r, "id").as_str()?.to_owned(),
+                timestamp(field(r, "created").as_str()?)?,
             ))
         })
         .collect();
     let mut lag = Histogram::<u64>::new(3)?;
     for seen in all(base, admin, "seen").await? {
         let (Some(record), Some(at)) = (
-            seen["record"].as_str(),
-            seen["created"].as_str().and_then(timestamp),
+            field(&seen, "record").as_str(),
+            field(&seen, "created").as_str().and_then(timestamp),
         ) else {
             continue;
         };
