@@ -356,6 +356,7 @@ impl App {
             crate::config::DatabaseUrl::Sqlite { path: None } => db.clone(),
             url => Db::connect_with(url, 2, settings.sqlite_synchronous).await?,
         };
+        functions.set_poll_db(events_db.clone());
         let events = crate::events::Events::new(
             events_db,
             records.commits(),

@@ -152,9 +152,16 @@ pub struct FunctionService {
     log: tokio::sync::mpsc::Sender<invocations::ActiveModel>,
     log_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<invocations::ActiveModel>>>,
     /// The functions queue's channel while it is open, for dead letters.
-    dead_letter_channel: std::sync::Mutex<Option<(lapin::Channel, String)>>,
+    dead_letter_channel: std::sync::Mutex<Option<triggers::Link>>,
+    /// Whether the functions queue is bound to the events exchange now.
+    queue_bound: AtomicBool,
+    /// Woken when the live functions change (the queue's binding follows them).
+    live_changed: tokio::sync::Notify,
     /// Whether after-event triggers read the outbox by cursors (no broker).
     outbox_cursors: AtomicBool,
+    /// The pool trigger, retry and schedule bookkeeping polls on (the events
+    /// dispatcher's), so it never competes with requests or shows in their counts.
+    poll_db: OnceLock<Db>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -206,7 +213,10 @@ impl FunctionService {
             log,
             log_rx: std::sync::Mutex::new(Some(log_rx)),
             dead_letter_channel: std::sync::Mutex::new(None),
+            queue_bound: AtomicBool::new(false),
+            live_changed: tokio::sync::Notify::new(),
             outbox_cursors: AtomicBool::new(false),
+            poll_db: OnceLock::new(),
         })
     }
 
@@ -214,6 +224,16 @@ impl FunctionService {
     /// then a deploy with such triggers starts its cursor at the newest event.
     pub fn set_outbox_cursors(&self, on: bool) {
         self.outbox_cursors.store(on, Ordering::Release);
+    }
+
+    /// The pool for trigger, retry and schedule bookkeeping (set once, at start;
+    /// until then the main one).
+    pub fn set_poll_db(&self, db: Db) {
+        let _ = self.poll_db.set(db);
+    }
+
+    fn poll(&self) -> &Db {
+        self.poll_db.get().unwrap_or(&self.db)
     }
 
     /// Give the service the records it calls into (set once, at start).
@@ -384,6 +404,7 @@ impl FunctionService {
         });
         self.live.store(Arc::new(live));
         self.any_hooks.store(hooks, Ordering::Release);
+        self.live_changed.notify_one();
     }
 
     /// Load what `_functions` says is live (the newest row of each name unless
@@ -530,6 +551,9 @@ impl FunctionService {
         let mut live = (*self.live()).clone();
         live.insert(deployed.name.clone(), Arc::clone(&deployed));
         self.publish(live);
+        // On RabbitMQ, the functions queue is bound before the deploy answers: the
+        // next commit's event reaches the new trigger.
+        self.sync_binding().await;
         Ok(deployed)
     }
 

@@ -52,7 +52,7 @@ impl FunctionService {
     ///
     /// Fails when `_function_schedules` cannot be read or written.
     pub async fn tick_schedules(self: &Arc<Self>) -> Result<(), sea_orm::DbErr> {
-        let conn = self.db.conn();
+        let conn = self.poll().conn();
         for d in self.live().values() {
             if !d.manifest.enabled || !d.worker {
                 continue;
@@ -145,7 +145,7 @@ impl FunctionService {
                         )
                         .filter(function_schedules::Column::Function.eq(d.name.as_str()))
                         .filter(function_schedules::Column::Cron.eq(cron_text.as_str()))
-                        .exec(this.db.conn())
+                        .exec(this.poll().conn())
                         .await;
                     if let Err(e) = done {
                         tracing::warn!(error = %e, "a scheduled run's end was not recorded; the next tick may be skipped");

@@ -31,6 +31,7 @@
 //! retried event arrives after those behind it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -83,6 +84,15 @@ const POLL: Duration = Duration::from_millis(250);
 const RETRY_BATCH: u64 = 50;
 /// Back-off between broker reconnections.
 const RECONNECT: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
+
+/// The functions queue's open channel and names, while the consumer is connected.
+#[derive(Clone)]
+pub struct Link {
+    channel: lapin::Channel,
+    exchange: String,
+    queue: String,
+    dead_letters: String,
+}
 
 /// A committed change, as triggers see it.
 #[derive(Clone, Debug)]
@@ -305,7 +315,7 @@ impl FunctionService {
             updated: Set(now),
         };
         function_deliveries::Entity::insert(row)
-            .exec(self.db.conn())
+            .exec(self.poll().conn())
             .await?;
         if dead {
             self.dead_lettered(d, event, attempts, &error).await;
@@ -319,7 +329,12 @@ impl FunctionService {
         self.metrics.dead_letter(&d.name);
         tracing::warn!(function = %d.name, event = %event.id, attempts, error, "an event was dead-lettered");
         let channel = self.dead_letter_channel.lock().ok().and_then(|c| c.clone());
-        if let Some((channel, dead_letters)) = channel {
+        if let Some(Link {
+            channel,
+            dead_letters,
+            ..
+        }) = channel
+        {
             let mut headers = FieldTable::default();
             headers.insert(
                 "x-basalt-function".into(),
@@ -374,7 +389,7 @@ impl FunctionService {
             .filter(function_deliveries::Column::Due.lte(now))
             .order_by_asc(function_deliveries::Column::Due)
             .limit(RETRY_BATCH)
-            .all(self.db.conn())
+            .all(self.poll().conn())
             .await?;
         let live = self.live();
         let mut ran = 0;
@@ -388,7 +403,7 @@ impl FunctionService {
                 .filter(function_deliveries::Column::Id.eq(row.id.as_str()))
                 .filter(function_deliveries::Column::State.eq("retry"))
                 .filter(function_deliveries::Column::Due.eq(row.due))
-                .exec(self.db.conn())
+                .exec(self.poll().conn())
                 .await?;
             if claimed.rows_affected != 1 {
                 continue;
@@ -415,7 +430,7 @@ impl FunctionService {
             match outcome {
                 Ok(()) => {
                     function_deliveries::Entity::delete_by_id(row.id)
-                        .exec(self.db.conn())
+                        .exec(self.poll().conn())
                         .await?;
                 }
                 Err((error, d)) => {
@@ -445,7 +460,7 @@ impl FunctionService {
                             Expr::value(Utc::now()),
                         )
                         .filter(function_deliveries::Column::Id.eq(row.id.as_str()))
-                        .exec(self.db.conn())
+                        .exec(self.poll().conn())
                         .await?;
                     if dead && let (Some(d), Some(event)) = (d, &event) {
                         self.dead_lettered(d, event, attempt, &error).await;
@@ -474,7 +489,7 @@ impl FunctionService {
         if let Some(state) = state {
             query = query.filter(function_deliveries::Column::State.eq(state));
         }
-        query.all(self.db.conn()).await
+        query.all(self.poll().conn()).await
     }
 
     /// Put dead letter `id` back in line: a fresh set of `maxAttempts`, the first
@@ -497,13 +512,13 @@ impl FunctionService {
             .col_expr(function_deliveries::Column::Updated, Expr::value(now))
             .filter(function_deliveries::Column::Id.eq(id))
             .filter(function_deliveries::Column::State.eq("dead"))
-            .exec(self.db.conn())
+            .exec(self.poll().conn())
             .await?;
         if done.rows_affected == 0 {
             return Ok(None);
         }
         function_deliveries::Entity::find_by_id(id.to_owned())
-            .one(self.db.conn())
+            .one(self.poll().conn())
             .await
     }
 
@@ -512,7 +527,7 @@ impl FunctionService {
     /// Fails when `_function_deliveries` cannot be written.
     pub async fn discard(&self, id: &str) -> Result<bool, sea_orm::DbErr> {
         let done = function_deliveries::Entity::delete_by_id(id.to_owned())
-            .exec(self.db.conn())
+            .exec(self.poll().conn())
             .await?;
         Ok(done.rows_affected > 0)
     }
@@ -598,7 +613,7 @@ impl FunctionService {
                         .is_not_in(self.live().keys().cloned().collect::<Vec<_>>()),
                 ),
             };
-            delete.exec(self.db.conn()).await?;
+            delete.exec(self.poll().conn()).await?;
             *cleaned = Some(names);
         }
         let mut handed = 0;
@@ -609,7 +624,7 @@ impl FunctionService {
     }
 
     async fn advance_cursor(&self, d: &Deployed, instance: &str) -> Result<usize, sea_orm::DbErr> {
-        let conn = self.db.conn();
+        let conn = self.poll().conn();
         let now = Utc::now();
         // Deployed elsewhere (the CLI) without one: from now on.
         self.start_cursor(&d.name).await?;
@@ -644,7 +659,7 @@ impl FunctionService {
             .limit(CURSOR_BATCH)
             .all(conn)
             .await?;
-        let postgres = self.db.backend() == Backend::Postgres;
+        let postgres = self.poll().backend() == Backend::Postgres;
         let mut last = cursor.seq;
         let mut handed = 0;
         for row in rows {
@@ -682,7 +697,7 @@ impl FunctionService {
     ///
     /// Fails when the outbox or the cursors cannot be read or written.
     pub(crate) async fn start_cursor(&self, name: &str) -> Result<(), sea_orm::DbErr> {
-        let conn = self.db.conn();
+        let conn = self.poll().conn();
         let newest = outbox::Entity::find()
             .select_only()
             .column_as(outbox::Column::Seq.max(), "newest")
@@ -705,6 +720,53 @@ impl FunctionService {
         .exec_without_returning(conn)
         .await?;
         Ok(())
+    }
+
+    /// Whether any live, enabled function has after-event triggers (the functions
+    /// queue is bound to the events exchange only then, so events nobody asked for
+    /// stay unroutable, as the dispatcher counts them).
+    fn wants_queue(&self) -> bool {
+        !self.event_functions().is_empty()
+    }
+
+    /// Bind or unbind the functions queue to match [`Self::wants_queue`] (nothing
+    /// without a connected consumer: it does so when it connects). Bindings are
+    /// durable: they outlive broker restarts, so no event published while the
+    /// consumer reconnects is lost to a trigger.
+    pub(crate) async fn sync_binding(&self) {
+        let Some(link) = self.dead_letter_channel.lock().ok().and_then(|l| l.clone()) else {
+            return;
+        };
+        let wanted = self.wants_queue();
+        if wanted == self.queue_bound.load(Ordering::Acquire) {
+            return;
+        }
+        let done = if wanted {
+            link.channel
+                .queue_bind(
+                    link.queue.as_str().into(),
+                    link.exchange.as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+        } else {
+            link.channel
+                .queue_unbind(
+                    link.queue.as_str().into(),
+                    link.exchange.as_str().into(),
+                    "#".into(),
+                    FieldTable::default(),
+                )
+                .await
+        };
+        match done {
+            Ok(()) => self.queue_bound.store(wanted, Ordering::Release),
+            Err(e) => {
+                tracing::warn!(error = %e, "the functions queue's binding could not be changed")
+            }
+        }
     }
 
     /// Consume `basalt.functions` on RabbitMQ until `stop`, reconnecting with
@@ -770,16 +832,6 @@ impl FunctionService {
             .await
             .map_err(amqp)?;
         channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp)?;
-        channel
             .queue_declare(dead_letters.as_str().into(), durable, FieldTable::default())
             .await
             .map_err(amqp)?;
@@ -796,14 +848,27 @@ impl FunctionService {
             )
             .await
             .map_err(amqp)?;
-        if let Ok(mut dead) = self.dead_letter_channel.lock() {
-            *dead = Some((channel.clone(), dead_letters.clone()));
+        if let Ok(mut link) = self.dead_letter_channel.lock() {
+            *link = Some(Link {
+                channel: channel.clone(),
+                exchange: exchange.to_owned(),
+                queue: queue.clone(),
+                dead_letters: dead_letters.clone(),
+            });
         }
+        // Bound (or unbound: a binding outlives restarts) to match the functions now.
+        self.queue_bound
+            .store(!self.wants_queue(), Ordering::Release);
+        self.sync_binding().await;
         loop {
             let delivery = tokio::select! {
                 () = stop.cancelled() => {
                     let _ = connection.close(200, "shutting down".into()).await;
                     return Ok(());
+                }
+                () = self.live_changed.notified() => {
+                    self.sync_binding().await;
+                    continue;
                 }
                 next = consumer.next() => next,
             };
