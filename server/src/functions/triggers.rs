@@ -241,8 +241,9 @@ impl FunctionService {
                 Err(cause)
             }
             Err(_) => {
-                let (outcome, _, cause) = failed(&report, &HttpFailure::NoResponse, 0);
-                self.record(d, call, outcome, Some(cause.clone()), &report);
+                // Waiting on the host (an outgoing request, say) past the time limit.
+                let cause = "stopped at its time limit".to_owned();
+                self.record(d, call, "timeout", Some(cause.clone()), &report);
                 Err(cause)
             }
         }

@@ -626,8 +626,14 @@ async fn loopback_server() -> u16 {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let n = socket.read(&mut buf).await.unwrap_or(0);
-                // `/big` answers more than a function may receive (4 MiB).
-                let body = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /big") {
+                // `/big` answers more than a function may receive (4 MiB); `/slow`
+                // never answers.
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if head.starts_with("GET /slow") {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                let body = if head.starts_with("GET /big") {
                     "x".repeat(5 << 20)
                 } else {
                     "hello from loopback".to_owned()
@@ -744,6 +750,21 @@ async fn outbound_http_goes_only_where_allowed(backend: Backend) {
     .await;
     let fetched = rows[0]["fetched"].as_str().unwrap_or_default();
     assert!(fetched.contains("HttpResponseBodySize"), "{fetched}");
+    // A destination that never answers: the call ends at the function's time limit
+    // (the request with it), and the event is dead-lettered after its one attempt.
+    let slow = create(&app, &format!("fetch http://127.0.0.1:{port}/slow")).await;
+    let slow_id = slow["id"].as_str().unwrap().to_owned();
+    let dead = eventually(WAIT, "the slow fetch's dead letter", || async {
+        deliveries(&app, &admin, "state=dead&function=allowed")
+            .await
+            .into_iter()
+            .find(|d| d["event"]["subject"] == slow_id.as_str())
+    })
+    .await;
+    assert!(
+        dead["error"].as_str().unwrap().contains("time limit"),
+        "{dead}"
+    );
 }
 
 async fn deploy_status(app: &TestApp, admin: &str, manifest: Value) -> u16 {
