@@ -34,7 +34,7 @@ use basalt_server::{App, AppState};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use services::{ci, require_service, require_tool};
+pub use services::{RabbitRestart, ci, rabbitmqctl, require_service, require_tool};
 
 /// The database engine a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,6 +35,30 @@ pub fn require_tool(name: &str, test: &str) -> bool {
     runs
 }
 
+/// Run `rabbitmqctl` with `args` (the machine's real broker); panics when it fails.
+pub fn rabbitmqctl(args: &[&str]) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Starts the broker's app again however the test that stopped it ends.
+pub struct RabbitRestart;
+
+impl Drop for RabbitRestart {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}
+
 pub(crate) fn skip_or_fail(name: &str, addr: &str, test: &str, why: &str) {
     assert!(
         !ci(),

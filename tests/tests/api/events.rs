@@ -547,29 +547,6 @@ async fn rabbitmq_gets_cloudevents_with_confirms(backend: Backend) {
     cleanup(&exchange, &queue).await;
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("run rabbitmqctl");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Starts the broker again however the test ends.
-struct Restart;
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
-}
-
 async fn rabbitmq_outage_loses_no_event(backend: Backend) {
     let test = "rabbitmq_outage_loses_no_event";
     if !require_service("RabbitMQ", "127.0.0.1:5672", test).await
@@ -585,13 +562,13 @@ async fn rabbitmq_outage_loses_no_event(backend: Backend) {
         .await;
     let admin = app.superuser_token().await;
     schema(&app, &admin).await;
-    let restart = Restart;
+    let restart = basalt_tests::RabbitRestart;
 
     const WRITES: usize = 1000;
     let mut failed = 0;
     for i in 0..WRITES {
         if i == 300 {
-            rabbitmqctl(&["stop_app"]);
+            basalt_tests::rabbitmqctl(&["stop_app"]);
             let (status, body) = app.get_json("/api/ready").await;
             assert_eq!(status, 503, "{body}");
             assert_eq!(body["data"]["rabbitmq"]["code"], "down", "{body}");
@@ -607,7 +584,7 @@ async fn rabbitmq_outage_loses_no_event(backend: Backend) {
                 backlog > 0.0,
                 "events wait while the broker is down: {backlog}"
             );
-            rabbitmqctl(&["start_app"]);
+            basalt_tests::rabbitmqctl(&["start_app"]);
         }
         let (status, _) = app
             .call(

@@ -810,14 +810,14 @@ async fn rabbitmq_outage_loses_no_trigger_event(backend: Backend) {
         json!({"name": "watcher", "triggers": ["posts.created"]}),
     )
     .await;
-    let restart = Restart;
+    let restart = basalt_tests::RabbitRestart;
     const WRITES: usize = 500;
     for i in 0..WRITES {
         if i == 150 {
-            rabbitmqctl(&["stop_app"]);
+            basalt_tests::rabbitmqctl(&["stop_app"]);
         }
         if i == 350 {
-            rabbitmqctl(&["start_app"]);
+            basalt_tests::rabbitmqctl(&["start_app"]);
         }
         create(&app, &format!("w{i}")).await;
     }
@@ -847,29 +847,6 @@ async fn rabbitmq_outage_loses_no_trigger_event(backend: Backend) {
     .await;
     eprintln!("{WRITES} events; {deliveries} deliveries (duplicates are allowed)");
     cleanup(&tag, &exchange).await;
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("run rabbitmqctl");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Starts the broker again however the test ends.
-struct Restart;
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
 }
 
 async fn cleanup(tag: &str, exchange: &str) {

@@ -342,6 +342,19 @@ pub async fn delete(
     }
 }
 
+/// The page again with a database failure's message.
+async fn db_failed(state: &AppState, admin: &Admin, e: &sea_orm::DbErr) -> HttpResponse {
+    functions_page(
+        state,
+        admin,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        crate::errors::Problem::from_db(e).message,
+        None,
+    )
+    .await
+}
+
 /// `POST /_/functions/deliveries/{id}/replay`: a dead letter gets a fresh set of
 /// attempts.
 pub async fn replay(
@@ -366,17 +379,7 @@ pub async fn replay(
             )
             .await
         }
-        Err(e) => {
-            functions_page(
-                &state,
-                &admin,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                crate::errors::Problem::from_db(&e).message,
-                None,
-            )
-            .await
-        }
+        Err(e) => db_failed(&state, &admin, &e).await,
     }
 }
 
@@ -392,16 +395,6 @@ pub async fn discard(
     }
     match state.functions.discard(&id).await {
         Ok(_) => redirect("/_/functions?done=deleted"),
-        Err(e) => {
-            functions_page(
-                &state,
-                &admin,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                crate::errors::Problem::from_db(&e).message,
-                None,
-            )
-            .await
-        }
+        Err(e) => db_failed(&state, &admin, &e).await,
     }
 }
