@@ -470,11 +470,7 @@ impl Inner {
 
     /// Where the feed starts: after the newest event committed so far.
     async fn feed_start(&self) -> Result<Feed, sea_orm::DbErr> {
-        let newest = outbox::Entity::find()
-            .order_by_desc(outbox::Column::Seq)
-            .one(self.conn())
-            .await?
-            .map_or(0, |row| row.seq);
+        let newest = super::outbox::newest_seq(self.conn()).await?;
         Ok(Feed {
             last: newest,
             gaps: BTreeMap::new(),

@@ -92,6 +92,39 @@ pub fn row(
     ]
 }
 
+/// The newest event's `seq` (0 for an empty outbox): where a reader that wants only
+/// what is committed from now on starts.
+///
+/// Fails when `_outbox` cannot be read.
+pub async fn newest_seq(conn: &impl sea_orm::ConnectionTrait) -> Result<i64, sea_orm::DbErr> {
+    use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+    Ok(outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Seq)
+        .order_by_desc(outbox::Column::Seq)
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?
+        .unwrap_or(0))
+}
+
+/// Up to `limit` events after `seq`, in `seq` order.
+///
+/// Fails when `_outbox` cannot be read.
+pub async fn after(
+    conn: &impl sea_orm::ConnectionTrait,
+    seq: i64,
+    limit: u64,
+) -> Result<Vec<outbox::Model>, sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    outbox::Entity::find()
+        .filter(outbox::Column::Seq.gt(seq))
+        .order_by_asc(outbox::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,6 +169,14 @@ impl Default for Retries {
 }
 
 impl Retries {
+    /// After the `spent`-th attempt of this budget failed: when the next one is due,
+    /// or `None` when the event is dead-lettered.
+    pub fn after_failure(&self, spent: u32) -> Option<chrono::DateTime<chrono::Utc>> {
+        (spent < self.max_attempts).then(|| {
+            chrono::Utc::now() + chrono::Duration::from_std(self.delay(spent)).unwrap_or_default()
+        })
+    }
+
     /// How long to wait before attempt `attempt + 1`, after `attempt` failed.
     pub fn delay(&self, attempt: u32) -> std::time::Duration {
         let factor = 1u64 << attempt.saturating_sub(1).min(20);

@@ -151,8 +151,9 @@ pub struct FunctionService {
     metrics: FunctionMetrics,
     log: tokio::sync::mpsc::Sender<invocations::ActiveModel>,
     log_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<invocations::ActiveModel>>>,
-    /// The functions queue's channel while it is open, for dead letters.
-    dead_letter_channel: std::sync::Mutex<Option<triggers::Link>>,
+    /// The functions queue's channel and names while the consumer is connected (for
+    /// dead letters and the queue's binding).
+    amqp_link: std::sync::Mutex<Option<triggers::Link>>,
     /// Whether the functions queue is bound to the events exchange now.
     queue_bound: AtomicBool,
     /// Woken when the live functions change (the queue's binding follows them).
@@ -212,7 +213,7 @@ impl FunctionService {
             metrics,
             log,
             log_rx: std::sync::Mutex::new(Some(log_rx)),
-            dead_letter_channel: std::sync::Mutex::new(None),
+            amqp_link: std::sync::Mutex::new(None),
             queue_bound: AtomicBool::new(false),
             live_changed: tokio::sync::Notify::new(),
             outbox_cursors: AtomicBool::new(false),

@@ -239,7 +239,9 @@ impl Outbound {
             });
         };
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls().map_err(|_| HttpError::TlsProtocolError)?)
+            .use_preconfigured_tls(
+                crate::auth::oauth2::tls().map_err(|_| HttpError::TlsProtocolError)?,
+            )
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(TIMEOUT)
@@ -296,17 +298,6 @@ impl Outbound {
             .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
         Ok((answer, Box::new(async { Ok(()) })))
     }
-}
-
-/// TLS by rustls with ring and the webpki roots (as the OAuth2 client).
-fn tls() -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use super::manifest::Trigger;
 use super::runtime::{self, GuestEvent, TriggerCall};
 use super::{Deployed, FunctionService, HttpFailure, failed, finished, now_ms};
 use crate::db::Backend;
-use crate::db::entities::{function_cursors, function_deliveries, outbox};
+use crate::db::entities::{function_cursors, function_deliveries};
 use crate::identity::Identity;
 
 /// The work queue every instance consumes, for the events exchange `exchange`:
@@ -141,12 +141,13 @@ impl TriggerEvent {
 type Failure = String;
 
 impl FunctionService {
-    /// Live, enabled functions with after-event triggers.
-    fn event_functions(&self) -> Vec<Arc<Deployed>> {
+    /// Live functions with after-event triggers (only the enabled ones if
+    /// `enabled_only`). A deploy makes sure such a function exports `triggers`.
+    fn after_functions(&self, enabled_only: bool) -> Vec<Arc<Deployed>> {
         self.live()
             .values()
             .filter(|d| {
-                d.manifest.enabled
+                (d.manifest.enabled || !enabled_only)
                     && d.worker
                     && d.triggers
                         .iter()
@@ -154,6 +155,11 @@ impl FunctionService {
             })
             .cloned()
             .collect()
+    }
+
+    /// Live, enabled functions with after-event triggers.
+    fn event_functions(&self) -> Vec<Arc<Deployed>> {
+        self.after_functions(true)
     }
 
     /// Whether `d` subscribes to `event`: a trigger matches and its filter (if any)
@@ -298,9 +304,8 @@ impl FunctionService {
         error: String,
     ) -> Result<(), sea_orm::DbErr> {
         let now = Utc::now();
-        let dead = attempts >= d.manifest.retries.max_attempts;
-        let due = now
-            + chrono::Duration::from_std(d.manifest.retries.delay(attempts)).unwrap_or_default();
+        let next = d.manifest.retries.after_failure(attempts);
+        let dead = next.is_none();
         let row = function_deliveries::ActiveModel {
             id: Set(super::random_id()),
             function: Set(d.name.clone()),
@@ -310,7 +315,7 @@ impl FunctionService {
             attempts: Set(i32::try_from(attempts).unwrap_or(i32::MAX)),
             state: Set(if dead { "dead" } else { "retry" }.into()),
             replayed: Set(0),
-            due: Set(due),
+            due: Set(next.unwrap_or(now)),
             error: Set(Some(error.clone())),
             created: Set(now),
             updated: Set(now),
@@ -329,7 +334,7 @@ impl FunctionService {
     async fn dead_lettered(&self, d: &Deployed, event: &TriggerEvent, attempts: u32, error: &str) {
         self.metrics.dead_letter(&d.name);
         tracing::warn!(function = %d.name, event = %event.id, attempts, error, "an event was dead-lettered");
-        let channel = self.dead_letter_channel.lock().ok().and_then(|c| c.clone());
+        let channel = self.amqp_link.lock().ok().and_then(|c| c.clone());
         if let Some(Link {
             channel,
             dead_letters,
@@ -435,13 +440,9 @@ impl FunctionService {
                         .await?;
                 }
                 Err((error, d)) => {
-                    let max = d.map_or(0, |d| d.manifest.retries.max_attempts);
-                    let dead = spent >= max;
-                    let next = Utc::now()
-                        + d.map_or(chrono::Duration::zero(), |d| {
-                            chrono::Duration::from_std(d.manifest.retries.delay(spent))
-                                .unwrap_or_default()
-                        });
+                    // A gone function's event is dead at once.
+                    let next = d.and_then(|d| d.manifest.retries.after_failure(spent));
+                    let dead = next.is_none();
                     function_deliveries::Entity::update_many()
                         .col_expr(
                             function_deliveries::Column::Attempts,
@@ -451,7 +452,10 @@ impl FunctionService {
                             function_deliveries::Column::State,
                             Expr::value(if dead { "dead" } else { "retry" }),
                         )
-                        .col_expr(function_deliveries::Column::Due, Expr::value(next))
+                        .col_expr(
+                            function_deliveries::Column::Due,
+                            Expr::value(next.unwrap_or_else(Utc::now)),
+                        )
                         .col_expr(
                             function_deliveries::Column::Error,
                             Expr::value(error.clone()),
@@ -573,48 +577,33 @@ impl FunctionService {
     ) -> Result<usize, sea_orm::DbErr> {
         // Disabled functions' cursors move on too: like a function without a broker
         // queue, a disabled one misses what happens meanwhile (as on RabbitMQ).
-        let functions: Vec<Arc<Deployed>> = self
-            .live()
-            .values()
-            .filter(|d| {
-                d.worker
-                    && d.triggers
-                        .iter()
-                        .any(|t| matches!(t, Trigger::After { .. }))
-            })
-            .cloned()
-            .collect();
-        let mut names: Vec<String> = self
-            .live()
-            .values()
-            .filter(|d| {
-                d.triggers
-                    .iter()
-                    .any(|t| matches!(t, Trigger::After { .. }))
-            })
-            .map(|d| d.name.clone())
-            .collect();
+        let functions = self.after_functions(false);
+        let mut names: Vec<String> = functions.iter().map(|d| d.name.clone()).collect();
         names.sort_unstable();
         if cleaned.as_ref() != Some(&names) {
             // Only functions that had after-event triggers and have them no more (a
             // deploy in progress has a cursor before it is live: it is kept). At the
             // first round, cursors of functions not live at all.
-            let gone: Option<Vec<String>> = cleaned.as_ref().map(|before| {
-                before
-                    .iter()
-                    .filter(|n| !names.contains(n))
-                    .cloned()
-                    .collect()
-            });
             let delete = function_cursors::Entity::delete_many();
-            let delete = match gone {
-                Some(gone) => delete.filter(function_cursors::Column::Function.is_in(gone)),
+            let delete = match cleaned.as_ref() {
+                Some(before) => delete.filter(
+                    function_cursors::Column::Function
+                        .is_in(before.iter().filter(|n| !names.contains(n)).cloned()),
+                ),
                 None => delete.filter(
                     function_cursors::Column::Function
                         .is_not_in(self.live().keys().cloned().collect::<Vec<_>>()),
                 ),
             };
             delete.exec(self.poll().conn()).await?;
+            // New here: a cursor from now on unless its deploy made one (one made
+            // straight in the database, by the CLI, has none).
+            for name in names
+                .iter()
+                .filter(|n| cleaned.as_ref().is_none_or(|before| !before.contains(n)))
+            {
+                self.start_cursor(name).await?;
+            }
             *cleaned = Some(names);
         }
         let mut handed = 0;
@@ -627,8 +616,6 @@ impl FunctionService {
     async fn advance_cursor(&self, d: &Deployed, instance: &str) -> Result<usize, sea_orm::DbErr> {
         let conn = self.poll().conn();
         let now = Utc::now();
-        // Deployed elsewhere (the CLI) without one: from now on.
-        self.start_cursor(&d.name).await?;
         let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
         let claimed = function_cursors::Entity::update_many()
             .col_expr(function_cursors::Column::Owner, Expr::value(instance))
@@ -654,12 +641,7 @@ impl FunctionService {
         else {
             return Ok(0);
         };
-        let rows = outbox::Entity::find()
-            .filter(outbox::Column::Seq.gt(cursor.seq))
-            .order_by_asc(outbox::Column::Seq)
-            .limit(CURSOR_BATCH)
-            .all(conn)
-            .await?;
+        let rows = crate::events::outbox::after(conn, cursor.seq, CURSOR_BATCH).await?;
         let postgres = self.poll().backend() == Backend::Postgres;
         let mut last = cursor.seq;
         let mut handed = 0;
@@ -699,14 +681,7 @@ impl FunctionService {
     /// Fails when the outbox or the cursors cannot be read or written.
     pub(crate) async fn start_cursor(&self, name: &str) -> Result<(), sea_orm::DbErr> {
         let conn = self.poll().conn();
-        let newest = outbox::Entity::find()
-            .select_only()
-            .column_as(outbox::Column::Seq.max(), "newest")
-            .into_tuple::<Option<i64>>()
-            .one(conn)
-            .await?
-            .flatten()
-            .unwrap_or(0);
+        let newest = crate::events::outbox::newest_seq(conn).await?;
         function_cursors::Entity::insert(function_cursors::ActiveModel {
             function: Set(name.to_owned()),
             seq: Set(newest),
@@ -735,7 +710,7 @@ impl FunctionService {
     /// durable: they outlive broker restarts, so no event published while the
     /// consumer reconnects is lost to a trigger.
     pub(crate) async fn sync_binding(&self) {
-        let Some(link) = self.dead_letter_channel.lock().ok().and_then(|l| l.clone()) else {
+        let Some(link) = self.amqp_link.lock().ok().and_then(|l| l.clone()) else {
             return;
         };
         let wanted = self.wants_queue();
@@ -779,7 +754,7 @@ impl FunctionService {
                 () = stop.cancelled() => return,
                 r = self.consume(&url, &exchange, &stop) => r,
             };
-            if let Ok(mut channel) = self.dead_letter_channel.lock() {
+            if let Ok(mut channel) = self.amqp_link.lock() {
                 *channel = None;
             }
             match result {
@@ -849,7 +824,7 @@ impl FunctionService {
             )
             .await
             .map_err(amqp)?;
-        if let Ok(mut link) = self.dead_letter_channel.lock() {
+        if let Ok(mut link) = self.amqp_link.lock() {
             *link = Some(Link {
                 channel: channel.clone(),
                 exchange: exchange.to_owned(),

@@ -211,6 +211,15 @@ pub(super) fn relation_lookups<'a>(
     lookups
 }
 
+/// The `id` among a create's values (filled in by then).
+fn id_of(values: &Record) -> String {
+    values
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// A create's values after its before-hooks ran ahead of the write, on schema
 /// version `version` (see [`RecordService::hook_create_early`]).
 struct Hooked {
@@ -527,11 +536,7 @@ impl RecordService {
         preset: Record,
     ) -> Result<Hooked, RecordError> {
         let mut values = Self::create_values(collection, body, preset)?;
-        let id = values
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = id_of(&values);
         let ctx = WriteCtx::new(
             self.db.reads(),
             snapshot.clone(),
@@ -568,21 +573,13 @@ impl RecordService {
             _ => {
                 let mut values = Self::create_values(collection, &body, preset)?;
                 self.check_relations(ctx, collection, &values).await?;
-                let id = values
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                let id = id_of(&values);
                 self.before_hooks(ctx, HookOp::Create, collection, &id, &mut values, None)
                     .await?;
                 values
             }
         };
-        let id = values
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = id_of(&values);
         if collection.auth.is_some() && body.get("id").is_some_and(|v| v.as_str() == Some(&id)) {
             self.refuse_id_of_another_identity(ctx, collection, &id)
                 .await?;
@@ -638,7 +635,8 @@ impl RecordService {
             .get(&planned.name)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        let hooked = if self.hooks.fires(&current.name, HookOp::Create) && !self.hooks.writes() {
+        let fires = self.hooks.fires(&current.name, HookOp::Create);
+        let hooked = if fires && !self.hooks.writes() {
             Some(
                 self.hook_create_early(
                     &snapshot,
@@ -653,9 +651,7 @@ impl RecordService {
         } else {
             None
         };
-        if self.direct_create_fits(&current)
-            && (hooked.is_some() || !self.hooks.fires(&current.name, HookOp::Create))
-        {
+        if self.direct_create_fits(&current) && (hooked.is_some() || !fires) {
             let values = match &hooked {
                 Some(hooked) => hooked.values.clone(),
                 None => Self::create_values(&current, &body, Record::new())?,
