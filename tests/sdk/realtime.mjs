@@ -14,21 +14,22 @@ const bob = new PocketBase(url);
 const checks = [];
 const check = (name, fn) => checks.push([name, fn]);
 
-// Resolves with the events `pb` gets on `topic` once `count` have arrived.
+// `done` resolves with the events `pb` gets on `topic` once `count` have arrived;
+// `ready` once the server has the subscription (the SDK's own promise).
 function collect(pb, topic, count, options) {
   const events = [];
-  let unsubscribe;
+  let ready;
   const done = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${events.length} of ${count} events on ${topic}`)), 10000);
-    pb.collection('notes').subscribe(topic, (e) => {
+    const timer = setTimeout(() => reject(new Error(`only ${events.length} of ${count} events on ${topic}: ${JSON.stringify(events.map((e) => [e.action, e.record.title]))}`)), 10000);
+    ready = pb.collection('notes').subscribe(topic, (e) => {
       events.push(e);
       if (events.length === count) {
         clearTimeout(timer);
         resolve(events);
       }
-    }, options).then((u) => { unsubscribe = u; });
+    }, options);
   });
-  return { done, unsubscribe: () => unsubscribe?.() };
+  return { done, ready, unsubscribe: async () => (await ready)() };
 }
 
 check('setup', async () => {
@@ -52,7 +53,7 @@ check('setup', async () => {
 check('subscribe: create, update and delete under the view rule', async () => {
   const mine = collect(ann, '*', 4);
   const his = collect(bob, '*', 2, { filter: "title ~ 'pub'" });
-  await new Promise((r) => setTimeout(r, 300)); // let the subscriptions land
+  await Promise.all([mine.ready, his.ready]);
   const me = ann.authStore.record.id;
   const secret = await ann.collection('notes').create({ title: 'secret', public: false, author: me });
   const open = await ann.collection('notes').create({ title: 'pub', public: true, author: me });
@@ -65,8 +66,8 @@ check('subscribe: create, update and delete under the view rule', async () => {
   const seen = await his.done;
   // The private note never reaches bob, its delete neither; the filter holds.
   assert.deepEqual(seen.map((e) => [e.action, e.record.id]), [['create', open.id], ['update', open.id]]);
-  mine.unsubscribe();
-  his.unsubscribe();
+  await mine.unsubscribe();
+  await his.unsubscribe();
 });
 
 let failed = 0;

@@ -377,9 +377,10 @@ impl RecordService {
 
     /// A changed record, as carried by its event, shaped for `identity` with `expand` —
     /// or `None` when `identity` may not see it. Access (the view rule and the
-    /// client's `filter`, parsed) is checked against the stored row, which also sees hidden
-    /// fields; the content is the event's, so a subscriber gets each change as it
-    /// was made even when a later one has already committed.
+    /// client's `filter`, parsed) is decided on the event's own values, hidden ones
+    /// included, as of its commit — as PocketBase decides it in the request — so an
+    /// event delivered late is judged as it was made, not by a later change (a create
+    /// whose record was deleted since still reaches those who could see it).
     ///
     /// Fails with `Filter` for a bad filter or expand, or when a query fails.
     pub async fn view_event(
@@ -396,26 +397,10 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        let Some(rule) = self.visible_rule(&collection, &snapshot, identity, request)? else {
-            return Ok(None);
-        };
-        let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
-        let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
-        let mut select = Query::select();
-        select
-            .expr(Expr::val(1))
-            .from_as(col(&collection.name), col(BASE))
-            .and_where(Expr::col((col(BASE), col("id"))).eq(id));
-        for condition in rule.into_iter().chain(filter) {
-            select.and_where(condition);
-        }
-        let found = self
-            .db
-            .reads()
-            .one(self.statement(&select, snapshot.version()))
-            .await
-            .map_err(RecordError::Db)?;
-        if found.is_none() {
+        if !self
+            .event_visible(&collection, &snapshot, record, identity, request, filter)
+            .await?
+        {
             return Ok(None);
         }
         let tree = super::expand::parse(expand.unwrap_or_default()).map_err(RecordError::Expand)?;
@@ -450,33 +435,51 @@ impl RecordService {
             .get(collection)
             .cloned()
             .ok_or(RecordError::NotFound)?;
-        let Some(rule) = self.visible_rule(&collection, &snapshot, identity, request)? else {
+        if !self
+            .event_visible(&collection, &snapshot, record, identity, request, filter)
+            .await?
+        {
             return Ok(None);
-        };
-        let filter = self.client_filter(&collection, &snapshot, identity, request, filter)?;
-        if rule.is_some() || filter.is_some() {
-            // The record as a one-row table named like the real one.
-            let mut row = Query::select();
-            for field in &collection.fields {
-                let value = record.get(&field.name).cloned().unwrap_or(Value::Null);
-                row.expr_as(self.encode(field, &value), col(&field.name));
-            }
-            let mut select = Query::select();
-            select.expr(Expr::val(1)).from_subquery(row, col(BASE));
-            for condition in rule.into_iter().chain(filter) {
-                select.and_where(condition);
-            }
-            let found = self
-                .db
-                .reads()
-                .one(self.statement(&select, snapshot.version()))
-                .await
-                .map_err(RecordError::Db)?;
-            if found.is_none() {
-                return Ok(None);
-            }
         }
         Ok(Some(shape(&collection, record, identity)))
+    }
+
+    /// Whether `identity` may see `record` as an event carries it: its view rule and
+    /// the client's `filter` evaluated on the values themselves, as a one-row table
+    /// named like the real one (relation paths still join the stored tables).
+    async fn event_visible(
+        &self,
+        collection: &Collection,
+        snapshot: &Snapshot,
+        record: &super::Record,
+        identity: &Identity,
+        request: &Request,
+        filter: Option<&crate::filter::Expr>,
+    ) -> Result<bool, RecordError> {
+        let Some(rule) = self.visible_rule(collection, snapshot, identity, request)? else {
+            return Ok(false);
+        };
+        let filter = self.client_filter(collection, snapshot, identity, request, filter)?;
+        if rule.is_none() && filter.is_none() {
+            return Ok(true);
+        }
+        let mut row = Query::select();
+        for field in &collection.fields {
+            let value = record.get(&field.name).cloned().unwrap_or(Value::Null);
+            row.expr_as(self.encode(field, &value), col(&field.name));
+        }
+        let mut select = Query::select();
+        select.expr(Expr::val(1)).from_subquery(row, col(BASE));
+        for condition in rule.into_iter().chain(filter) {
+            select.and_where(condition);
+        }
+        let found = self
+            .db
+            .reads()
+            .one(self.statement(&select, snapshot.version()))
+            .await
+            .map_err(RecordError::Db)?;
+        Ok(found.is_some())
     }
 
     /// Whether the record `id` of `collection` satisfies `rule` (a rule of the

@@ -328,6 +328,54 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
     }
     while s_bob.next(QUIET).await.is_some() {}
 
+    // Access is judged as each change was made, too: a draft that a later change of
+    // the same commit makes public never reaches anyone as a draft, and a record
+    // created and deleted before delivery still reaches those who could see it.
+    while s_anon.next(QUIET).await.is_some() {}
+    while s_ann.next(QUIET).await.is_some() {}
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/batch",
+            Some(&ann),
+            Some(json!({"requests": [
+                {"method": "POST", "url": "/api/collections/posts/records",
+                 "body": {"id": "turnspublic0001", "title": "draft", "public": false, "author": ann_id}},
+                {"method": "PATCH", "url": "/api/collections/posts/records/turnspublic0001",
+                 "body": {"title": "out", "public": true}},
+                {"method": "POST", "url": "/api/collections/posts/records",
+                 "body": {"id": "shortlived00001", "title": "brief", "public": false, "author": ann_id, "n": 6}},
+                {"method": "DELETE", "url": "/api/collections/posts/records/shortlived00001"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, data) = s_anon.next(SOON).await.expect("the post once public");
+    assert_eq!(
+        (&data["action"], &data["record"]["title"]),
+        (&json!("update"), &json!("out"))
+    );
+    assert!(
+        s_anon.next(QUIET).await.is_none(),
+        "the draft was private when it was made"
+    );
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (_, data) = s_ann
+            .next(SOON)
+            .await
+            .expect("the short-lived post's events");
+        seen.push((data["action"].clone(), data["record"]["id"].clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (json!("create"), json!("shortlived00001")),
+            (json!("delete"), json!("shortlived00001"))
+        ]
+    );
+    while s_admin.next(QUIET).await.is_some() {}
+
     // A password change rotates ann's token key: her stream is closed.
     let (status, body) = app
         .call(
