@@ -42,6 +42,8 @@ pub struct Services {
     pub graphql: Arc<crate::graphql::GraphqlService>,
     pub functions: Arc<crate::functions::FunctionService>,
     pub limiter: crate::ratelimit::RateLimiter,
+    /// The other instances of this installation, as the cache connects them.
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub installation_id: String,
     /// Settings the admin UI may change while the server runs: read these, not
     /// `settings`, for the application's name and URL, SMTP, rate, batch and
@@ -240,6 +242,20 @@ fn lock_sqlite(settings: &Settings) -> Result<Option<std::fs::File>, StartError>
     }
 }
 
+/// This machine's name (a container's id in Docker), for the instances page.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// How often SQLite's planner statistics are refreshed while serving.
 const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -335,7 +351,10 @@ impl App {
             live,
             functions,
         } = Core::open_with_hooks(&settings, hooks).await?;
-        let cache = Cache::new(settings.redis_url.as_ref())?;
+        // The random tail of a v7 id: unique enough to tell instances apart.
+        let instance = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
+        let cache = Cache::new(settings.redis_url.as_ref(), &installation_id, &instance)?;
+        records.identities().share(cache.clone());
         let broker = Broker::new(settings.amqp_url.as_ref());
         // The live functions, compiled (or loaded from the disk cache) before serving.
         functions
@@ -410,9 +429,18 @@ impl App {
             Arc::clone(&schema),
             settings.graphql,
         ));
+        let shown = if addr.ip().is_unspecified() {
+            format!("{}:{}", hostname(), addr.port())
+        } else {
+            addr.to_string()
+        };
+        let cluster = Arc::new(crate::cluster::Cluster::new(cache.clone(), shown));
+        tokio::spawn(cache.clone().run(shutdown.child_token()));
         let state = AppState(Arc::new(Services {
             settings,
             db,
+            limiter: crate::ratelimit::RateLimiter::new(cache.clone()),
+            cluster,
             cache,
             broker,
             schema,
@@ -420,7 +448,6 @@ impl App {
             auth,
             metrics,
             openapi: crate::openapi::OpenApi::default(),
-            limiter: crate::ratelimit::RateLimiter::default(),
             events,
             realtime,
             graphql,
@@ -428,6 +455,7 @@ impl App {
             installation_id,
             live,
         }));
+        tokio::spawn(crate::cluster::run(state.clone(), shutdown.child_token()));
         let factory_state = state.clone();
         let server = HttpServer::new(move || {
             let limit = factory_state.settings.body_limit;
@@ -450,6 +478,7 @@ impl App {
             url = %format!("http://{addr}"),
             database = %state.settings.database.redacted(),
             cache = state.cache.external_name().unwrap_or("memory"),
+            instance = state.cache.instance(),
             broker = state.broker.external_name().unwrap_or("in-process"),
             migrations_applied = applied,
             installation_id = %state.installation_id,

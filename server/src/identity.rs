@@ -119,18 +119,28 @@ impl Identity {
 /// instances) and is never older than [`IdentityCache::MAX_AGE`], nor of another
 /// schema version. A record read before a change but stored after it is not stored:
 /// every change bumps a generation the reader checked before reading.
+///
+/// With a shared cache (Redis), each record also has a shared generation that every
+/// change bumps before its request is answered; an entry is used only while the
+/// generation it was read under is current, so a change made through one instance
+/// holds on all of them from the next request on.
 #[derive(Debug, Default)]
 pub struct IdentityCache {
     entries: std::sync::Mutex<std::collections::HashMap<(String, String), Cached>>,
     generation: std::sync::atomic::AtomicU64,
+    shared: std::sync::OnceLock<crate::cache::Cache>,
 }
 
 #[derive(Debug)]
 struct Cached {
     version: i64,
+    shared: Option<String>,
     record: Map<String, Value>,
     at: std::time::Instant,
 }
+
+/// How long a shared generation outlives its last change (far longer than an entry).
+const SHARED_GENERATION_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 impl IdentityCache {
     /// The longest an entry is trusted without a change event.
@@ -138,11 +148,51 @@ impl IdentityCache {
     /// Entries kept at most; the cache starts over when full.
     const MAX_ENTRIES: usize = 50_000;
 
-    /// The cached record `id` of `collection` (a name), read under schema `version`.
-    pub fn get(&self, collection: &str, id: &str, version: i64) -> Option<Map<String, Value>> {
+    /// Check entries against `cache`'s shared generations (once, at start).
+    pub fn share(&self, cache: crate::cache::Cache) {
+        let _ = self.shared.set(cache);
+    }
+
+    fn shared_key(collection: &str, id: &str) -> String {
+        format!("identity:{collection}:{id}")
+    }
+
+    /// The shared generation of record `id` of `collection`: read it before
+    /// [`IdentityCache::get`] and [`IdentityCache::generation`]. `None` without a
+    /// shared cache (or while Redis is down: entries read meanwhile are not trusted
+    /// once it is back).
+    pub async fn shared_generation(&self, collection: &str, id: &str) -> Option<String> {
+        let cache = self.shared.get().filter(|c| c.is_shared())?;
+        let current = cache.get(&Self::shared_key(collection, id)).await;
+        // A failure answered from memory meanwhile: not a shared answer.
+        cache
+            .is_shared()
+            .then(|| current.unwrap_or_else(|| "0".to_owned()))
+    }
+
+    /// Tell every instance that record `id` of `collection` changed.
+    pub async fn bump_shared(&self, collection: &str, id: &str) {
+        if let Some(cache) = self.shared.get().filter(|c| c.external_name().is_some()) {
+            cache
+                .incr(&Self::shared_key(collection, id), SHARED_GENERATION_TTL)
+                .await;
+        }
+    }
+
+    /// The cached record `id` of `collection` (a name), read under schema `version`
+    /// and shared generation `shared`.
+    pub fn get(
+        &self,
+        collection: &str,
+        id: &str,
+        version: i64,
+        shared: Option<&str>,
+    ) -> Option<Map<String, Value>> {
         let entries = self.entries.lock().ok()?;
         let cached = entries.get(&(collection.to_owned(), id.to_owned()))?;
-        (cached.version == version && cached.at.elapsed() < Self::MAX_AGE)
+        (cached.version == version
+            && cached.shared.as_deref() == shared
+            && cached.at.elapsed() < Self::MAX_AGE)
             .then(|| cached.record.clone())
     }
 
@@ -151,14 +201,15 @@ impl IdentityCache {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Keep `record`, read after [`IdentityCache::generation`] returned `generation`;
-    /// nothing is kept if any record changed since.
+    /// Keep `record`, read after [`IdentityCache::generation`] returned `generation`
+    /// and [`IdentityCache::shared_generation`] returned `shared`; nothing is kept if
+    /// any record changed here since.
     pub fn put(
         &self,
         collection: &str,
         id: &str,
         version: i64,
-        generation: u64,
+        (generation, shared): (u64, Option<String>),
         record: Map<String, Value>,
     ) {
         let Ok(mut entries) = self.entries.lock() else {
@@ -174,6 +225,7 @@ impl IdentityCache {
             (collection.to_owned(), id.to_owned()),
             Cached {
                 version,
+                shared,
                 record,
                 at: std::time::Instant::now(),
             },
@@ -212,15 +264,29 @@ mod cache_tests {
             map
         };
         let seen = cache.generation();
-        cache.put("users", "u1", 3, seen, record("a"));
-        assert_eq!(cache.get("users", "u1", 3), Some(record("a")));
-        assert_eq!(cache.get("users", "u1", 4), None, "another schema version");
+        cache.put("users", "u1", 3, (seen, None), record("a"));
+        assert_eq!(cache.get("users", "u1", 3, None), Some(record("a")));
+        assert_eq!(
+            cache.get("users", "u1", 4, None),
+            None,
+            "another schema version"
+        );
         cache.forget("users", "u1");
-        assert_eq!(cache.get("users", "u1", 3), None);
+        assert_eq!(cache.get("users", "u1", 3, None), None);
         // Read before a change, stored after it: not kept.
         let seen = cache.generation();
         cache.forget("users", "u1");
-        cache.put("users", "u1", 3, seen, record("old"));
-        assert_eq!(cache.get("users", "u1", 3), None);
+        cache.put("users", "u1", 3, (seen, None), record("old"));
+        assert_eq!(cache.get("users", "u1", 3, None), None);
+        // Read under one shared generation, used under another: not trusted.
+        let seen = cache.generation();
+        cache.put("users", "u1", 3, (seen, Some("4".into())), record("b"));
+        assert_eq!(cache.get("users", "u1", 3, Some("4")), Some(record("b")));
+        assert_eq!(
+            cache.get("users", "u1", 3, Some("5")),
+            None,
+            "changed elsewhere"
+        );
+        assert_eq!(cache.get("users", "u1", 3, None), None, "Redis away");
     }
 }

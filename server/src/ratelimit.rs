@@ -1,58 +1,36 @@
-//! Fixed-window rate limits, in-process: a counter per key (an IP, an identity + IP)
-//! per window. The Redis issue makes them shared across instances.
+//! Fixed-window rate limits: a counter per key (an IP, an identity + IP) per window,
+//! kept in the cache — shared by every instance with Redis, per instance without it
+//! (or while Redis is down).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::cache::Cache;
 use crate::config::{IpBlock, Limit};
 
-/// Counters past this many keys are swept of expired windows before adding more.
-const SWEEP_AT: usize = 50_000;
-
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<String, Window>>,
-}
-
-#[derive(Debug)]
-struct Window {
-    start: Instant,
-    length: Duration,
-    count: u32,
+    cache: Cache,
 }
 
 impl RateLimiter {
+    pub fn new(cache: Cache) -> RateLimiter {
+        RateLimiter { cache }
+    }
+
     /// Count one event for `key`. `Err(wait)` when the key is over `limit`: the time
-    /// until its window ends. A refused event is not counted.
-    pub fn hit(&self, key: &str, limit: Limit) -> Result<(), Duration> {
-        let now = Instant::now();
-        let Ok(mut windows) = self.windows.lock() else {
-            // A panic while holding the lock; limits are best-effort, never an outage.
-            return Ok(());
-        };
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, w| now.duration_since(w.start) < w.length);
+    /// until its window ends.
+    pub async fn hit(&self, key: &str, limit: Limit) -> Result<(), Duration> {
+        let (count, left) = self
+            .cache
+            .incr(
+                &format!("rate:{}:{key}", limit.window.as_millis()),
+                limit.window,
+            )
+            .await;
+        if count > u64::from(limit.count) {
+            return Err(left);
         }
-        let window = windows.entry(key.to_owned()).or_insert(Window {
-            start: now,
-            length: limit.window,
-            count: 0,
-        });
-        if now.duration_since(window.start) >= window.length {
-            *window = Window {
-                start: now,
-                length: limit.window,
-                count: 0,
-            };
-        }
-        if window.count >= limit.count {
-            return Err(window
-                .length
-                .saturating_sub(now.duration_since(window.start)));
-        }
-        window.count += 1;
         Ok(())
     }
 }
@@ -92,20 +70,20 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpBlock])
 mod tests {
     use super::*;
 
-    #[test]
-    fn windows_count_and_reset() {
-        let limiter = RateLimiter::default();
+    #[tokio::test]
+    async fn windows_count_and_reset() {
+        let limiter = RateLimiter::new(Cache::memory());
         let limit = Limit {
             count: 2,
             window: Duration::from_millis(200),
         };
-        assert!(limiter.hit("a", limit).is_ok());
-        assert!(limiter.hit("a", limit).is_ok());
-        let wait = limiter.hit("a", limit).unwrap_err();
+        assert!(limiter.hit("a", limit).await.is_ok());
+        assert!(limiter.hit("a", limit).await.is_ok());
+        let wait = limiter.hit("a", limit).await.unwrap_err();
         assert!(wait <= Duration::from_millis(200));
-        assert!(limiter.hit("b", limit).is_ok(), "keys are separate");
-        std::thread::sleep(Duration::from_millis(220));
-        assert!(limiter.hit("a", limit).is_ok(), "a new window");
+        assert!(limiter.hit("b", limit).await.is_ok(), "keys are separate");
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        assert!(limiter.hit("a", limit).await.is_ok(), "a new window");
     }
 
     #[test]

@@ -369,12 +369,16 @@ impl AuthService {
     ) -> Result<Option<Record>, AuthError> {
         let cache = self.records.identities();
         let version = version.filter(|_| collection.name != SUPERUSERS);
+        let shared = match version {
+            Some(_) => cache.shared_generation(&collection.name, id).await,
+            None => None,
+        };
         if let Some(version) = version
-            && let Some(record) = cache.get(&collection.name, id, version)
+            && let Some(record) = cache.get(&collection.name, id, version, shared.as_deref())
         {
             return Ok(Some(record));
         }
-        let generation = cache.generation();
+        let generation = (cache.generation(), shared);
         let record = self
             .records
             .find_by_id(&collection.id, id)

@@ -244,6 +244,35 @@ impl LiveSettings {
     }
 }
 
+impl LiveSettings {
+    /// Read the stored values again (another instance saved them) and put them in
+    /// force; invalid ones are ignored with a warning, as at start.
+    ///
+    /// Fails when `_settings` cannot be read.
+    pub async fn reload(&self) -> Result<Arc<Runtime>, sea_orm::DbErr> {
+        let raw = self
+            .db
+            .setting_or_insert(KEY, serde_json::json!({}))
+            .await?;
+        let stored: Stored = serde_json::from_value(raw).unwrap_or_default();
+        match self.configured.with(&stored) {
+            Ok(runtime) => {
+                let runtime = Arc::new(runtime);
+                self.current.store(Arc::clone(&runtime));
+                self.stored.store(Arc::new(stored));
+                Ok(runtime)
+            }
+            Err(errors) => {
+                tracing::warn!(
+                    fields = ?errors.keys().collect::<Vec<_>>(),
+                    "stored settings are not valid; keeping the current values"
+                );
+                Ok(self.current())
+            }
+        }
+    }
+}
+
 /// Why settings were not saved.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {

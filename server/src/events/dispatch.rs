@@ -90,6 +90,8 @@ struct Inner {
     db: Db,
     bus: broadcast::Sender<Arc<Event>>,
     commits: watch::Receiver<u64>,
+    /// Another instance committed (told through the cache): read the outbox now.
+    remote: tokio::sync::Notify,
     /// Collections whose oldest unsent event failed to publish, in the order they get
     /// their next try.
     stuck: Mutex<VecDeque<String>>,
@@ -196,6 +198,7 @@ impl Events {
                 db,
                 bus,
                 commits,
+                remote: tokio::sync::Notify::new(),
                 stuck: Mutex::new(VecDeque::new()),
                 amqp,
                 exchange,
@@ -209,6 +212,12 @@ impl Events {
     /// published to a broker yet.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.bus.subscribe()
+    }
+
+    /// Another instance committed events: the feed reads them now instead of at its
+    /// next poll.
+    pub fn wake(&self) {
+        self.inner.remote.notify_one();
     }
 
     /// Feed in-process subscribers until `stop` is cancelled.
@@ -264,6 +273,9 @@ impl Events {
                         // writes themselves.
                         tokio::time::sleep_until((read_at + FEED_COALESCE).into()).await;
                     }
+                }
+                () = inner.remote.notified() => {
+                    tokio::time::sleep_until((read_at + FEED_COALESCE).into()).await;
                 }
                 () = tokio::time::sleep(poll) => {}
             }

@@ -37,6 +37,7 @@ pub async fn auth_with_password(
         state
             .limiter
             .hit(&key, limit)
+            .await
             .map_err(ApiError::too_many_requests)?;
     }
     let snapshot = state.schema.snapshot();

@@ -85,10 +85,10 @@ pub async fn observe(
     let refusal = if declared_length(&req).is_some_and(|n| n > limit as u64) {
         // Refuse from the headers alone; the body is never read.
         Some(ApiError::payload_too_large(limit))
+    } else if let Some(state) = &state {
+        rate_limited(state, &req, &route).await
     } else {
-        state
-            .as_ref()
-            .and_then(|state| rate_limited(state, &req, &route))
+        None
     };
 
     let res = if let Some(refusal) = refusal {
@@ -158,7 +158,7 @@ fn is_auth_route(route: &str) -> bool {
 
 /// A 429 when the client is over the general per-IP limit, or over the per-IP limit
 /// of the auth endpoints; records the client's address for the handlers.
-fn rate_limited(state: &AppState, req: &ServiceRequest, route: &str) -> Option<ApiError> {
+async fn rate_limited(state: &AppState, req: &ServiceRequest, route: &str) -> Option<ApiError> {
     let peer = req
         .peer_addr()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
@@ -170,13 +170,13 @@ fn rate_limited(state: &AppState, req: &ServiceRequest, route: &str) -> Option<A
     req.extensions_mut().insert(ClientIp(ip));
     let live = state.live.current();
     if let Some(limit) = live.rate_limit
-        && let Err(wait) = state.limiter.hit(&format!("ip:{ip}"), limit)
+        && let Err(wait) = state.limiter.hit(&format!("ip:{ip}"), limit).await
     {
         return Some(ApiError::too_many_requests(wait));
     }
     if is_auth_route(route)
         && let Some(limit) = live.rate_limit_auth_ip
-        && let Err(wait) = state.limiter.hit(&format!("auth-ip:{ip}"), limit)
+        && let Err(wait) = state.limiter.hit(&format!("auth-ip:{ip}"), limit).await
     {
         return Some(ApiError::too_many_requests(wait));
     }

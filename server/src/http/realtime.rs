@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::identity::Caller;
 use crate::AppState;
-use crate::realtime::RealtimeError;
 
 /// Unregisters the client when its stream is dropped (the connection closed).
 struct Registration {
@@ -22,6 +21,10 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.state.realtime.disconnect(&self.id);
+        if self.state.cache.external_name().is_some() {
+            let (state, id) = (self.state.clone(), self.id.clone());
+            actix_web::rt::spawn(async move { state.cluster.client_gone(&id).await });
+        }
     }
 }
 
@@ -38,6 +41,8 @@ pub async fn connect(
         .realtime
         .connect(ip)
         .ok_or_else(|| ApiError::too_many_requests(Duration::from_secs(60)))?;
+    // Its subscriptions may be set through another instance.
+    state.cluster.client_connected(&id).await;
     let keepalive = state.realtime.limits().keepalive;
     let registration = Registration {
         state: state.clone(),
@@ -76,24 +81,36 @@ pub struct SubscribeBody {
 }
 
 /// `POST /api/realtime`: set the client's subscriptions (and the identity they are
-/// checked with: the caller's).
+/// checked with: the caller's) — here, or on the instance holding the client's
+/// stream.
 pub async fn subscribe(
     state: web::Data<AppState>,
-    caller: Caller,
+    req: HttpRequest,
     body: web::Json<SubscribeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .realtime
-        .subscribe(&body.client_id, caller.0, &body.subscriptions)
-        .map_err(|err| match err {
-            RealtimeError::UnknownClient => {
-                ApiError::new(StatusCode::NOT_FOUND, "Missing or invalid client id.")
-            }
-            RealtimeError::Forbidden => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "The current and the previous request authorization don't match.",
-            ),
-            RealtimeError::Invalid(message) => ApiError::bad_request(message),
-        })?;
-    Ok(HttpResponse::NoContent().finish())
+    let authorization = match req.headers().get(AUTHORIZATION).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(value)) => Some(value.to_owned()),
+        Some(Err(_)) => return Err(super::identity::invalid_token()),
+    };
+    let (mut status, mut message) = crate::cluster::subscribe_here(
+        &state,
+        &body.client_id,
+        authorization.as_deref(),
+        &body.subscriptions,
+    )
+    .await;
+    if status == 404
+        && let Some(answer) = state
+            .cluster
+            .forward_subscribe(&body.client_id, authorization, &body.subscriptions)
+            .await
+    {
+        (status, message) = answer;
+    }
+    match StatusCode::from_u16(status) {
+        Ok(StatusCode::NO_CONTENT) => Ok(HttpResponse::NoContent().finish()),
+        Ok(status) => Err(ApiError::new(status, message)),
+        Err(_) => Err(ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR)),
+    }
 }

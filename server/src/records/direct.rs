@@ -189,7 +189,8 @@ impl RecordService {
             id,
             action: Action::Created,
             auth: false,
-        }]);
+        }])
+        .await;
         Ok(Some((record, visible)))
     }
 }

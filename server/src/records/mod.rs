@@ -354,7 +354,7 @@ impl RecordService {
                 (value, changes)
             }
         };
-        self.after_commit(&changes);
+        self.after_commit(&changes).await;
         Ok(value)
     }
 
@@ -378,13 +378,17 @@ impl RecordService {
     }
 
     /// The after-commit chain: wake the event feed and dispatcher, then the hooks.
-    fn after_commit(&self, changes: &[Committed]) {
+    async fn after_commit(&self, changes: &[Committed]) {
         if changes.is_empty() {
             return;
         }
-        // First: a rotated token key is refused from the next request on.
+        // First: a rotated token key is refused from the next request on, here and
+        // (with a shared cache) on every other instance.
         for change in changes.iter().filter(|c| c.auth) {
             self.identities.forget(&change.collection, &change.id);
+            self.identities
+                .bump_shared(&change.collection, &change.id)
+                .await;
         }
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
         self.hooks.after_commit(changes);

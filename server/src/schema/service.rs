@@ -262,6 +262,9 @@ pub struct SchemaService {
     rule_check: RuleCheck,
     /// PostgreSQL: the longest a change waits for a lock (`SET LOCAL lock_timeout`).
     lock_timeout: std::time::Duration,
+    /// The version of the last change made through this instance (other instances
+    /// are told of it).
+    changed: tokio::sync::watch::Sender<i64>,
 }
 
 /// The schema changes' lock timeout unless configured.
@@ -289,6 +292,7 @@ impl SchemaService {
             registry: Registry::default(),
             rule_check,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            changed: tokio::sync::watch::Sender::new(0),
         };
         service.reload().await?;
         Ok(service)
@@ -299,6 +303,11 @@ impl SchemaService {
     pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> SchemaService {
         self.lock_timeout = timeout;
         self
+    }
+
+    /// The version of each change made through this instance, as it commits.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.changed.subscribe()
     }
 
     /// The current schema. Take it once per request.
@@ -690,6 +699,7 @@ impl SchemaService {
         txn.commit().await.map_err(db_err)?;
         drop(turn);
         self.reload().await?;
+        self.changed.send_replace(self.snapshot().version());
         // New tables and indexes get statistics, so the planner picks the right index
         // for rule-filtered lists from the start.
         if let Err(err) = self.db.optimize(true).await {

@@ -128,7 +128,8 @@ pub async fn login(
         .get::<crate::http::middleware::ClientIp>()
         .map(|c| c.0.to_string())
         .unwrap_or_default();
-    let limited = [
+    let mut limited = false;
+    for (limit, key) in [
         (
             state.live.current().rate_limit_auth_ip,
             format!("admin-login-ip:{ip}"),
@@ -137,9 +138,14 @@ pub async fn login(
             state.live.current().rate_limit_auth,
             crate::ratelimit::password_key(crate::identity::SUPERUSERS, &email, &ip),
         ),
-    ]
-    .into_iter()
-    .any(|(limit, key)| limit.is_some_and(|limit| state.limiter.hit(&key, limit).is_err()));
+    ] {
+        if let Some(limit) = limit
+            && state.limiter.hit(&key, limit).await.is_err()
+        {
+            limited = true;
+            break;
+        }
+    }
     let csrf = value(&form, "csrf").to_owned();
     let again = |status: StatusCode, error: &str| {
         page_with_status(
