@@ -313,6 +313,27 @@ pub struct EventRow {
 }
 
 /// The event pipeline's state and the latest events.
+/// One live instance on the instances page.
+#[derive(Debug)]
+pub struct InstanceRow {
+    pub id: String,
+    pub version: String,
+    pub address: String,
+    pub uptime: String,
+    pub heartbeat: String,
+    pub this: bool,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "instances.html")]
+pub struct InstancesPage {
+    pub chrome: Chrome,
+    /// `redis`, or `memory` (this instance only).
+    pub cache: String,
+    pub cache_ok: bool,
+    pub instances: Vec<InstanceRow>,
+}
+
 #[derive(Template, Debug)]
 #[template(path = "events.html")]
 pub struct EventsPage {

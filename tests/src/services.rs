@@ -81,3 +81,57 @@ pub(crate) fn skip_or_fail(name: &str, addr: &str, test: &str, why: &str) {
         }
     }
 }
+
+/// A Redis server of the test's own on a free port (the machine's shared one is never
+/// stopped), killed when dropped.
+pub struct OwnRedis {
+    pub port: u16,
+    pub child: std::process::Child,
+}
+
+impl OwnRedis {
+    /// Start one on `port`.
+    pub fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        OwnRedis { port, child }
+    }
+
+    /// Send signal `name` (`STOP`, `CONT`, `KILL`) to it.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}

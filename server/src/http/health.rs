@@ -81,3 +81,18 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .content_type(ContentType::json())
         .body(body)
 }
+
+/// `GET /api/instances` (superusers): the live instances of this installation, by
+/// their heartbeats in the shared cache (this one only without Redis).
+pub async fn instances(
+    state: web::Data<AppState>,
+    caller: super::identity::Caller,
+) -> Result<HttpResponse, super::ApiError> {
+    caller.require_superuser()?;
+    let items = state.cluster.instances().await;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "self": state.cache.instance(),
+        "shared": state.cache.is_shared(),
+        "items": items,
+    })))
+}

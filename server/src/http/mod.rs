@@ -30,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(health::health)),
     )
     .service(web::resource("/api/ready").route(web::get().to(health::ready)))
+    .service(web::resource("/api/instances").route(web::get().to(health::instances)))
     .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
     .service(web::resource("/api/openapi.json").route(web::get().to(openapi::openapi)))
     .service(

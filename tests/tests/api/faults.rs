@@ -556,49 +556,6 @@ async fn postgres_schema_changes_give_up_on_locks() {
     assert_eq!(status, 200, "once the read is over: {body}");
 }
 
-/// A Redis server of the test's own on a free port (the machine's shared one is never
-/// stopped), killed when dropped.
-struct OwnRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        OwnRedis { port, child }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Issue #12 point 10: Redis stopped and paused. Readiness names it within its
 /// timeout, and nothing else waits on it or fails: records are served throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,7 +569,7 @@ async fn redis_stopped_or_paused_only_shows_in_readiness() {
         .local_addr()
         .unwrap()
         .port();
-    let mut redis = OwnRedis::start(port);
+    let mut redis = basalt_tests::OwnRedis::start(port);
     let app = TestApp::builder(Backend::Sqlite)
         .setting("redis_url", format!("redis://127.0.0.1:{}", redis.port))
         .spawn()
@@ -668,7 +625,7 @@ async fn redis_stopped_or_paused_only_shows_in_readiness() {
     let _ = redis.child.wait();
     ready(false).await;
     serves().await;
-    redis = OwnRedis::start(port);
+    redis = basalt_tests::OwnRedis::start(port);
     ready(true).await;
     serves().await;
     drop(redis);

@@ -32,6 +32,7 @@ mod realtime;
 mod records_read;
 mod records_write;
 mod rules;
+mod scaleout;
 mod sdk;
 mod security;
 mod serve;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use basalt_tests::sse::Stream;
 use basalt_tests::{Backend, TestApp, backend_tests};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -16,91 +17,6 @@ backend_tests!(
     realtime_does_not_wait_for_the_broker,
     realtime_filters_cannot_probe_hidden_emails,
 );
-
-/// An SSE connection read event by event.
-struct Stream {
-    response: reqwest::Response,
-    buffer: String,
-    client_id: String,
-}
-
-impl Stream {
-    async fn open(app: &TestApp) -> Stream {
-        let response = app
-            .client
-            .get(app.url("/api/realtime"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        let mut stream = Stream {
-            response,
-            buffer: String::new(),
-            client_id: String::new(),
-        };
-        let (name, data) = stream
-            .next(Duration::from_secs(5))
-            .await
-            .expect("PB_CONNECT");
-        assert_eq!(name, "PB_CONNECT");
-        stream.client_id = data["clientId"].as_str().unwrap().to_owned();
-        stream
-    }
-
-    /// The next event (name, data), skipping comments; `None` after `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v);
-                    }
-                }
-                if name.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some((name, serde_json::from_str(&data).unwrap()));
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .ok()?;
-            match chunk.unwrap() {
-                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
-                None => return None,
-            }
-        }
-    }
-
-    /// Whether the server closed the stream within `wait`.
-    async fn closed(&mut self, wait: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
-                Err(_) => return false,
-                Ok(Ok(None)) | Ok(Err(_)) => return true,
-                Ok(Ok(Some(_))) => {}
-            }
-        }
-    }
-
-    async fn subscribe(&self, app: &TestApp, token: Option<&str>, topics: &[String]) -> u16 {
-        app.call(
-            Method::POST,
-            "/api/realtime",
-            token,
-            Some(json!({"clientId": self.client_id, "subscriptions": topics})),
-        )
-        .await
-        .0
-    }
-}
 
 fn options(query: Value) -> String {
     let json = json!({"query": query}).to_string();
@@ -150,16 +66,16 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
     assert_eq!(status, 200, "{body}");
 
     let all = vec!["posts/*".to_owned()];
-    let mut s_anon = Stream::open(&app).await;
-    let mut s_ann = Stream::open(&app).await;
-    let mut s_bob = Stream::open(&app).await;
-    let mut s_admin = Stream::open(&app).await;
-    assert_eq!(s_anon.subscribe(&app, None, &all).await, 204);
-    assert_eq!(s_ann.subscribe(&app, Some(&ann), &all).await, 204);
-    assert_eq!(s_bob.subscribe(&app, Some(&bob), &all).await, 204);
-    assert_eq!(s_admin.subscribe(&app, Some(&admin), &all).await, 204);
+    let mut s_anon = Stream::open(&app.client, &app.url("")).await;
+    let mut s_ann = Stream::open(&app.client, &app.url("")).await;
+    let mut s_bob = Stream::open(&app.client, &app.url("")).await;
+    let mut s_admin = Stream::open(&app.client, &app.url("")).await;
+    assert_eq!(s_anon.subscribe(&app.client, &app.url(""), None, &all).await, 204);
+    assert_eq!(s_ann.subscribe(&app.client, &app.url(""), Some(&ann), &all).await, 204);
+    assert_eq!(s_bob.subscribe(&app.client, &app.url(""), Some(&bob), &all).await, 204);
+    assert_eq!(s_admin.subscribe(&app.client, &app.url(""), Some(&admin), &all).await, 204);
     // A client may not be taken over by another identity.
-    assert_eq!(s_ann.subscribe(&app, Some(&bob), &all).await, 403);
+    assert_eq!(s_ann.subscribe(&app.client, &app.url(""), Some(&bob), &all).await, 403);
     assert_eq!(
         app.call(
             Method::POST,
@@ -243,8 +159,8 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
         ),
         format!("posts/{public}"),
     ];
-    assert_eq!(s_bob.subscribe(&app, Some(&bob), &topics).await, 204);
-    assert_eq!(s_ann.subscribe(&app, Some(&ann), &topics[..1]).await, 204);
+    assert_eq!(s_bob.subscribe(&app.client, &app.url(""), Some(&bob), &topics).await, 204);
+    assert_eq!(s_ann.subscribe(&app.client, &app.url(""), Some(&ann), &topics[..1]).await, 204);
     let (status, _) = app
         .call(
             Method::PATCH,
@@ -411,10 +327,10 @@ async fn rules_on_hidden_fields_hold_for_every_action(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     let topics = vec!["drafts/*".to_owned()];
-    let mut anon = Stream::open(&app).await;
-    let mut root = Stream::open(&app).await;
-    assert_eq!(anon.subscribe(&app, None, &topics).await, 204);
-    assert_eq!(root.subscribe(&app, Some(&admin), &topics).await, 204);
+    let mut anon = Stream::open(&app.client, &app.url("")).await;
+    let mut root = Stream::open(&app.client, &app.url("")).await;
+    assert_eq!(anon.subscribe(&app.client, &app.url(""), None, &topics).await, 204);
+    assert_eq!(root.subscribe(&app.client, &app.url(""), Some(&admin), &topics).await, 204);
     let mut ids = Vec::new();
     for code in ["open", "closed"] {
         let (status, body) = app
@@ -469,8 +385,8 @@ async fn realtime_limits_hold(backend: Backend) {
         .setting("realtime_idle_timeout", "2s")
         .spawn()
         .await;
-    let mut first = Stream::open(&app).await;
-    let second = Stream::open(&app).await;
+    let mut first = Stream::open(&app.client, &app.url("")).await;
+    let second = Stream::open(&app.client, &app.url("")).await;
     let third = app
         .client
         .get(app.url("/api/realtime"))
@@ -479,10 +395,10 @@ async fn realtime_limits_hold(backend: Backend) {
         .unwrap();
     assert_eq!(third.status(), 429, "two connections per address");
     let three = vec!["a/*".to_owned(), "b/*".to_owned(), "c/*".to_owned()];
-    assert_eq!(second.subscribe(&app, None, &three).await, 400);
-    assert_eq!(second.subscribe(&app, None, &three[..2]).await, 204);
+    assert_eq!(second.subscribe(&app.client, &app.url(""), None, &three).await, 400);
+    assert_eq!(second.subscribe(&app.client, &app.url(""), None, &three[..2]).await, 204);
     assert_eq!(
-        second.subscribe(&app, None, &["/bad".to_owned()]).await,
+        second.subscribe(&app.client, &app.url(""), None, &["/bad".to_owned()]).await,
         400
     );
     // Keep-alive comments flow; a client without subscriptions is dropped when idle.
@@ -501,7 +417,7 @@ async fn realtime_limits_hold(backend: Backend) {
         "idle without subscriptions"
     );
     // The freed slot can be used again.
-    let _again = Stream::open(&app).await;
+    let _again = Stream::open(&app.client, &app.url("")).await;
 }
 
 /// Issue #12 point 5: realtime never waits for the broker. With RabbitMQ configured
@@ -520,9 +436,9 @@ async fn realtime_does_not_wait_for_the_broker(backend: Backend) {
                "fields": [{"name": "title", "type": "text"}]}),
     )
     .await;
-    let mut stream = Stream::open(&app).await;
+    let mut stream = Stream::open(&app.client, &app.url("")).await;
     assert_eq!(
-        stream.subscribe(&app, None, &["posts".to_owned()]).await,
+        stream.subscribe(&app.client, &app.url(""), None, &["posts".to_owned()]).await,
         204
     );
     for title in ["one", "two", "three"] {
@@ -586,7 +502,7 @@ async fn realtime_filters_cannot_probe_hidden_emails(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    let mut hidden = Stream::open(&app).await;
+    let mut hidden = Stream::open(&app.client, &app.url("")).await;
     let topic = |email: &str| {
         format!(
             "users/*{}",
@@ -595,14 +511,14 @@ async fn realtime_filters_cannot_probe_hidden_emails(backend: Backend) {
     };
     assert_eq!(
         hidden
-            .subscribe(&app, None, &[topic("ann@example.com")])
+            .subscribe(&app.client, &app.url(""), None, &[topic("ann@example.com")])
             .await,
         204
     );
-    let mut visible = Stream::open(&app).await;
+    let mut visible = Stream::open(&app.client, &app.url("")).await;
     assert_eq!(
         visible
-            .subscribe(&app, None, &[topic("bob@example.com")])
+            .subscribe(&app.client, &app.url(""), None, &[topic("bob@example.com")])
             .await,
         204
     );

@@ -12,7 +12,7 @@ fn sdk_dir() -> PathBuf {
 }
 
 /// The pinned SDK and the scripts, installed once per content (see `tools`).
-fn install_sdk() -> PathBuf {
+pub(crate) fn install_sdk() -> PathBuf {
     basalt_tests::tools::npm_once(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
         "pocketbase-sdk",
@@ -23,6 +23,7 @@ fn install_sdk() -> PathBuf {
             "records.mjs",
             "auth.mjs",
             "realtime.mjs",
+            "scaleout.mjs",
         ],
         "node_modules/pocketbase",
     )

@@ -140,6 +140,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::post().to(functions::delete),
                 )
                 .route("/events", web::get().to(system::events))
+                .route("/instances", web::get().to(system::instances))
                 .route("/mails", web::get().to(system::mails))
                 .route("/mails/{id}", web::get().to(system::mail))
                 .route("/settings", web::get().to(system::settings))

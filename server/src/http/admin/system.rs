@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use basalt_admin_ui::{
-    EventRow, EventsPage, HistoryPage, HistoryRow, KeyRow, KeysPage, MailPage, MailRow, MailsPage,
+    EventRow, EventsPage, HistoryPage, InstanceRow, InstancesPage, HistoryRow, KeyRow, KeysPage, MailPage, MailRow, MailsPage,
     SettingInput, SettingRow, SettingsPage,
 };
 use url::Url;
@@ -63,6 +63,36 @@ pub async fn events(state: web::Data<AppState>, admin: Admin) -> HttpResponse {
         broker,
         broker_ok,
         events,
+    })
+}
+
+/// `GET /_/instances`: the live instances of this installation, by their heartbeats.
+pub async fn instances(state: web::Data<AppState>, admin: Admin) -> HttpResponse {
+    let now = chrono::Utc::now();
+    let cache_ok = state.cache.ping().await.is_ok();
+    let instances = state
+        .cluster
+        .instances()
+        .await
+        .into_iter()
+        .map(|i| InstanceRow {
+            this: i.id == state.cache.instance(),
+            uptime: age(now - i.started),
+            heartbeat: format!("{} ago", age(now - i.heartbeat)),
+            id: i.id,
+            version: i.version,
+            address: i.address,
+        })
+        .collect();
+    page(InstancesPage {
+        chrome: admin.chrome("Instances", "instances"),
+        cache: state
+            .cache
+            .external_name()
+            .unwrap_or("memory")
+            .to_owned(),
+        cache_ok,
+        instances,
     })
 }
 
