@@ -23,8 +23,8 @@ pub mod hooks;
 pub mod instances;
 pub mod postgres;
 pub mod process;
-pub mod sse;
 mod services;
+pub mod sse;
 pub mod tools;
 
 use std::future::Future;
@@ -36,7 +36,9 @@ use basalt_server::{App, AppState};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use services::{OwnRedis, RabbitRestart, ci, free_port, rabbitmqctl, require_service, require_tool};
+pub use services::{
+    OwnRedis, RabbitRestart, ci, free_port, rabbitmqctl, require_service, require_tool,
+};
 
 /// The database engine a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -127,7 +127,6 @@ impl Drop for OwnRedis {
     }
 }
 
-
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

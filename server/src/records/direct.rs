@@ -172,12 +172,21 @@ impl RecordService {
             .cte(cte("__event", outbox.into()))
             .to_owned();
         let statement = self.statement(&result.with(with), version);
-        let row = self
-            .db
-            .reads()
-            .one(statement)
-            .await
-            .map_err(|e| super::conflict_or_db(e, collection))?;
+        let row = match self.db.reads().one(statement).await {
+            Ok(row) => row,
+            Err(err) => {
+                // A schema change committed since the snapshot (another instance
+                // renamed or dropped a column), or a deadlock with one: the full path
+                // reloads, waits its turn and says what went wrong, if anything.
+                let moved = crate::schema::service::read_version(self.db.conn(), false)
+                    .await
+                    .is_ok_and(|current| current != version);
+                if moved || is_deadlock(&err) {
+                    return Ok(None);
+                }
+                return Err(super::conflict_or_db(err, collection));
+            }
+        };
         let Some(row) = row else {
             return Ok(None);
         };
@@ -208,4 +217,9 @@ fn blank(field: &crate::schema::Field) -> Value {
         Storage::Json if field.kind.is_multi() => Value::Array(Vec::new()),
         Storage::Json => Value::Null,
     }
+}
+
+/// PostgreSQL aborted the statement to break a deadlock (SQLSTATE 40P01).
+fn is_deadlock(err: &sea_orm::DbErr) -> bool {
+    err.to_string().contains("deadlock detected")
 }

@@ -412,6 +412,32 @@ impl RecordService {
         Err(RecordError::SchemaChanging)
     }
 
+    /// Run `read` (which takes the current snapshot); if it fails on the database
+    /// because the schema moved on meanwhile — another instance renamed or dropped a
+    /// column this one has not heard of yet — reload and run it once more.
+    pub(super) async fn current_schema<T, Fut>(
+        &self,
+        read: impl Fn() -> Fut,
+    ) -> Result<T, RecordError>
+    where
+        Fut: std::future::Future<Output = Result<T, RecordError>>,
+    {
+        let version = self.schema.snapshot().version();
+        match read().await {
+            Err(RecordError::Db(err)) => {
+                let current = read_version(self.db.conn(), false)
+                    .await
+                    .map_err(RecordError::Db)?;
+                if current == version {
+                    return Err(RecordError::Db(err));
+                }
+                self.schema.reload().await.map_err(RecordError::Schema)?;
+                read().await
+            }
+            other => other,
+        }
+    }
+
     /// Run a read against the current snapshot; if it fails because the schema moved
     /// on meanwhile, reload and run it once more.
     async fn read(

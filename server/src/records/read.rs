@@ -134,6 +134,17 @@ impl RecordService {
         request: &Request,
         query: &ListQuery,
     ) -> Result<Page, RecordError> {
+        self.current_schema(|| self.list_once(collection, identity, request, query))
+            .await
+    }
+
+    async fn list_once(
+        &self,
+        collection: &str,
+        identity: &Identity,
+        request: &Request,
+        query: &ListQuery,
+    ) -> Result<Page, RecordError> {
         let snapshot = self.schema.snapshot();
         let collection = snapshot
             .get(collection)
@@ -239,7 +250,9 @@ impl RecordService {
         expand: Option<&str>,
     ) -> Result<(Value, String), RecordError> {
         let (record, tag) = self
-            .view_inner(collection, id, identity, request, None, expand, true)
+            .current_schema(|| {
+                self.view_inner(collection, id, identity, request, None, expand, true)
+            })
             .await?;
         Ok((record, tag.unwrap_or_default()))
     }
@@ -256,7 +269,9 @@ impl RecordService {
         request: &Request,
     ) -> Result<Value, RecordError> {
         let (record, _) = self
-            .view_inner(collection, id, identity, request, None, None, false)
+            .current_schema(|| {
+                self.view_inner(collection, id, identity, request, None, None, false)
+            })
             .await?;
         Ok(record)
     }

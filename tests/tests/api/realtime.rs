@@ -70,12 +70,37 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
     let mut s_ann = Stream::open(&app.client, &app.url("")).await;
     let mut s_bob = Stream::open(&app.client, &app.url("")).await;
     let mut s_admin = Stream::open(&app.client, &app.url("")).await;
-    assert_eq!(s_anon.subscribe(&app.client, &app.url(""), None, &all).await, 204);
-    assert_eq!(s_ann.subscribe(&app.client, &app.url(""), Some(&ann), &all).await, 204);
-    assert_eq!(s_bob.subscribe(&app.client, &app.url(""), Some(&bob), &all).await, 204);
-    assert_eq!(s_admin.subscribe(&app.client, &app.url(""), Some(&admin), &all).await, 204);
+    assert_eq!(
+        s_anon
+            .subscribe(&app.client, &app.url(""), None, &all)
+            .await,
+        204
+    );
+    assert_eq!(
+        s_ann
+            .subscribe(&app.client, &app.url(""), Some(&ann), &all)
+            .await,
+        204
+    );
+    assert_eq!(
+        s_bob
+            .subscribe(&app.client, &app.url(""), Some(&bob), &all)
+            .await,
+        204
+    );
+    assert_eq!(
+        s_admin
+            .subscribe(&app.client, &app.url(""), Some(&admin), &all)
+            .await,
+        204
+    );
     // A client may not be taken over by another identity.
-    assert_eq!(s_ann.subscribe(&app.client, &app.url(""), Some(&bob), &all).await, 403);
+    assert_eq!(
+        s_ann
+            .subscribe(&app.client, &app.url(""), Some(&bob), &all)
+            .await,
+        403
+    );
     assert_eq!(
         app.call(
             Method::POST,
@@ -159,8 +184,18 @@ async fn events_reach_only_those_allowed_to_see_them(backend: Backend) {
         ),
         format!("posts/{public}"),
     ];
-    assert_eq!(s_bob.subscribe(&app.client, &app.url(""), Some(&bob), &topics).await, 204);
-    assert_eq!(s_ann.subscribe(&app.client, &app.url(""), Some(&ann), &topics[..1]).await, 204);
+    assert_eq!(
+        s_bob
+            .subscribe(&app.client, &app.url(""), Some(&bob), &topics)
+            .await,
+        204
+    );
+    assert_eq!(
+        s_ann
+            .subscribe(&app.client, &app.url(""), Some(&ann), &topics[..1])
+            .await,
+        204
+    );
     let (status, _) = app
         .call(
             Method::PATCH,
@@ -329,8 +364,16 @@ async fn rules_on_hidden_fields_hold_for_every_action(backend: Backend) {
     let topics = vec!["drafts/*".to_owned()];
     let mut anon = Stream::open(&app.client, &app.url("")).await;
     let mut root = Stream::open(&app.client, &app.url("")).await;
-    assert_eq!(anon.subscribe(&app.client, &app.url(""), None, &topics).await, 204);
-    assert_eq!(root.subscribe(&app.client, &app.url(""), Some(&admin), &topics).await, 204);
+    assert_eq!(
+        anon.subscribe(&app.client, &app.url(""), None, &topics)
+            .await,
+        204
+    );
+    assert_eq!(
+        root.subscribe(&app.client, &app.url(""), Some(&admin), &topics)
+            .await,
+        204
+    );
     let mut ids = Vec::new();
     for code in ["open", "closed"] {
         let (status, body) = app
@@ -395,10 +438,22 @@ async fn realtime_limits_hold(backend: Backend) {
         .unwrap();
     assert_eq!(third.status(), 429, "two connections per address");
     let three = vec!["a/*".to_owned(), "b/*".to_owned(), "c/*".to_owned()];
-    assert_eq!(second.subscribe(&app.client, &app.url(""), None, &three).await, 400);
-    assert_eq!(second.subscribe(&app.client, &app.url(""), None, &three[..2]).await, 204);
     assert_eq!(
-        second.subscribe(&app.client, &app.url(""), None, &["/bad".to_owned()]).await,
+        second
+            .subscribe(&app.client, &app.url(""), None, &three)
+            .await,
+        400
+    );
+    assert_eq!(
+        second
+            .subscribe(&app.client, &app.url(""), None, &three[..2])
+            .await,
+        204
+    );
+    assert_eq!(
+        second
+            .subscribe(&app.client, &app.url(""), None, &["/bad".to_owned()])
+            .await,
         400
     );
     // Keep-alive comments flow; a client without subscriptions is dropped when idle.
@@ -438,7 +493,9 @@ async fn realtime_does_not_wait_for_the_broker(backend: Backend) {
     .await;
     let mut stream = Stream::open(&app.client, &app.url("")).await;
     assert_eq!(
-        stream.subscribe(&app.client, &app.url(""), None, &["posts".to_owned()]).await,
+        stream
+            .subscribe(&app.client, &app.url(""), None, &["posts".to_owned()])
+            .await,
         204
     );
     for title in ["one", "two", "three"] {

@@ -4,8 +4,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use basalt_admin_ui::{
-    EventRow, EventsPage, HistoryPage, InstanceRow, InstancesPage, HistoryRow, KeyRow, KeysPage, MailPage, MailRow, MailsPage,
-    SettingInput, SettingRow, SettingsPage,
+    EventRow, EventsPage, HistoryPage, HistoryRow, InstanceRow, InstancesPage, KeyRow, KeysPage,
+    MailPage, MailRow, MailsPage, SettingInput, SettingRow, SettingsPage,
 };
 use url::Url;
 
@@ -86,11 +86,7 @@ pub async fn instances(state: web::Data<AppState>, admin: Admin) -> HttpResponse
         .collect();
     page(InstancesPage {
         chrome: admin.chrome("Instances", "instances"),
-        cache: state
-            .cache
-            .external_name()
-            .unwrap_or("memory")
-            .to_owned(),
+        cache: state.cache.external_name().unwrap_or("memory").to_owned(),
         cache_ok,
         instances,
     })
