@@ -352,7 +352,8 @@ impl App {
             functions,
         } = Core::open_with_hooks(&settings, hooks).await?;
         // The random tail of a v7 id: unique enough to tell instances apart.
-        let instance = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let instance = id.get(20..).unwrap_or(&id).to_owned();
         let cache = Cache::new(settings.redis_url.as_ref(), &installation_id, &instance)?;
         records.identities().share(cache.clone());
         let broker = Broker::new(settings.amqp_url.as_ref());

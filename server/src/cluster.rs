@@ -179,15 +179,18 @@ impl Cluster {
     }
 
     fn replied(&self, data: &Value) {
-        let nonce = data["nonce"].as_str().unwrap_or_default();
+        let nonce = field(data, "nonce").as_str().unwrap_or_default();
         let waiting = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(nonce);
         if let Some(tx) = waiting {
-            let status = data["status"].as_u64().unwrap_or(500) as u16;
-            let message = data["message"].as_str().unwrap_or_default().to_owned();
+            let status = field(data, "status").as_u64().unwrap_or(500) as u16;
+            let message = field(data, "message")
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let _ = tx.send((status, message));
         }
     }
@@ -285,7 +288,7 @@ async fn handle(state: &AppState, message: Message) {
     let mine = message.from == state.cache.instance();
     match message.kind.as_str() {
         SCHEMA if !mine => {
-            let version = message.data["version"].as_i64().unwrap_or(i64::MAX);
+            let version = field(&message.data, "version").as_i64().unwrap_or(i64::MAX);
             if state.schema.snapshot().version() < version
                 && let Err(err) = state.schema.reload().await
             {
@@ -300,11 +303,11 @@ async fn handle(state: &AppState, message: Message) {
         SUBSCRIBE => {
             let data = &message.data;
             let subscriptions: Vec<String> =
-                serde_json::from_value(data["subscriptions"].clone()).unwrap_or_default();
+                serde_json::from_value(field(data, "subscriptions").clone()).unwrap_or_default();
             let (status, text) = subscribe_here(
                 state,
-                data["clientId"].as_str().unwrap_or_default(),
-                data["authorization"].as_str(),
+                field(data, "clientId").as_str().unwrap_or_default(),
+                field(data, "authorization").as_str(),
                 &subscriptions,
             )
             .await;
@@ -313,7 +316,7 @@ async fn handle(state: &AppState, message: Message) {
                 .publish(
                     REPLY,
                     Some(&message.from),
-                    json!({"nonce": data["nonce"], "status": status, "message": text}),
+                    json!({"nonce": field(data, "nonce"), "status": status, "message": text}),
                 )
                 .await;
         }
@@ -333,4 +336,9 @@ async fn resync(state: &AppState) {
     }
     state.records.identities().clear();
     state.events.wake();
+}
+
+/// `value[key]`, or null.
+fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
+    value.get(key).unwrap_or(&Value::Null)
 }

@@ -149,7 +149,15 @@ impl Cache {
 
     /// An in-memory cache for one process (the CLI, tests).
     pub fn memory() -> Cache {
-        Cache::new(None, "local", "local").expect("no URL to reject")
+        let (bus, _) = broadcast::channel(BUS_CAPACITY);
+        Cache(Arc::new(Inner {
+            memory: MemoryStore::default(),
+            redis: None,
+            up: AtomicBool::new(false),
+            prefix: "basalt:local:".to_owned(),
+            instance: "local".to_owned(),
+            bus,
+        }))
     }
 
     /// The external service behind this cache, if any, for readiness reports.
