@@ -336,6 +336,10 @@ async fn resync(state: &AppState) {
     }
     state.records.identities().clear();
     state.events.wake();
+    // Streams opened while Redis was away were registered in memory only.
+    for id in state.realtime.client_ids() {
+        state.cluster.client_connected(&id).await;
+    }
 }
 
 /// `value[key]`, or null.

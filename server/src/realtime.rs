@@ -400,6 +400,14 @@ impl Hub {
         }
     }
 
+    /// The ids of the connected clients.
+    pub fn client_ids(&self) -> Vec<String> {
+        self.clients
+            .lock()
+            .map(|c| c.by_id.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// How many clients are connected.
     pub fn len(&self) -> usize {
         self.clients.lock().map(|c| c.by_id.len()).unwrap_or(0)

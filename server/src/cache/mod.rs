@@ -28,6 +28,8 @@ pub use redis_store::RedisStore;
 
 /// How long one Redis call may take before Redis counts as down.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a readiness ping may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the monitor pings Redis.
 const MONITOR_EVERY: Duration = Duration::from_secs(1);
 /// Messages a slow local listener may fall behind by.
@@ -175,13 +177,16 @@ impl Cache {
         &self.0.instance
     }
 
-    /// A round trip to the backend: always fine in memory, `PING` on Redis.
+    /// A round trip to the backend for readiness: always fine in memory, `PING` on a
+    /// new Redis connection.
     ///
     /// Fails when Redis refuses the connection, errs, or does not answer in time.
     pub async fn ping(&self) -> Result<(), CacheError> {
         match &self.0.redis {
             None => Ok(()),
-            Some(redis) => timed(redis.ping()).await,
+            Some(redis) => tokio::time::timeout(PING_TIMEOUT, redis.ping_fresh())
+                .await
+                .unwrap_or(Err(CacheError::Timeout(PING_TIMEOUT))),
         }
     }
 
@@ -202,6 +207,12 @@ impl Cache {
             }
         }
         call(&self.0.memory).await.unwrap_or_default()
+    }
+
+    fn mark_up(&self) {
+        if !self.0.up.swap(true, Ordering::AcqRel) {
+            tracing::info!("Redis is back: rate limits and caches are shared again");
+        }
     }
 
     fn mark_down(&self, err: &CacheError) {
@@ -310,13 +321,7 @@ impl Cache {
             loop {
                 every.tick().await;
                 match timed(redis.ping()).await {
-                    Ok(()) => {
-                        if !self.0.up.swap(true, Ordering::AcqRel) {
-                            tracing::info!(
-                                "Redis is back: rate limits and caches are shared again"
-                            );
-                        }
-                    }
+                    Ok(()) => self.mark_up(),
                     Err(err) => self.mark_down(&err),
                 }
             }
@@ -339,7 +344,9 @@ impl Cache {
                     .listen(
                         &channel,
                         || {
-                            // Subscribed: whatever was said while we were away is lost.
+                            // Subscribed: Redis is back, and whatever was said while
+                            // we were away is lost.
+                            self.mark_up();
                             if missed {
                                 deliver(resync());
                             }

@@ -42,6 +42,23 @@ impl RedisStore {
         cmd.query_async(&mut conn).await.map_err(failed)
     }
 
+    /// `PING` on a connection of its own (readiness: it shows whether a new
+    /// connection can be made, not only whether the shared one still works).
+    ///
+    /// Fails when Redis refuses the connection or errs.
+    pub async fn ping_fresh(&self) -> Result<(), CacheError> {
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(failed)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(failed)
+    }
+
     /// Subscribe to `channel` on a connection of its own, call `subscribed` once it
     /// is, then `message` with each payload, until the connection ends.
     ///

@@ -278,6 +278,10 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         },
     )
     .await;
+    // The cache's own monitor connects too: give the ready request time to be
+    // accepted and to wait on its ping (2 s against a Redis that never answers).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!in_flight.is_finished(), "the ready check waits on Redis");
 
     process.signal("TERM");
     eventually(
