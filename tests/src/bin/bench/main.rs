@@ -19,6 +19,7 @@
 //! it. PostgreSQL's backend processes are not counted: on PostgreSQL the figure is
 //! Basalt's share only.
 
+mod cluster;
 mod events;
 mod fanout;
 mod functions;
@@ -74,6 +75,16 @@ struct Args {
     /// Events F3 sends through an after-event trigger (per path).
     #[arg(long, default_value_t = 2000)]
     events: usize,
+    /// With 2 or more, also run W1, W3 and a realtime fan-out on this many instances
+    /// behind Debian's nginx, on PostgreSQL and the machine's Redis (127.0.0.1:6379).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// SSE subscribers of the cross-instance fan-out (`--instances`).
+    #[arg(long, default_value_t = 200)]
+    fanout_subscribers: usize,
+    /// Writes of the cross-instance fan-out, each expected by every subscriber.
+    #[arg(long, default_value_t = 100)]
+    fanout_writes: usize,
     /// Idle SSE streams held open by the SSE workload.
     #[arg(long, default_value_t = 10_000)]
     sse_connections: usize,
@@ -140,6 +151,7 @@ struct Report {
     sse: Vec<(String, sse::IdleStreams)>,
     fanout: Vec<(String, fanout::Fanout)>,
     events: Vec<(String, events::Events)>,
+    cluster: Vec<cluster::Fanout>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -259,6 +271,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sse: Vec::new(),
         fanout: Vec::new(),
         events: Vec::new(),
+        cluster: Vec::new(),
     };
 
     eprintln!("bench: ceiling (bare actix-web JSON handler)");
@@ -328,6 +341,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    if args.instances >= 2 && args.backend.contains(&Backend::Postgres) {
+        scaled_out(&args, &bin, ceiling, &mut report).await?;
+    }
+
     if let (Some(peer), Some(peer_bin)) = (args.peer, &peer_bin) {
         eprintln!("bench: starting {}", peer.describe());
         let served =
@@ -349,6 +366,81 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print_table(&report);
     }
+    Ok(())
+}
+
+/// W1, W3 and the realtime fan-out on `args.instances` instances behind nginx.
+async fn scaled_out(
+    args: &Args,
+    bin: &std::path::Path,
+    ceiling: f64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "bench: starting {} instances on postgres behind nginx",
+        args.instances
+    );
+    let cluster = cluster::Cluster::start(
+        bin,
+        args.instances,
+        SUPERUSER_EMAIL,
+        SUPERUSER_PASSWORD,
+        "redis://127.0.0.1:6379",
+    )
+    .await?;
+    let base = format!("http://{}", cluster.proxy);
+    let seeded = workloads::seed(&base, SUPERUSER_EMAIL, SUPERUSER_PASSWORD, args.rows)
+        .await
+        .context("seeding through the proxy")?;
+    let label = format!("postgres ×{} nginx", args.instances);
+    for workload in workloads::all(&seeded) {
+        if !["W1", "W3"].contains(&workload.id) || !wanted(args, workload.id) {
+            continue;
+        }
+        eprintln!("bench: {label} {} — {}", workload.id, workload.what);
+        let measured = load::run(
+            cluster.proxy,
+            None,
+            Some(seeded.token.clone()),
+            args.connections,
+            args.warmup,
+            args.duration,
+            workload.plan,
+        )
+        .await?;
+        if let Some(err) = &measured.first_error {
+            eprintln!("bench: {} errors, the first: {err}", measured.errors);
+        }
+        let peak = cluster
+            .instances
+            .iter()
+            .filter_map(Served::rss)
+            .sum::<u64>();
+        report.rows.push(row(
+            &label,
+            workload.id,
+            workload.what,
+            args.connections,
+            &measured,
+            peak,
+            ceiling,
+        ));
+    }
+    eprintln!(
+        "bench: {label} realtime fan-out — {} subscribers × {} writes",
+        args.fanout_subscribers, args.fanout_writes
+    );
+    let fanout = cluster::fanout(
+        cluster.proxy,
+        args.instances,
+        &seeded.token,
+        &seeded.user_id,
+        args.fanout_subscribers,
+        args.fanout_writes,
+    )
+    .await?;
+    report.cluster.push(fanout);
+    cluster.stop();
     Ok(())
 }
 
@@ -547,6 +639,27 @@ fn print_table(report: &Report) {
                 f.p99_ms,
                 f.max_ms,
                 f.connect_seconds
+            );
+        }
+    }
+    if !report.cluster.is_empty() {
+        println!();
+        println!(
+            "| instances | SSE subscribers | writes | expected | delivered | lost | p50 ms | p99 ms | max ms |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for c in &report.cluster {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                c.instances,
+                c.subscribers,
+                c.writes,
+                c.expected,
+                c.delivered,
+                c.lost,
+                c.p50_ms,
+                c.p99_ms,
+                c.max_ms
             );
         }
     }

@@ -73,6 +73,11 @@ pub struct Served {
 }
 
 impl Served {
+    /// The PostgreSQL database this server owns, if any.
+    pub fn database_url(&self) -> Option<&str> {
+        self._pg.as_ref().map(|db| db.url.as_str())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -256,6 +261,37 @@ pub async fn start_basalt_with(
         child,
         _dir: Some(dir),
         _pg: pg,
+    };
+    wait_ready(addr, "/api/health", &mut served.child).await?;
+    Ok(served)
+}
+
+/// Start another `bin` on the database at `database_url` (another server's: it
+/// owns the database), with `env`.
+///
+/// Fails when the server does not come up.
+pub async fn start_basalt_on(
+    bin: &Path,
+    database_url: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Served> {
+    let dir = tempfile::tempdir()?;
+    let addr = free_port()?;
+    let mut serve = basalt_command(bin, dir.path(), database_url, addr);
+    for (name, value) in env {
+        serve.env(name, value);
+    }
+    let child = serve
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start basalt serve")?;
+    let mut served = Served {
+        addr,
+        child,
+        _dir: Some(dir),
+        _pg: None,
     };
     wait_ready(addr, "/api/health", &mut served.child).await?;
     Ok(served)
