@@ -1,8 +1,8 @@
 //! Several instances of one installation behaving as one: what they tell each other
 //! over the cache's pub/sub, and the heartbeat the admin UI's instances page reads.
 //!
-//! - A schema change (or a settings save) made through one instance reloads it on
-//!   every other at once; a commit wakes the other instances' event feeds, so their
+//! - A schema change (or a settings save, or a function deployed, changed or
+//!   deleted) made through one instance reloads it on every other at once; a commit wakes the other instances' event feeds, so their
 //!   realtime subscribers hear of it without waiting for the next poll. Events
 //!   themselves travel through the shared outbox, never through pub/sub: that keeps
 //!   them ordered and durable, and Redis being away only slows them to the poll.
@@ -29,6 +29,8 @@ use crate::cache::{Cache, Message, RESYNC};
 pub const SCHEMA: &str = "schema";
 /// Stored settings changed.
 pub const SETTINGS: &str = "settings";
+/// Functions were deployed, changed or deleted.
+const FUNCTIONS: &str = "functions";
 /// Events were committed.
 const COMMIT: &str = "commit";
 /// Set a realtime client's subscriptions on the instance holding its stream.
@@ -251,6 +253,15 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             }
         }
     };
+    let functions = async {
+        let mut changes = state.functions.changes();
+        while changes.changed().await.is_ok() {
+            changes.borrow_and_update();
+            if state.cache.external_name().is_some() {
+                state.cache.publish(FUNCTIONS, None, Value::Null).await;
+            }
+        }
+    };
     let commits = async {
         if state.cache.external_name().is_none() {
             return std::future::pending().await;
@@ -275,6 +286,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         () = stop.cancelled() => {}
         () = listen => {}
         () = schema => {}
+        () = functions => {}
         () = commits => {}
         () = heartbeat => {}
     }
@@ -299,6 +311,11 @@ async fn handle(state: &AppState, message: Message) {
             Ok(runtime) => state.realtime.set_limits(runtime.realtime),
             Err(err) => tracing::warn!(error = %err, "reloading the settings failed"),
         },
+        FUNCTIONS if !mine => {
+            if let Err(err) = state.functions.refresh().await {
+                tracing::warn!(error = %err, "loading the functions another instance changed failed");
+            }
+        }
         COMMIT if !mine => state.events.wake(),
         SUBSCRIBE => {
             let data = &message.data;
@@ -333,6 +350,9 @@ async fn resync(state: &AppState) {
     }
     if let Ok(runtime) = state.live.reload().await {
         state.realtime.set_limits(runtime.realtime);
+    }
+    if let Err(err) = state.functions.refresh().await {
+        tracing::warn!(error = %err, "reloading the functions failed");
     }
     state.records.identities().clear();
     state.events.wake();

@@ -271,6 +271,15 @@ pub async fn ends_session(event: &Event, identity: &Identity, records: &RecordSe
         && !still_valid(identity, &event.collection, &id, records).await
 }
 
+/// Who an identity is, as one string: equal for the same caller.
+fn identity_key(identity: &Identity) -> String {
+    match identity {
+        Identity::Anonymous => String::new(),
+        Identity::ApiKey(key) => format!("key:{}", key.id),
+        _ => owner_of(identity).map_or_else(String::new, |(c, id)| format!("{c}:{id}")),
+    }
+}
+
 /// Whose record an identity is: (collection id, record id).
 fn owner_of(identity: &Identity) -> Option<(String, String)> {
     match identity {
@@ -466,6 +475,9 @@ impl Hub {
             record_id: &id,
             action: &event.action,
         };
+        // Subscribers who are the same identity with the same topic (one user's
+        // tabs, one service's workers) share one access check per event.
+        let mut judged: HashMap<(String, String), Option<Value>> = HashMap::new();
         for (client_id, client) in self.concerned(&target) {
             let (identity, subscriptions) = match client.state.lock() {
                 Ok(state) => (state.identity.clone(), state.subscriptions.clone()),
@@ -485,10 +497,18 @@ impl Hub {
                 if subscription.record.as_ref().is_some_and(|r| *r != id) {
                     continue;
                 }
-                let Some(shaped) = self
-                    .shape_for(&identity, subscription, event, &record, records)
-                    .await
-                else {
+                let key = (identity_key(&identity), subscription.topic.clone());
+                let shaped = match judged.get(&key) {
+                    Some(shaped) => shaped.clone(),
+                    None => {
+                        let shaped = self
+                            .shape_for(&identity, subscription, event, &record, records)
+                            .await;
+                        judged.insert(key, shaped.clone());
+                        shaped
+                    }
+                };
+                let Some(shaped) = shaped else {
                     continue;
                 };
                 let data = json!({"action": action, "record": shaped});

@@ -158,6 +158,9 @@ pub struct FunctionService {
     queue_bound: AtomicBool,
     /// Woken when the live functions change (the queue's binding follows them).
     live_changed: tokio::sync::Notify,
+    /// Bumped by each deploy, change or delete made through this instance (other
+    /// instances are told of it).
+    changed: tokio::sync::watch::Sender<u64>,
     /// Whether after-event triggers read the outbox by cursors (no broker).
     outbox_cursors: AtomicBool,
     /// The pool trigger, retry and schedule bookkeeping polls on (the events
@@ -216,6 +219,7 @@ impl FunctionService {
             amqp_link: std::sync::Mutex::new(None),
             queue_bound: AtomicBool::new(false),
             live_changed: tokio::sync::Notify::new(),
+            changed: tokio::sync::watch::Sender::new(0),
             outbox_cursors: AtomicBool::new(false),
             poll_db: OnceLock::new(),
         })
@@ -408,6 +412,11 @@ impl FunctionService {
         self.live_changed.notify_one();
     }
 
+    /// Each deploy, change or delete made through this instance, as it lands.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Load what `_functions` says is live (the newest row of each name unless
     /// deleted), reusing versions already loaded. Run at start and periodically,
     /// so every instance on one database serves the same versions.
@@ -552,6 +561,7 @@ impl FunctionService {
         let mut live = (*self.live()).clone();
         live.insert(deployed.name.clone(), Arc::clone(&deployed));
         self.publish(live);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
         // On RabbitMQ, the functions queue is bound before the deploy answers: the
         // next commit's event reaches the new trigger.
         self.sync_binding().await;
@@ -625,6 +635,7 @@ impl FunctionService {
         let mut live = (*self.live()).clone();
         live.remove(name);
         self.publish(live);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 

@@ -170,6 +170,44 @@ async fn rabbitmq_three_instances_behave_as_one() {
     let propagated = created.elapsed();
     assert!(propagated < Duration::from_millis(1500), "{propagated:?}");
 
+    // A function deployed through A is served by B and C within a second too.
+    let form = reqwest::multipart::Form::new()
+        .text(
+            "manifest",
+            json!({"name": "hi", "triggers": ["http"]}).to_string(),
+        )
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(basalt_tests::guest("faults")).file_name("f.wasm"),
+        );
+    let res = client
+        .post(format!("{a}/api/functions"))
+        .header("Authorization", &admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    for url in [&b, &c] {
+        eventually(Duration::from_secs(1), "the function elsewhere", || async {
+            let (status, _) = call(
+                &client,
+                Method::GET,
+                &format!("{url}/api/functions/hi/hello"),
+                None,
+                None,
+            )
+            .await;
+            (status == 200).then_some(())
+        })
+        .await;
+    }
+
     // … and under load, with no 5xx while it changes: writers and readers on B and
     // C while A adds a field, tightens a rule and renames a field.
     let stop = Arc::new(AtomicBool::new(false));

@@ -441,6 +441,32 @@ async fn scaled_out(
     .await?;
     report.cluster.push(fanout);
     cluster.stop();
+
+    // The same fan-out on one instance behind the same proxy, for comparison.
+    let single = cluster::Cluster::start(
+        bin,
+        1,
+        SUPERUSER_EMAIL,
+        SUPERUSER_PASSWORD,
+        "redis://127.0.0.1:6379",
+    )
+    .await?;
+    let base = format!("http://{}", single.proxy);
+    let seeded = workloads::seed(&base, SUPERUSER_EMAIL, SUPERUSER_PASSWORD, 10)
+        .await
+        .context("seeding the single instance")?;
+    eprintln!("bench: postgres ×1 nginx realtime fan-out");
+    let fanout = cluster::fanout(
+        single.proxy,
+        1,
+        &seeded.token,
+        &seeded.user_id,
+        args.fanout_subscribers,
+        args.fanout_writes,
+    )
+    .await?;
+    report.cluster.push(fanout);
+    single.stop();
     Ok(())
 }
 
