@@ -141,7 +141,10 @@ pub async fn fanout(
                     let Some((_, data)) = stream.next(Duration::from_secs(10)).await else {
                         return;
                     };
-                    let title = data["record"]["title"].as_str().unwrap_or_default();
+                    let title = data
+                        .pointer("/record/title")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default();
                     let at = sent.lock().ok().and_then(|s| s.get(title).copied());
                     if let (Some(at), Ok(mut h)) = (at, latency.lock()) {
                         let _ = h.record(at.elapsed().as_micros() as u64);
