@@ -437,6 +437,7 @@ async fn pages_are_locked_down_and_escape_what_users_stored(backend: Backend) {
         "/_/collections/notes/records",
         "/_/collections/new",
         "/_/events",
+        "/_/instances",
         "/_/mails",
         "/_/settings",
         "/_/schema",
@@ -1380,4 +1381,44 @@ async fn browser_get(app: &TestApp, cookies: &HashMap<String, String>, path: &st
         .text()
         .await
         .unwrap()
+}
+
+/// Issue #19 point 7: the instances page lists this instance (and every other one
+/// with a heartbeat in Redis) with its version, address, uptime and heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_page_lists_live_instances() {
+    let test = "admin::instances_page_lists_live_instances";
+    if !basalt_tests::require_service("Redis", "127.0.0.1:6379", test).await {
+        return;
+    }
+    let app = TestApp::builder(Backend::Sqlite)
+        .setting("redis_url", "redis://127.0.0.1:6379")
+        .spawn()
+        .await;
+    let me = app.state.cache.instance().to_owned();
+    let _ = app.superuser_token().await;
+    let mut browser = Browser::superuser(&app).await;
+    // The heartbeat is written within 2 s of the start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let page = loop {
+        let page = browser.get("/_/instances").await;
+        if page.status == 200 && page.body.contains(&me) {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "this instance's heartbeat never showed: {}",
+            page.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(page.body.contains("(this one)"), "{}", page.body);
+    assert!(page.body.contains(env!("CARGO_PKG_VERSION")), "the version");
+    assert!(page.body.contains(&app.addr.to_string()), "the address");
+    assert!(
+        page.body.contains("reachable"),
+        "Redis is up: {}",
+        page.body
+    );
+    assert!(page.body.contains("Last heartbeat"));
 }

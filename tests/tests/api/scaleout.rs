@@ -664,3 +664,74 @@ async fn pocketbase_sdk_through_nginx_round_robin() {
     }
     assert_eq!(answered.len(), 2, "{answered:?}");
 }
+
+/// Point 1: the Redis backend itself, between two caches of one installation (as two
+/// instances hold them): values with a TTL, counters, scans and messages are shared;
+/// another installation on the same Redis sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cache_shares_values_counters_and_messages() {
+    use basalt_server::cache::Cache;
+    let test = "scaleout::redis_cache_shares_values_counters_and_messages";
+    if !require_service("Redis", "127.0.0.1:6379", test).await {
+        return;
+    }
+    let url = url::Url::parse("redis://127.0.0.1:6379").unwrap();
+    let installation = uuid::Uuid::now_v7().simple().to_string();
+    let one = Cache::new(Some(&url), &installation, "one").unwrap();
+    let two = Cache::new(Some(&url), &installation, "two").unwrap();
+    let other = Cache::new(Some(&url), "another-installation", "three").unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(two.clone().run(stop.clone()));
+
+    one.set("k", "v", Some(Duration::from_millis(300))).await;
+    assert_eq!(two.get("k").await.as_deref(), Some("v"));
+    assert_eq!(other.get("k").await, None, "installations are apart");
+    one.set("scan:a", "1", None).await;
+    two.set("scan:b", "2", None).await;
+    assert_eq!(
+        one.scan("scan:").await,
+        vec![
+            ("scan:a".to_owned(), "1".to_owned()),
+            ("scan:b".to_owned(), "2".to_owned())
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(two.get("k").await, None, "expired");
+
+    let window = Duration::from_secs(5);
+    assert_eq!(one.incr("n", window).await.0, 1);
+    assert_eq!(two.incr("n", window).await.0, 2, "counted across instances");
+    let (count, left) = one.incr("n", window).await;
+    assert_eq!(count, 3);
+    assert!(left <= window && left > Duration::from_secs(3), "{left:?}");
+    assert_eq!(other.incr("n", window).await.0, 1);
+
+    let mut heard = two.subscribe();
+    // Until two's relay has subscribed, messages to it are lost (pub/sub).
+    let deadline = Instant::now() + SOON;
+    loop {
+        one.publish("hello", None, json!({"n": 1})).await;
+        let got = tokio::time::timeout(Duration::from_millis(200), heard.recv()).await;
+        if let Ok(Ok(m)) = got
+            && m.kind == "hello"
+            && m.from == "one"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two never heard one");
+    }
+    one.publish("for-two", Some("two"), Value::Null).await;
+    one.publish("for-someone-else", Some("nine"), Value::Null)
+        .await;
+    one.publish("last", None, Value::Null).await;
+    let mut kinds = Vec::new();
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await {
+        kinds.push(m.kind);
+    }
+    kinds.retain(|k| k != "hello");
+    assert_eq!(kinds, ["for-two", "last"]);
+    for key in ["scan:a", "scan:b", "n"] {
+        one.delete(key).await;
+    }
+    stop.cancel();
+}
