@@ -245,7 +245,20 @@ pub async fn start_basalt_with(
             String::from_utf8_lossy(&upsert.stderr)
         );
     }
-    let mut serve = basalt_command(bin, dir.path(), &database_url, addr);
+    serve_basalt(bin, dir, &database_url, addr, env, pg).await
+}
+
+/// `basalt serve` in `dir` on `database_url` at `addr` with `env`, once it answers;
+/// `pg` (the database, if the server owns it) is dropped after the process.
+async fn serve_basalt(
+    bin: &Path,
+    dir: tempfile::TempDir,
+    database_url: &str,
+    addr: SocketAddr,
+    env: &[(&str, String)],
+    pg: Option<TestDatabase>,
+) -> anyhow::Result<Served> {
+    let mut serve = basalt_command(bin, dir.path(), database_url, addr);
     for (name, value) in env {
         serve.env(name, value);
     }
@@ -277,24 +290,7 @@ pub async fn start_basalt_on(
 ) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let addr = free_port()?;
-    let mut serve = basalt_command(bin, dir.path(), database_url, addr);
-    for (name, value) in env {
-        serve.env(name, value);
-    }
-    let child = serve
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start basalt serve")?;
-    let mut served = Served {
-        addr,
-        child,
-        _dir: Some(dir),
-        _pg: None,
-    };
-    wait_ready(addr, "/api/health", &mut served.child).await?;
-    Ok(served)
+    serve_basalt(bin, dir, database_url, addr, env, None).await
 }
 
 /// Start PocketBase (`bin`, see [`crate::peer`]) on a fresh data dir with a superuser
