@@ -1134,6 +1134,18 @@ async fn sdl_matches_the_snapshot() {
     assert!(res.text().await.unwrap().contains("/graphql"));
 }
 
+/// The pinned GraphQL clients and the scripts, installed once per content.
+pub(crate) fn install_clients() -> std::path::PathBuf {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphql");
+    basalt_tests::tools::npm_once(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "graphql-clients",
+        &source,
+        &["package.json", "clients.mjs", "scaleout.mjs"],
+        "node_modules/graphql-ws",
+    )
+}
+
 /// urql, graphql-ws and graphql-js, unchanged (versions pinned in
 /// tests/graphql/package.json), against a running Basalt: introspection, queries,
 /// mutations, error codes, subscriptions by view rule and `where` with auth by
@@ -1144,14 +1156,7 @@ async fn real_clients_query_mutate_and_subscribe(backend: Backend) {
     if !require_tool("node", test) || !require_tool("npm", test) {
         return;
     }
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphql");
-    let dir = basalt_tests::tools::npm_once(
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
-        "graphql-clients",
-        &source,
-        &["package.json", "clients.mjs"],
-        "node_modules/graphql-ws",
-    );
+    let dir = install_clients();
     let app = TestApp::builder(backend)
         .setting("realtime_max_subscriptions", "3")
         .setting("realtime_max_connections_per_ip", "6")

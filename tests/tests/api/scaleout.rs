@@ -395,6 +395,26 @@ async fn rabbitmq_three_instances_behave_as_one() {
         "the secret note reached ann: her view rule holds on every instance"
     );
 
+    // … and GraphQL subscriptions the same way: graphql-ws on A, writes through B and C.
+    if require_tool("node", test) && require_tool("npm", test) {
+        let dir = super::graphql::install_clients();
+        let output = tokio::process::Command::new("node")
+            .arg("scaleout.mjs")
+            .current_dir(&dir)
+            .env("SUB_URL", &a)
+            .env("WRITE_URLS", format!("{b},{c}"))
+            .env("TOKEN", &ann)
+            .output()
+            .await
+            .expect("run node");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("ok graphql subscription"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     // Point 4: password attempts count across instances (bob's sign-in through C
     // was the first of his three)…
     for (n, url) in [&a, &b, &c, &a].into_iter().enumerate() {
