@@ -26,9 +26,9 @@ use crate::AppState;
 use crate::cache::{Cache, Message, RESYNC};
 
 /// A schema change: `data.version`.
-pub const SCHEMA: &str = "schema";
+const SCHEMA: &str = "schema";
 /// Stored settings changed.
-pub const SETTINGS: &str = "settings";
+const SETTINGS: &str = "settings";
 /// Functions were deployed, changed or deleted.
 const FUNCTIONS: &str = "functions";
 /// Events were committed.
@@ -241,40 +241,30 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             }
         }
     };
-    let schema = async {
-        let mut changes = state.schema.changes();
-        while changes.changed().await.is_ok() {
-            let version = *changes.borrow_and_update();
-            if state.cache.external_name().is_some() {
-                state
-                    .cache
-                    .publish(SCHEMA, None, json!({"version": version}))
-                    .await;
-            }
-        }
-    };
-    let functions = async {
-        let mut changes = state.functions.changes();
-        while changes.changed().await.is_ok() {
-            changes.borrow_and_update();
-            if state.cache.external_name().is_some() {
-                state.cache.publish(FUNCTIONS, None, Value::Null).await;
-            }
-        }
-    };
-    let commits = async {
-        if state.cache.external_name().is_none() {
-            return std::future::pending().await;
-        }
-        let mut commits = state.records.commits();
-        while commits.changed().await.is_ok() {
-            commits.borrow_and_update();
-            if state.cache.is_shared() {
-                state.cache.publish(COMMIT, None, Value::Null).await;
-            }
-            tokio::time::sleep(COMMIT_COALESCE).await;
-        }
-    };
+    let schema = announce(
+        &state,
+        state.schema.changes(),
+        SCHEMA,
+        Duration::ZERO,
+        |v| json!({"version": v}),
+    );
+    let settings = announce(&state, state.live.saves(), SETTINGS, Duration::ZERO, |_| {
+        Value::Null
+    });
+    let functions = announce(
+        &state,
+        state.functions.changes(),
+        FUNCTIONS,
+        Duration::ZERO,
+        |_| Value::Null,
+    );
+    let commits = announce(
+        &state,
+        state.records.commits(),
+        COMMIT,
+        COMMIT_COALESCE,
+        |_| Value::Null,
+    );
     let heartbeat = async {
         let mut every = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
@@ -286,6 +276,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         () = stop.cancelled() => {}
         () = listen => {}
         () = schema => {}
+        () = settings => {}
         () = functions => {}
         () = commits => {}
         () = heartbeat => {}
@@ -294,6 +285,27 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         .cache
         .delete(&format!("instance:{}", state.cache.instance()))
         .await;
+}
+
+/// Tell the other instances of each change `changes` reports, as a message of `kind`
+/// carrying `data` of it, at most one per `coalesce`. Nothing to tell without Redis.
+async fn announce<T>(
+    state: &AppState,
+    mut changes: tokio::sync::watch::Receiver<T>,
+    kind: &str,
+    coalesce: Duration,
+    data: impl Fn(&T) -> Value,
+) {
+    if state.cache.external_name().is_none() {
+        return std::future::pending().await;
+    }
+    while changes.changed().await.is_ok() {
+        let data = data(&changes.borrow_and_update());
+        if state.cache.is_shared() {
+            state.cache.publish(kind, None, data).await;
+        }
+        tokio::time::sleep(coalesce).await;
+    }
 }
 
 async fn handle(state: &AppState, message: Message) {
@@ -307,7 +319,7 @@ async fn handle(state: &AppState, message: Message) {
                 tracing::warn!(error = %err, "reloading the schema another instance changed failed");
             }
         }
-        SETTINGS => match state.live.reload().await {
+        SETTINGS if !mine => match state.live.reload().await {
             Ok(runtime) => state.realtime.set_limits(runtime.realtime),
             Err(err) => tracing::warn!(error = %err, "reloading the settings failed"),
         },

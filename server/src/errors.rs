@@ -194,7 +194,7 @@ impl Problem {
                 Code::InvalidText,
                 "Text values cannot contain the NUL character.",
             ),
-            Fault::Other => Problem::internal(cause),
+            Fault::Deadlock | Fault::Other => Problem::internal(cause),
         }
     }
 }

@@ -53,18 +53,6 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(value) })
     }
 
-    fn get_many<'a>(
-        &'a self,
-        keys: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<String>>, CacheError>> {
-        let values = self.with(|entries, now| {
-            keys.iter()
-                .map(|key| Self::value(entries, key, now))
-                .collect()
-        });
-        Box::pin(async move { Ok(values) })
-    }
-
     fn set<'a>(
         &'a self,
         key: &'a str,

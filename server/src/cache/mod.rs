@@ -50,11 +50,6 @@ pub enum CacheError {
 pub trait Store: Send + Sync + 'static {
     /// The value of `key`, if set and not expired.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>, CacheError>>;
-    /// The values of `keys`, in order.
-    fn get_many<'a>(
-        &'a self,
-        keys: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<String>>, CacheError>>;
     /// Set `key` to `value`, expiring after `ttl` when given.
     fn set<'a>(
         &'a self,
@@ -138,28 +133,24 @@ impl Cache {
         instance: &str,
     ) -> Result<Cache, CacheError> {
         let redis = redis_url.map(RedisStore::new).transpose()?;
+        Ok(Cache::with(redis, installation, instance))
+    }
+
+    fn with(redis: Option<RedisStore>, installation: &str, instance: &str) -> Cache {
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
-        Ok(Cache(Arc::new(Inner {
+        Cache(Arc::new(Inner {
             memory: MemoryStore::default(),
             up: AtomicBool::new(redis.is_some()),
             redis,
             prefix: format!("basalt:{installation}:"),
             instance: instance.to_owned(),
             bus,
-        })))
+        }))
     }
 
     /// An in-memory cache for one process (the CLI, tests).
     pub fn memory() -> Cache {
-        let (bus, _) = broadcast::channel(BUS_CAPACITY);
-        Cache(Arc::new(Inner {
-            memory: MemoryStore::default(),
-            redis: None,
-            up: AtomicBool::new(false),
-            prefix: "basalt:local:".to_owned(),
-            instance: "local".to_owned(),
-            bus,
-        }))
+        Cache::with(None, "local", "local")
     }
 
     /// The external service behind this cache, if any, for readiness reports.
@@ -233,17 +224,6 @@ impl Cache {
     pub async fn get(&self, key: &str) -> Option<String> {
         let key = self.key(key);
         self.call(|store| store.get(&key)).await
-    }
-
-    /// The values of `keys`, in order (one round trip).
-    pub async fn get_many(&self, keys: &[String]) -> Vec<Option<String>> {
-        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let values = self.call(|store| store.get_many(&keys)).await;
-        if values.len() == keys.len() {
-            values
-        } else {
-            vec![None; keys.len()]
-        }
     }
 
     /// Set `key`, expiring after `ttl` when given.
@@ -393,10 +373,7 @@ mod tests {
         cache.set("a", "1", Some(Duration::from_millis(80))).await;
         cache.set("b:x", "2", None).await;
         assert_eq!(cache.get("a").await.as_deref(), Some("1"));
-        assert_eq!(
-            cache.get_many(&["a".into(), "zz".into()]).await,
-            vec![Some("1".to_owned()), None]
-        );
+        assert_eq!(cache.get("zz").await, None);
         assert_eq!(
             cache.scan("b:").await,
             vec![("b:x".to_owned(), "2".to_owned())]

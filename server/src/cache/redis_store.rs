@@ -95,18 +95,6 @@ impl Store for RedisStore {
         Box::pin(async move { self.query(&cmd).await })
     }
 
-    fn get_many<'a>(
-        &'a self,
-        keys: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Option<String>>, CacheError>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            self.query(redis::cmd("MGET").arg(keys)).await
-        })
-    }
-
     fn set<'a>(
         &'a self,
         key: &'a str,
@@ -183,7 +171,10 @@ impl Store for RedisStore {
             }
             keys.sort();
             keys.dedup();
-            let values = self.get_many(&keys).await?;
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
             Ok(keys
                 .into_iter()
                 .zip(values)

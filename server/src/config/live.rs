@@ -184,6 +184,8 @@ pub struct LiveSettings {
     current: ArcSwap<Runtime>,
     stored: ArcSwap<Stored>,
     db: Db,
+    /// Bumped by each save through this instance (other instances are told of it).
+    saved: tokio::sync::watch::Sender<u64>,
 }
 
 impl LiveSettings {
@@ -210,6 +212,7 @@ impl LiveSettings {
             current: ArcSwap::from_pointee(current),
             stored: ArcSwap::from_pointee(stored),
             db,
+            saved: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -240,7 +243,13 @@ impl LiveSettings {
         let runtime = Arc::new(runtime);
         self.current.store(Arc::clone(&runtime));
         self.stored.store(Arc::new(stored));
+        self.saved.send_modify(|n| *n = n.wrapping_add(1));
         Ok(runtime)
+    }
+
+    /// Each save made through this instance, as it lands.
+    pub fn saves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.saved.subscribe()
     }
 }
 

@@ -97,6 +97,8 @@ pub enum Fault {
     LockTimeout,
     /// Text the engine cannot store: a NUL character, on PostgreSQL.
     BadText,
+    /// The engine aborted the statement to break a deadlock (PostgreSQL 40P01).
+    Deadlock,
     /// Anything else: a bug or an unexpected state, answered as a 500.
     Other,
 }
@@ -139,6 +141,7 @@ pub fn fault(err: &DbErr) -> Fault {
                 "53100" => Fault::DiskFull,
                 "55P03" => Fault::LockTimeout,
                 "22021" | "22P05" => Fault::BadText,
+                "40P01" => Fault::Deadlock,
                 // admin/crash shutdown, cannot connect now, too many connections
                 "57P01" | "57P02" | "57P03" | "53300" => Fault::Unavailable,
                 c if c.starts_with("08") => Fault::Unavailable,

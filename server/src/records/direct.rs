@@ -181,7 +181,7 @@ impl RecordService {
                 let moved = crate::schema::service::read_version(self.db.conn(), false)
                     .await
                     .is_ok_and(|current| current != version);
-                if moved || is_deadlock(&err) {
+                if moved || crate::db::fault(&err) == crate::db::Fault::Deadlock {
                     return Ok(None);
                 }
                 return Err(super::conflict_or_db(err, collection));
@@ -217,9 +217,4 @@ fn blank(field: &crate::schema::Field) -> Value {
         Storage::Json if field.kind.is_multi() => Value::Array(Vec::new()),
         Storage::Json => Value::Null,
     }
-}
-
-/// PostgreSQL aborted the statement to break a deadlock (SQLSTATE 40P01).
-fn is_deadlock(err: &sea_orm::DbErr) -> bool {
-    err.to_string().contains("deadlock detected")
 }

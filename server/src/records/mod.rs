@@ -445,8 +445,7 @@ impl RecordService {
         collection: &str,
         build: impl Fn(&Collection) -> Result<Option<SelectStatement>, RecordError>,
     ) -> Result<Option<(Arc<Collection>, Row)>, RecordError> {
-        let mut retried = false;
-        loop {
+        self.current_schema(|| async {
             let snapshot = self.schema.snapshot();
             let collection = snapshot
                 .get(collection)
@@ -456,21 +455,15 @@ impl RecordService {
                 return Ok(None);
             };
             let statement = self.statement(&query, snapshot.version());
-            match self.db.reads().one(statement).await {
-                Ok(row) => return Ok(row.map(|row| (collection, row))),
-                Err(err) if !retried => {
-                    let current = read_version(self.db.conn(), false)
-                        .await
-                        .map_err(RecordError::Db)?;
-                    if current == snapshot.version() {
-                        return Err(RecordError::Db(err));
-                    }
-                    self.schema.reload().await.map_err(RecordError::Schema)?;
-                    retried = true;
-                }
-                Err(err) => return Err(RecordError::Db(err)),
-            }
-        }
+            let row = self
+                .db
+                .reads()
+                .one(statement)
+                .await
+                .map_err(RecordError::Db)?;
+            Ok(row.map(|row| (collection, row)))
+        })
+        .await
     }
 
     /// The first record of `collection` (id or name) whose `field` equals `value`;

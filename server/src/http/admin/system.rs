@@ -336,10 +336,6 @@ pub async fn save_settings(
     match state.live.save(stored.clone()).await {
         Ok(runtime) => {
             state.realtime.set_limits(runtime.realtime);
-            state
-                .cache
-                .publish(crate::cluster::SETTINGS, None, serde_json::Value::Null)
-                .await;
             super::redirect("/_/settings?done=saved")
         }
         Err(SaveError::Invalid(errors)) => {
