@@ -163,7 +163,7 @@ impl FunctionService {
             d,
             finished(
                 label.to_owned(),
-                super::random_id(),
+                super::ordered_id(),
                 now_ms(),
                 Duration::ZERO,
             ),

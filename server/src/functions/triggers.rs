@@ -307,7 +307,7 @@ impl FunctionService {
         let next = d.manifest.retries.after_failure(attempts);
         let dead = next.is_none();
         let row = function_deliveries::ActiveModel {
-            id: Set(super::random_id()),
+            id: Set(super::ordered_id()),
             function: Set(d.name.clone()),
             event_id: Set(event.id.clone()),
             trigger: Set(event.trigger()),

@@ -118,6 +118,8 @@ pub struct FunctionMetrics {
     pub calls: Family<FunctionCallLabels, Counter>,
     pub duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     pub dead_letters: Family<FunctionLabels, Counter>,
+    /// Invocation rows dropped because the invocation log was behind.
+    pub invocations_dropped: Counter,
 }
 
 impl Default for FunctionMetrics {
@@ -126,6 +128,7 @@ impl Default for FunctionMetrics {
             calls: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             dead_letters: Family::default(),
+            invocations_dropped: Counter::default(),
         }
     }
 }
@@ -274,6 +277,11 @@ impl Metrics {
             "function_dead_letters",
             "Events dead-lettered after a function's retries were spent",
             functions.dead_letters.clone(),
+        );
+        self.registry.register(
+            "function_invocations_dropped",
+            "Invocation log rows dropped because the log's writer was behind (the calls themselves ran)",
+            functions.invocations_dropped.clone(),
         );
     }
 
