@@ -1318,3 +1318,26 @@ impl Hooks for HookChain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_id;
+
+    #[test]
+    fn ordered_ids_sort_as_they_were_made_and_never_repeat() {
+        let ids: Vec<String> = (0..20_000).map(|_| ordered_id()).collect();
+        assert!(ids.iter().all(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }));
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids out of order: appends to the index would become random inserts"
+        );
+        let first_ms = u64::from_str_radix(&ids[0][..12], 16).unwrap();
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
+        assert!(now_ms - first_ms < 60_000, "{first_ms} vs {now_ms}");
+    }
+}
