@@ -612,6 +612,11 @@ async fn http_functions_get_the_request_and_the_caller(backend: Backend) {
         metrics.contains(r#"basalt_function_calls_total{function="posts-api",outcome="ok"} 4"#),
         "{metrics}"
     );
+    // Every call found room in the invocation log.
+    assert!(
+        metrics.contains("basalt_function_invocations_dropped_total 0\n"),
+        "{metrics}"
+    );
 }
 
 async fn limits_fail_only_the_call_at_fault(backend: Backend) {
