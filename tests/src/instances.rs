@@ -66,6 +66,17 @@ impl Instances {
         instances
     }
 
+    /// Instance `i`'s ERROR and WARN log lines so far, for a failed assertion.
+    pub fn problems(&self, i: usize) -> Vec<String> {
+        self.processes.get(i).map_or_else(Vec::new, |p| {
+            p.json_logs()
+                .into_iter()
+                .filter(|l| matches!(l["level"].as_str(), Some("ERROR" | "WARN")))
+                .map(|l| l.to_string())
+                .collect()
+        })
+    }
+
     fn command(&self, dir: &Path) -> std::process::Command {
         let mut cmd = process::command(dir);
         cmd.env("BASALT_DATABASE_URL", &self.database_url)

@@ -151,9 +151,8 @@ pub struct FunctionService {
     metrics: FunctionMetrics,
     log: tokio::sync::mpsc::Sender<invocations::Model>,
     log_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<invocations::Model>>>,
-    /// Invocation rows dropped because the log was behind, and when that was last
-    /// said in the server's log (ms since the epoch).
-    log_dropped: std::sync::atomic::AtomicU64,
+    /// When dropped invocation rows were last mentioned in the server's log (ms since
+    /// the epoch).
     log_dropped_said: std::sync::atomic::AtomicI64,
     /// The functions queue's channel and names while the consumer is connected (for
     /// dead letters and the queue's binding).
@@ -241,7 +240,6 @@ impl FunctionService {
             metrics,
             log,
             log_rx: std::sync::Mutex::new(Some(log_rx)),
-            log_dropped: std::sync::atomic::AtomicU64::new(0),
             log_dropped_said: std::sync::atomic::AtomicI64::new(0),
             amqp_link: std::sync::Mutex::new(None),
             queue_bound: AtomicBool::new(false),
@@ -759,8 +757,7 @@ impl FunctionService {
 
     /// Count a row the invocation log had no room for; say so at most every 10 s.
     fn log_row_dropped(&self, function: &str) {
-        self.metrics.invocations_dropped.inc();
-        let dropped = self.log_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let dropped = self.metrics.invocations_dropped.inc() + 1;
         let now = Utc::now().timestamp_millis();
         let said = self.log_dropped_said.load(Ordering::Relaxed);
         if now - said >= 10_000

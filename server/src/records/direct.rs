@@ -6,7 +6,8 @@
 //!
 //! ```sql
 //! WITH "__schema" AS (SELECT 1 FROM "_settings"
-//!                     WHERE "key" = 'schemaVersion' AND "value" = $v FOR SHARE),
+//!                     WHERE "key" = 'schemaVersion' AND "value" = $v
+//!                     FOR SHARE NOWAIT),
 //!      "__ins" AS (INSERT INTO "posts" (every column)
 //!                  SELECT … FROM (SELECT CAST($1 AS text) AS "id", …) AS "base"
 //!                  WHERE EXISTS (SELECT 1 FROM "__schema")
@@ -22,14 +23,23 @@
 //! given, so they are the row as stored). When the statement writes nothing — the
 //! schema moved on, a related record is missing, or the create rule refused — the
 //! caller runs the full transactional path, which reloads the schema or names the
-//! exact problem. Every column is always given, so the statement's text depends only
+//! exact problem.
+//!
+//! `NOWAIT`: the statement holds the table's lock from its start and only then asks
+//! for the version row, while a schema change takes that row first and the table's
+//! lock after it. Waiting here would be a deadlock with a change in progress; instead
+//! the statement fails at once (55P03), releases the table, and the full path — which
+//! asks for the version row first, like the schema change — waits its turn.
+//!
+//! Every column is always given, so the statement's text depends only
 //! on the collection, the rules' shape and the schema version, and PostgreSQL reuses
 //! its prepared plan.
 
 use std::sync::Arc;
 
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Expr, ExprTrait, Query, SimpleExpr, WithClause,
+    Alias, CommonTableExpression, Expr, ExprTrait, LockBehavior, LockType, Query, SimpleExpr,
+    WithClause,
 };
 use serde_json::{Map, Value};
 
@@ -118,7 +128,7 @@ impl RecordService {
             .from(col("_settings"))
             .and_where(Expr::col(col("key")).eq("schemaVersion"))
             .and_where(Expr::col(col("value")).eq(version.to_string()))
-            .lock_shared()
+            .lock_with_behavior(LockType::Share, LockBehavior::Nowait)
             .to_owned();
         let mut source = Query::select();
         source
@@ -176,12 +186,18 @@ impl RecordService {
             Ok(row) => row,
             Err(err) => {
                 // A schema change committed since the snapshot (another instance
-                // renamed or dropped a column), or a deadlock with one: the full path
-                // reloads, waits its turn and says what went wrong, if anything.
+                // renamed or dropped a column), or one in progress (the version row
+                // is locked: NOWAIT, see the module): the full path reloads, waits
+                // its turn and says what went wrong, if anything.
                 let moved = crate::schema::service::read_version(self.db.conn(), false)
                     .await
                     .is_ok_and(|current| current != version);
-                if moved || crate::db::fault(&err) == crate::db::Fault::Deadlock {
+                if moved
+                    || matches!(
+                        crate::db::fault(&err),
+                        crate::db::Fault::Deadlock | crate::db::Fault::LockTimeout
+                    )
+                {
                     return Ok(None);
                 }
                 return Err(super::conflict_or_db(err, collection));

@@ -1057,6 +1057,74 @@ async fn settings_apply_without_a_restart(backend: Backend) {
     assert_eq!(status, 200);
 }
 
+/// Settings saved through one instance's admin UI apply on another instance of the
+/// same installation at once (PostgreSQL and Redis shared: the save is announced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_saved_on_one_instance_apply_on_the_others() {
+    let test = "admin::settings_saved_on_one_instance_apply_on_the_others";
+    if !basalt_tests::postgres::available_or_skip(test).await
+        || !basalt_tests::require_service("Redis", "127.0.0.1:6379", test).await
+    {
+        return;
+    }
+    let redis = "redis://127.0.0.1:6379";
+    let a = TestApp::builder(Backend::Postgres)
+        .setting("redis_url", redis)
+        .spawn()
+        .await;
+    let admin = a.superuser_token().await;
+    a.create_collection(
+        &admin,
+        json!({"name": "notes", "createRule": "", "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    let b = TestApp::builder(Backend::Postgres)
+        .database_of(&a)
+        .setting("redis_url", redis)
+        .spawn()
+        .await;
+    let create = |title: &str| json!({"method": "POST", "url": "/api/collections/notes/records", "body": {"title": title}});
+    let two = json!({"requests": [create("a"), create("b")]});
+    let (status, body) = b
+        .call(Method::POST, "/api/batch", None, Some(two.clone()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut browser = Browser::superuser(&a).await;
+    let saved = browser
+        .submit(
+            "/_/settings",
+            "/_/settings",
+            &[("appName", "Acme Notes"), ("batchMaxRequests", "1")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    basalt_tests::eventually(
+        std::time::Duration::from_secs(1),
+        "the batch limit saved on A in force on B",
+        || async {
+            let (status, _) = b
+                .call(Method::POST, "/api/batch", None, Some(two.clone()))
+                .await;
+            (status == 400).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(b.state.live.current().app_name, "Acme Notes");
+
+    // Cleared on A: B is back to the configured values too.
+    let cleared = browser.submit("/_/settings", "/_/settings", &[]).await;
+    assert_eq!(cleared.status, 303);
+    basalt_tests::eventually(
+        std::time::Duration::from_secs(1),
+        "the cleared settings on B",
+        || async { (b.state.live.current().app_name == "Basalt").then_some(()) },
+    )
+    .await;
+    let (status, body) = b.call(Method::POST, "/api/batch", None, Some(two)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// The whole story in Debian's Chromium (headless) driven by `playwright-core`,
 /// against a real `basalt` process on SQLite: see `tests/browser/story.mjs`.
 /// Screenshots go to the build's temp dir, or to `docs/admin/` with

@@ -174,3 +174,60 @@ async fn sqlite_concurrent_writers_wait_for_the_lock_instead_of_failing() {
         .unwrap();
     assert_eq!(n, 160);
 }
+
+/// PostgreSQL: a one-statement create holds its table's lock before it asks for the
+/// schema version row; a schema change takes that row first, then the table. The
+/// create must not wait on the row while holding the table (a deadlock, which
+/// PostgreSQL breaks by failing one side — the schema change, when it looks first):
+/// it gives the table up and waits its turn on the full path, and both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_never_deadlock_with_a_schema_change_in_progress() {
+    use basalt_tests::TestApp;
+    let test = "db::creates_never_deadlock_with_a_schema_change_in_progress";
+    if !basalt_tests::postgres::available_or_skip(test).await {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let admin = app.superuser_token().await;
+    app.create_collection(
+        &admin,
+        serde_json::json!({"name": "notes", "createRule": "", "viewRule": "",
+                           "fields": [{"name": "title", "type": "text"}]}),
+    )
+    .await;
+    // A schema change in progress: the version row is taken, as `apply` does first.
+    let change = app.state.db.conn().begin().await.unwrap();
+    for sql in [
+        // This side looks for deadlocks first, so a cycle would fail the change.
+        "SET LOCAL deadlock_timeout = '50ms'",
+        "SET LOCAL lock_timeout = '5s'",
+        "UPDATE \"_settings\" SET \"updated\" = now() WHERE \"key\" = 'schemaVersion'",
+    ] {
+        change.execute_unprepared(sql).await.unwrap();
+    }
+    let client = app.client.clone();
+    let url = app.url("/api/collections/notes/records");
+    let create = tokio::spawn(async move {
+        let response = client
+            .post(url)
+            .json(&serde_json::json!({"title": "during the change"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!create.is_finished(), "the create waits for the change");
+    // Then the change takes the table, as its ALTER would.
+    let locked = change
+        .execute_unprepared("LOCK TABLE \"notes\" IN ACCESS EXCLUSIVE MODE")
+        .await;
+    assert!(
+        locked.is_ok(),
+        "the schema change deadlocked with a create: {locked:?}"
+    );
+    change.commit().await.unwrap();
+    let (status, body) = create.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+}

@@ -253,7 +253,7 @@ async fn rabbitmq_three_instances_behave_as_one() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let alter = |body: Value| {
-        let (client, a, admin) = (&client, &a, &admin);
+        let (client, a, admin, cluster) = (&client, &a, &admin, &cluster);
         async move {
             let (status, body) = call(
                 client,
@@ -263,7 +263,7 @@ async fn rabbitmq_three_instances_behave_as_one() {
                 Some(body),
             )
             .await;
-            assert_eq!(status, 200, "{body}");
+            assert_eq!(status, 200, "{body}\nA's log: {:#?}", cluster.problems(0));
             body
         }
     };
