@@ -20,7 +20,13 @@ use crate::config::{LogFormat, Settings};
 ///
 /// Fails when a subscriber is already installed.
 pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&settings.log)?;
+    let mut filter = EnvFilter::try_new(&settings.log)?;
+    if !settings.log.contains("lapin") {
+        // lapin logs every message the broker returns (an event no queue is bound
+        // for: normal until a consumer binds one) at WARN with its whole body, once per
+        // write. Basalt counts them instead (`basalt_events_unroutable_total`).
+        filter = filter.add_directive("lapin::returned_messages=error".parse()?);
+    }
     let terminal = std::io::stderr().is_terminal();
     let json = match settings.log_format {
         LogFormat::Json => true,
