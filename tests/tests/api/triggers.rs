@@ -831,22 +831,60 @@ async fn rabbitmq_outage_loses_no_trigger_event(backend: Backend) {
         .map(|r| r.id)
         .collect();
     assert_eq!(expected.len(), WRITES);
-    let deliveries = eventually(
-        Duration::from_secs(120),
-        "every event at the function",
-        || async {
-            let rows = list(&app, "seen", "function = 'watcher'").await;
-            let got: std::collections::HashSet<&str> = rows
-                .iter()
-                .filter_map(|r| r["event"].as_str())
-                .filter(|id| expected.contains(*id))
-                .collect();
-            (got.len() == WRITES).then_some(rows.len())
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deliveries = loop {
+        let rows = list(&app, "seen", "function = 'watcher'").await;
+        let got: std::collections::HashSet<String> = rows
+            .iter()
+            .filter_map(|r| r["event"].as_str())
+            .filter(|id| expected.contains(*id))
+            .map(str::to_owned)
+            .collect();
+        if got.len() == WRITES {
+            break rows.len();
+        }
+        if std::time::Instant::now() > deadline {
+            let missing: Vec<&String> = expected.difference(&got).collect();
+            panic!(
+                "{} of {WRITES} events never reached the function (e.g. {:?}).\n{}",
+                missing.len(),
+                missing.iter().take(5).collect::<Vec<_>>(),
+                why_not_seen(&app, &admin, "watcher").await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     eprintln!("{WRITES} events; {deliveries} deliveries (duplicates are allowed)");
     cleanup(&tag, &exchange).await;
+}
+
+/// What the server knows of a trigger's missing events: its retries and dead letters,
+/// its calls' outcomes, and the event and function counters.
+async fn why_not_seen(app: &TestApp, admin: &str, function: &str) -> String {
+    let waiting: Vec<String> = deliveries(app, admin, &format!("function={function}"))
+        .await
+        .iter()
+        .map(|d| {
+            format!(
+                "{} after {} attempts: {}",
+                d["state"], d["attempts"], d["error"]
+            )
+        })
+        .collect();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for call in invocations(app, admin, function).await {
+        *outcomes
+            .entry(format!("{} {}", call["outcome"], call["error"]))
+            .or_default() += 1;
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap_or_default();
+    let counters: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("basalt_events_") || l.starts_with("basalt_function_"))
+        .collect();
+    format!(
+        "retries and dead letters: {waiting:#?}\nlatest calls by outcome: {outcomes:#?}\ncounters: {counters:#?}"
+    )
 }
 
 async fn cleanup(tag: &str, exchange: &str) {
