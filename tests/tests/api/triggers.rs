@@ -93,14 +93,25 @@ async fn create(app: &TestApp, title: &str) -> Value {
 }
 
 /// Records of `collection` matching `filter`, oldest first.
+/// Every record of `collection` matching `filter`, page after page (a trigger's
+/// duplicates can take a run past one page).
 async fn list(app: &TestApp, collection: &str, filter: &str) -> Vec<Value> {
-    let url = format!(
-        "/api/collections/{collection}/records?perPage=500&sort=id&filter={}",
-        urlencode(filter)
-    );
-    let (status, page) = app.call(Method::GET, &url, None, None).await;
-    assert_eq!(status, 200, "{page}");
-    page["items"].as_array().cloned().unwrap_or_default()
+    let mut all = Vec::new();
+    for page in 1.. {
+        let url = format!(
+            "/api/collections/{collection}/records?perPage=500&page={page}&sort=id&filter={}",
+            urlencode(filter)
+        );
+        let (status, body) = app.call(Method::GET, &url, None, None).await;
+        assert_eq!(status, 200, "{body}");
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        let last = items.len() < 500;
+        all.extend(items);
+        if last {
+            break;
+        }
+    }
+    all
 }
 
 fn urlencode(text: &str) -> String {
