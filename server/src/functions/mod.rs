@@ -792,27 +792,7 @@ impl FunctionService {
             .await
             .map(|_| ());
         };
-        const INSERT: &str = r#"INSERT INTO "_invocations" ("id", "function", "version", "trigger", "started", "duration_us", "outcome", "error", "logs") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"#;
-        let statements: Vec<sea_orm::Statement> = rows
-            .into_iter()
-            .map(|r| {
-                sea_orm::Statement::from_sql_and_values(
-                    sea_orm::DatabaseBackend::Sqlite,
-                    INSERT,
-                    [
-                        r.id.into(),
-                        r.function.into(),
-                        r.version.into(),
-                        r.trigger.into(),
-                        r.started.into(),
-                        r.duration_us.into(),
-                        r.outcome.into(),
-                        r.error.into(),
-                        r.logs.into(),
-                    ],
-                )
-            })
-            .collect();
+        let statements: Vec<sea_orm::Statement> = rows.into_iter().map(lite_insert).collect();
         lite.writer
             .write(move |exec, _| {
                 Box::pin(async move {
@@ -1065,6 +1045,25 @@ impl FunctionService {
             }
         }
     }
+}
+
+/// One invocation row's insert for the SQLite record engine: the statement's text is
+/// built once (sea-query, every column given, so it is the same for every row and
+/// SQLite's statement cache keeps it prepared); each row brings its values.
+fn lite_insert(row: invocations::Model) -> sea_orm::Statement {
+    use sea_orm::{Iterable, QueryTrait};
+    static SQL: OnceLock<String> = OnceLock::new();
+    let row = invocations::ActiveModel::from(row).reset_all();
+    let sql = SQL.get_or_init(|| {
+        invocations::Entity::insert(row.clone())
+            .build(sea_orm::DatabaseBackend::Sqlite)
+            .sql
+    });
+    sea_orm::Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Sqlite,
+        sql.as_str(),
+        invocations::Column::iter().filter_map(|c| row.get(c).into_value()),
+    )
 }
 
 /// The refusal of a write whose hook failed (the cause goes to the invocation log).

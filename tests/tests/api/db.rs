@@ -217,7 +217,28 @@ async fn creates_never_deadlock_with_a_schema_change_in_progress() {
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
     });
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // The create is waiting on a lock (the change's row) before the change goes on.
+    basalt_tests::eventually(
+        std::time::Duration::from_secs(5),
+        "the create to wait on the change",
+        || async {
+            let waiting = app
+                .state
+                .db
+                .conn()
+                .query_one_raw(Statement::from_string(
+                    DatabaseBackend::Postgres,
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                ))
+                .await
+                .unwrap()
+                .and_then(|row| row.try_get::<i64>("", "n").ok())
+                .unwrap_or(0);
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
     assert!(!create.is_finished(), "the create waits for the change");
     // Then the change takes the table, as its ALTER would.
     let locked = change
