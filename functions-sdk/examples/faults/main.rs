@@ -13,6 +13,9 @@ use basalt_functions::{Event, Function, Outcome, Request, Response, Tick, Write,
 
 struct Faults;
 
+/// Calls this instance has served (a fresh instance per call: never above 1).
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 #[allow(clippy::empty_loop)]
 fn spin() -> ! {
     loop {}
@@ -132,6 +135,12 @@ impl Function for Faults {
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_owned();
+        if CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+            return Outcome::Reject {
+                message: "this instance served a call before".into(),
+                fields: vec![],
+            };
+        }
         match fault(&title) {
             Some(_) => Outcome::Unchanged,
             None if title == "bad-json" => {
@@ -145,6 +154,20 @@ impl Function for Faults {
 
     fn http(request: Request) -> Response {
         let what = request.path.trim_start_matches('/');
+        if what == "calls" {
+            // How many calls this instance has served, this one included: always 1
+            // when every call gets a fresh instance. Also the caller, so a test sees
+            // an instance made ahead of its call still gets the call's own caller.
+            let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            return Response::json(
+                200,
+                &json!({
+                    "calls": calls,
+                    "caller": format!("{:?}", basalt_functions::context::caller()),
+                    "invocation": basalt_functions::context::invocation_id(),
+                }),
+            );
+        }
         if what == "version" {
             // Busy for `ms` milliseconds, then answers the version that ran.
             let ms = request

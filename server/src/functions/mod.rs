@@ -53,6 +53,10 @@ pub struct Deployed {
     exports: runtime::Resolved,
     service: Option<Identity>,
     outbound: outbound::Outbound,
+    /// The next hook call's instance, made ahead of it.
+    warm_hook: runtime::WarmHook,
+    /// The next HTTP call's instance, made ahead of it.
+    warm_http: runtime::WarmHttp,
 }
 
 impl std::fmt::Debug for Deployed {
@@ -140,7 +144,7 @@ pub struct HttpCall {
 
 /// Where functions live; see the module doc.
 pub struct FunctionService {
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     db: Db,
     records: OnceLock<(RecordService, Arc<crate::schema::SchemaService>)>,
     live: arc_swap::ArcSwap<HashMap<String, Arc<Deployed>>>,
@@ -227,7 +231,7 @@ impl FunctionService {
         data_dir: &std::path::Path,
         metrics: FunctionMetrics,
     ) -> Result<FunctionService, String> {
-        let runtime = Runtime::new().map_err(|e| format!("the WASM engine: {e}"))?;
+        let runtime = Arc::new(Runtime::new().map_err(|e| format!("the WASM engine: {e}"))?);
         let (log, log_rx) = tokio::sync::mpsc::channel(LOG_QUEUE);
         Ok(FunctionService {
             runtime,
@@ -422,6 +426,8 @@ impl FunctionService {
             exports: resolved,
             service,
             outbound,
+            warm_hook: runtime::WarmSlot::new(&self.runtime),
+            warm_http: runtime::WarmSlot::new(&self.runtime),
         })
     }
 
@@ -921,17 +927,30 @@ impl FunctionService {
         let invocation = ctx.invocation.clone();
         let started_at = now_ms();
         let started = Instant::now();
-        let _permit = self.runtime.permit().await;
-        let store = self
-            .runtime
-            .store(ctx, &d.manifest.limits, d.outbound.clone());
+        let permit = self.runtime.permit().await;
+        let (store, proxy) = match d.warm_http.take(Arc::clone(&ctx), &d.manifest.limits) {
+            Some((store, proxy)) => {
+                self.metrics.warm_starts.inc();
+                (store, Some(proxy))
+            }
+            None => (
+                self.runtime
+                    .store(ctx, &d.manifest.limits, d.outbound.clone()),
+                None,
+            ),
+        };
         let max = usize::try_from(d.manifest.limits.output_kb * 1024).unwrap_or(usize::MAX);
         // Epochs stop a guest running code; this stops one waiting on the host.
         let limit =
             Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
-        let outcome =
-            tokio::time::timeout(limit, runtime::call_http(store, &pre, request, max)).await;
+        let (spent, mut spent_rx) = tokio::sync::oneshot::channel();
+        let outcome = tokio::time::timeout(
+            limit,
+            runtime::call_http(store, &pre, proxy, request, max, spent),
+        )
+        .await;
         let elapsed = started.elapsed();
+        self.after_call(&d, permit, spent_rx.try_recv().ok(), Export::Http);
         let (report, result) = match outcome {
             Ok(r) => r,
             Err(_) => (
@@ -976,9 +995,72 @@ impl FunctionService {
         }
     }
 
+    /// After a call: its store is dropped (its memory reset) and its slot freed off
+    /// the caller's path, then the function's next instance of `export` is made
+    /// ahead of its call (see [`runtime::WarmSlot`]).
+    fn after_call(
+        &self,
+        d: &Arc<Deployed>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        spent: Option<wasmtime::Store<runtime::State>>,
+        export: Export,
+    ) {
+        let runtime = Arc::clone(&self.runtime);
+        let d = Arc::clone(d);
+        let records = self.records().ok();
+        tokio::spawn(async move {
+            drop(spent);
+            drop(permit);
+            let Some(records) = records else {
+                return;
+            };
+            // Made as nobody, unable to write; the call's own context replaces it.
+            let ahead = || {
+                Arc::new(CallCtx {
+                    function: d.name.clone(),
+                    version: d.version,
+                    invocation: String::new(),
+                    caller: Identity::Anonymous,
+                    service: d.service.clone(),
+                    records,
+                    request: crate::filter::compile::Request::default(),
+                    in_hook: true,
+                })
+            };
+            let limits = &d.manifest.limits;
+            let limit = Duration::from_millis(limits.timeout_ms);
+            match export {
+                Export::Hooks => {
+                    if let Some(pre) = &d.exports.hooks
+                        && d.warm_hook.claim()
+                    {
+                        let mut store = runtime.store(ahead(), limits, d.outbound.clone());
+                        let made =
+                            tokio::time::timeout(limit, runtime::instantiate_hook(&mut store, pre))
+                                .await;
+                        d.warm_hook
+                            .fill(made.ok().and_then(Result::ok).map(|hook| (store, hook)));
+                    }
+                }
+                Export::Http => {
+                    if let Some(pre) = &d.exports.http
+                        && d.warm_http.claim()
+                    {
+                        let mut store = runtime.store(ahead(), limits, d.outbound.clone());
+                        let made =
+                            tokio::time::timeout(limit, runtime::instantiate_http(&mut store, pre))
+                                .await;
+                        d.warm_http
+                            .fill(made.ok().and_then(Result::ok).map(|proxy| (store, proxy)));
+                    }
+                }
+            }
+        });
+    }
+
     async fn run_hook(
         &self,
-        d: &Deployed,
+        d: &Arc<Deployed>,
         ctx: &WriteCtx<'_>,
         op: HookOp,
         write: runtime::Write,
@@ -999,17 +1081,25 @@ impl FunctionService {
         let invocation = call.invocation.clone();
         let started_at = now_ms();
         let started = Instant::now();
-        let _permit = self.runtime.permit().await;
-        let mut store = self
-            .runtime
-            .store(call, &d.manifest.limits, d.outbound.clone());
+        let permit = self.runtime.permit().await;
+        let (mut store, hook) = match d.warm_hook.take(Arc::clone(&call), &d.manifest.limits) {
+            Some((store, hook)) => {
+                self.metrics.warm_starts.inc();
+                (store, Some(hook))
+            }
+            None => (
+                self.runtime
+                    .store(call, &d.manifest.limits, d.outbound.clone()),
+                None,
+            ),
+        };
         let limit =
             Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
         let result =
-            tokio::time::timeout(limit, runtime::call_hook(&mut store, pre, op, write)).await;
+            tokio::time::timeout(limit, runtime::call_hook(&mut store, pre, hook, op, write)).await;
         let report = runtime::report(&mut store);
-        drop(store);
         let elapsed = started.elapsed();
+        self.after_call(d, permit, Some(store), Export::Hooks);
         let result = match result {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(trap)) => Err(HttpFailure::Trap(trap)),
@@ -1064,6 +1154,13 @@ fn lite_insert(row: invocations::Model) -> sea_orm::Statement {
         sql.as_str(),
         invocations::Column::iter().filter_map(|c| row.get(c).into_value()),
     )
+}
+
+/// Which export a call used (the one made ahead for the next call).
+#[derive(Clone, Copy, Debug)]
+enum Export {
+    Hooks,
+    Http,
 }
 
 /// The refusal of a write whose hook failed (the cause goes to the invocation log).

@@ -44,6 +44,9 @@ pub const HTTP_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 const TICK: Duration = Duration::from_millis(2);
 /// Calls running at once at most (instances in the pool).
 pub const MAX_CONCURRENT: u32 = 100;
+/// Instances made ahead of their call, at most, across all functions (each holds
+/// pool slots beside the `MAX_CONCURRENT` calls').
+pub const MAX_WARM: u32 = 32;
 /// Captured log bytes per call at most (lines past it are counted, not kept).
 const MAX_LOG_BYTES: usize = 16 * 1024;
 /// Captured log lines per call at most.
@@ -442,6 +445,8 @@ pub struct Runtime {
     pub engine: Engine,
     linker: Linker<State>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Instances made ahead of their call, now.
+    warm: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -456,11 +461,13 @@ impl Runtime {
     /// Fails when wasmtime refuses the configuration (a bug).
     pub fn new() -> wasmtime::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(MAX_CONCURRENT)
-            .total_core_instances(MAX_CONCURRENT * 16)
-            .total_memories(MAX_CONCURRENT * 4)
-            .total_tables(MAX_CONCURRENT * 8)
-            .total_stacks(MAX_CONCURRENT)
+        // Calls running, plus the instances made ahead of their call.
+        let slots = MAX_CONCURRENT + MAX_WARM;
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 4)
+            .total_tables(slots * 8)
+            .total_stacks(slots)
             .max_core_instances_per_component(64)
             .max_memories_per_component(16)
             .max_tables_per_component(32)
@@ -508,6 +515,7 @@ impl Runtime {
             engine,
             linker,
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT as usize)),
+            warm: Arc::new(std::sync::atomic::AtomicU32::new(0)),
         })
     }
 
@@ -590,6 +598,95 @@ impl Runtime {
     /// the semaphore was closed, which it never is.
     pub async fn permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         Arc::clone(&self.permits).acquire_owned().await.ok()
+    }
+}
+
+/// A hook export's instance, made ahead of its call.
+pub type WarmHook = WarmSlot<Hook>;
+/// An HTTP export's instance, made ahead of its call.
+pub type WarmHttp = WarmSlot<wasmtime_wasi_http::p2::bindings::Proxy>;
+
+/// One function version's export instantiated ahead of its next call, off the
+/// request's path: a new store and instance that has run no call. A call takes it
+/// (or makes its own when there is none), so isolation is the same as a fresh
+/// instance per call — no instance ever serves a second call; only the
+/// instantiation moves out of the call's latency.
+pub struct WarmSlot<I> {
+    ready: std::sync::Mutex<Option<(Store<State>, I)>>,
+    /// Whether an instance is being made for this slot now.
+    filling: std::sync::atomic::AtomicBool,
+    /// The runtime's count of instances made ahead (bounded by `MAX_WARM`).
+    count: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl<I> WarmSlot<I> {
+    /// An empty slot counted against `runtime`'s bound.
+    pub fn new(runtime: &Runtime) -> WarmSlot<I> {
+        WarmSlot {
+            ready: std::sync::Mutex::new(None),
+            filling: std::sync::atomic::AtomicBool::new(false),
+            count: Arc::clone(&runtime.warm),
+        }
+    }
+
+    /// The instance made ahead, if there is one, for a call as `call` with `limits`.
+    pub fn take(&self, call: Arc<CallCtx>, limits: &Limits) -> Option<(Store<State>, I)> {
+        let (mut store, instance) = self.ready.lock().ok()?.take()?;
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        let state = store.data_mut();
+        state.call = call;
+        state.deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+        // Epochs passed while it waited: count from now, or the call would begin
+        // with a yield.
+        store.set_epoch_deadline(1);
+        Some((store, instance))
+    }
+
+    /// Claim the right to fill this slot: it is empty, nobody fills it, and the
+    /// runtime's bound has room. The claim ends with [`Self::fill`].
+    pub fn claim(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.ready.lock().map_or(true, |r| r.is_some())
+            || self.filling.swap(true, Ordering::AcqRel)
+        {
+            return false;
+        }
+        let room = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WARM).then_some(n + 1)
+            })
+            .is_ok();
+        if !room {
+            self.filling.store(false, Ordering::Release);
+        }
+        room
+    }
+
+    /// End a claim with the instance made, or `None` when making it failed.
+    pub fn fill(&self, made: Option<(Store<State>, I)>) {
+        use std::sync::atomic::Ordering;
+        let kept = match (made, self.ready.lock()) {
+            (Some(made), Ok(mut ready)) => {
+                *ready = Some(made);
+                true
+            }
+            _ => false,
+        };
+        if !kept {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.filling.store(false, Ordering::Release);
+    }
+}
+
+impl<I> Drop for WarmSlot<I> {
+    fn drop(&mut self) {
+        if let Ok(mut ready) = self.ready.lock()
+            && ready.take().is_some()
+        {
+            self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }
 
@@ -714,16 +811,41 @@ pub async fn call_trigger(
     }
 }
 
-/// Run a before-hook export.
+/// Instantiate a hook export in `store`.
+///
+/// Fails when instantiation traps or is stopped.
+pub async fn instantiate_hook(
+    store: &mut Store<State>,
+    pre: &HookPre<State>,
+) -> wasmtime::Result<Hook> {
+    pre.instantiate_async(&mut *store).await
+}
+
+/// Instantiate an HTTP export in `store`.
+///
+/// Fails when instantiation traps or is stopped.
+pub async fn instantiate_http(
+    store: &mut Store<State>,
+    pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<State>,
+) -> wasmtime::Result<wasmtime_wasi_http::p2::bindings::Proxy> {
+    pre.instantiate_async(&mut *store).await
+}
+
+/// Run a before-hook export on `hook`, instantiated in `store` (made now when
+/// `None`).
 ///
 /// Fails when the guest traps, is stopped or answers nothing usable.
 pub async fn call_hook(
     store: &mut Store<State>,
     pre: &HookPre<State>,
+    hook: Option<Hook>,
     op: crate::records::HookOp,
     write: Write,
 ) -> wasmtime::Result<Outcome> {
-    let hook = pre.instantiate_async(&mut *store).await?;
+    let hook = match hook {
+        Some(hook) => hook,
+        None => instantiate_hook(store, pre).await?,
+    };
     let hooks = hook.basalt_functions_hooks();
     match op {
         crate::records::HookOp::Create => hooks.call_before_create(&mut *store, &write).await,
@@ -751,13 +873,17 @@ pub fn report(store: &mut Store<State>) -> Report {
     }
 }
 
-/// Run an HTTP export with `request`; the response, its body read up to `max` bytes.
-/// The store is dropped when the guest returns (which ends a body it left open).
+/// Run an HTTP export with `request` on `proxy`, instantiated in `store` (made now
+/// when `None`); the response, its body read up to `max` bytes. When the guest
+/// returns, the store's resources are dropped (which ends a body it left open); the
+/// store itself goes to `spent`, to be dropped off the response's path.
 pub async fn call_http(
     mut store: Store<State>,
     pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<State>,
+    proxy: Option<wasmtime_wasi_http::p2::bindings::Proxy>,
     request: hyper::Request<http_body_util::Full<Bytes>>,
     max: usize,
+    spent: tokio::sync::oneshot::Sender<Store<State>>,
 ) -> (
     Report,
     Result<(hyper::http::response::Parts, Bytes), HttpFailure>,
@@ -778,7 +904,10 @@ pub async fn call_http(
     // The guest streams the body while it runs: run it beside the reading.
     let guest = async move {
         let result = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let proxy = match proxy {
+                Some(proxy) => proxy,
+                None => instantiate_http(&mut store, &pre).await?,
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
@@ -786,7 +915,9 @@ pub async fn call_http(
         }
         .await;
         let report = report(&mut store);
-        drop(store);
+        drop(std::mem::take(&mut store.data_mut().table));
+        // The receiver is gone only when the call was abandoned: then it drops here.
+        let _ = spent.send(store);
         (report, result)
     };
     let read = async move {

@@ -126,6 +126,8 @@ pub struct FunctionMetrics {
     pub dead_letters: Family<FunctionLabels, Counter>,
     /// Invocation rows dropped because the invocation log was behind.
     pub invocations_dropped: Counter,
+    /// Calls that ran on an instance made ahead of them (off their latency).
+    pub warm_starts: Counter,
 }
 
 impl Default for FunctionMetrics {
@@ -135,6 +137,7 @@ impl Default for FunctionMetrics {
             duration: Family::new_with_constructor(latency_histogram),
             dead_letters: Family::default(),
             invocations_dropped: Counter::default(),
+            warm_starts: Counter::default(),
         }
     }
 }
@@ -288,6 +291,11 @@ impl Metrics {
             "function_invocations_dropped",
             "Invocation log rows dropped because the log's writer was behind (the calls themselves ran)",
             functions.invocations_dropped.clone(),
+        );
+        self.registry.register(
+            "function_warm_starts",
+            "Function calls whose fresh instance was made ahead of the call, off its latency",
+            functions.warm_starts.clone(),
         );
     }
 

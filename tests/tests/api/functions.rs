@@ -19,6 +19,7 @@ backend_tests!(
     javascript_and_python_functions_run_like_rust_ones,
     invocations_are_pruned_after_their_retention,
     a_slow_hook_holds_up_no_other_write,
+    instances_made_ahead_serve_one_call_each,
 );
 
 /// Deploy `component` with `manifest`; the status and body.
@@ -1033,4 +1034,65 @@ async fn a_slow_hook_holds_up_no_other_write(backend: Backend) {
             "20 hooked creates took {statements} statements"
         );
     }
+}
+
+/// Each call's instance is made ahead of it, off its latency, and still serves that
+/// one call only, as that call's caller.
+async fn instances_made_ahead_serve_one_call_each(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.superuser_token().await;
+    posts(&app, &admin).await;
+    let (ann, ann_token) = app.user("ann@example.com", "ann-password-1").await;
+    let ann_id = ann["id"].as_str().unwrap().to_owned();
+    deployed(
+        &app,
+        &admin,
+        json!({"name": "faults", "triggers": ["http", "posts.before-create"]}),
+        "faults",
+    )
+    .await;
+
+    let mut invocations_seen = std::collections::HashSet::new();
+    for i in 0..6 {
+        // Time for the next instance to be made between calls.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let token = (i % 2 == 1).then_some(ann_token.as_str());
+        let (status, body) = app
+            .call(Method::GET, "/api/functions/faults/calls", token, None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["calls"], 1, "call {i} ran on a used instance: {body}");
+        let caller = body["caller"].as_str().unwrap();
+        if token.is_some() {
+            assert!(caller.contains(&ann_id), "call {i}: {body}");
+        } else {
+            assert!(caller.contains("Anonymous"), "call {i}: {body}");
+        }
+        assert!(
+            invocations_seen.insert(body["invocation"].as_str().unwrap().to_owned()),
+            "call {i} saw another call's invocation id: {body}"
+        );
+    }
+    // The hook refuses a write when its instance served a call before.
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/collections/posts/records",
+                Some(&ann_token),
+                Some(json!({"title": format!("post {i}")})),
+            )
+            .await;
+        assert_eq!(status, 200, "write {i}: {body}");
+    }
+
+    // All but the first call of each export ran on an instance made ahead.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let warm: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("basalt_function_warm_starts_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no warm-start counter in {metrics}"));
+    assert_eq!(warm, 5 + 4, "{metrics}");
 }
