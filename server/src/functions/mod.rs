@@ -928,17 +928,12 @@ impl FunctionService {
         let started_at = now_ms();
         let started = Instant::now();
         let permit = self.runtime.permit().await;
-        let (store, proxy) = match d.warm_http.take(Arc::clone(&ctx), &d.manifest.limits) {
-            Some((store, proxy)) => {
-                self.metrics.warm_starts.inc();
-                (store, Some(proxy))
-            }
-            None => (
-                self.runtime
-                    .store(ctx, &d.manifest.limits, d.outbound.clone()),
-                None,
-            ),
-        };
+        let (store, proxy) =
+            d.warm_http
+                .store_for(&self.runtime, ctx, &d.manifest.limits, &d.outbound);
+        if proxy.is_some() {
+            self.metrics.warm_starts.inc();
+        }
         let max = usize::try_from(d.manifest.limits.output_kb * 1024).unwrap_or(usize::MAX);
         // Epochs stop a guest running code; this stops one waiting on the host.
         let limit =
@@ -1005,17 +1000,13 @@ impl FunctionService {
         spent: Option<wasmtime::Store<runtime::State>>,
         export: Export,
     ) {
-        let runtime = Arc::clone(&self.runtime);
-        let d = Arc::clone(d);
-        let records = self.records().ok();
-        tokio::spawn(async move {
-            drop(spent);
-            drop(permit);
-            let Some(records) = records else {
-                return;
-            };
-            // Made as nobody, unable to write; the call's own context replaces it.
-            let ahead = || {
+        let claimed = match export {
+            Export::Hooks => d.exports.hooks.is_some() && d.warm_hook.claim(),
+            Export::Http => d.exports.http.is_some() && d.warm_http.claim(),
+        };
+        // Made as nobody, unable to write; the call's own context replaces it.
+        let ahead = claimed.then(|| {
+            self.records().ok().map(|records| {
                 Arc::new(CallCtx {
                     function: d.name.clone(),
                     version: d.version,
@@ -1026,34 +1017,42 @@ impl FunctionService {
                     request: crate::filter::compile::Request::default(),
                     in_hook: true,
                 })
+            })
+        });
+        let runtime = Arc::clone(&self.runtime);
+        let d = Arc::clone(d);
+        tokio::spawn(async move {
+            drop(spent);
+            drop(permit);
+            let ahead = match ahead {
+                None => return,
+                Some(Some(ahead)) => ahead,
+                // Claimed but not ready to serve: end the claim.
+                Some(None) => {
+                    match export {
+                        Export::Hooks => d.warm_hook.fill(None),
+                        Export::Http => d.warm_http.fill(None),
+                    }
+                    return;
+                }
             };
-            let limits = &d.manifest.limits;
-            let limit = Duration::from_millis(limits.timeout_ms);
-            match export {
-                Export::Hooks => {
-                    if let Some(pre) = &d.exports.hooks
-                        && d.warm_hook.claim()
-                    {
-                        let mut store = runtime.store(ahead(), limits, d.outbound.clone());
-                        let made =
-                            tokio::time::timeout(limit, runtime::instantiate_hook(&mut store, pre))
-                                .await;
-                        d.warm_hook
-                            .fill(made.ok().and_then(Result::ok).map(|hook| (store, hook)));
-                    }
+            let (limits, outbound) = (&d.manifest.limits, &d.outbound);
+            match (export, &d.exports.hooks, &d.exports.http) {
+                (Export::Hooks, Some(pre), _) => {
+                    d.warm_hook
+                        .make(&runtime, ahead, limits, outbound, async |store| {
+                            runtime::instantiate_hook(store, pre).await
+                        })
+                        .await;
                 }
-                Export::Http => {
-                    if let Some(pre) = &d.exports.http
-                        && d.warm_http.claim()
-                    {
-                        let mut store = runtime.store(ahead(), limits, d.outbound.clone());
-                        let made =
-                            tokio::time::timeout(limit, runtime::instantiate_http(&mut store, pre))
-                                .await;
-                        d.warm_http
-                            .fill(made.ok().and_then(Result::ok).map(|proxy| (store, proxy)));
-                    }
+                (Export::Http, _, Some(pre)) => {
+                    d.warm_http
+                        .make(&runtime, ahead, limits, outbound, async |store| {
+                            runtime::instantiate_http(store, pre).await
+                        })
+                        .await;
                 }
+                _ => {}
             }
         });
     }
@@ -1082,17 +1081,12 @@ impl FunctionService {
         let started_at = now_ms();
         let started = Instant::now();
         let permit = self.runtime.permit().await;
-        let (mut store, hook) = match d.warm_hook.take(Arc::clone(&call), &d.manifest.limits) {
-            Some((store, hook)) => {
-                self.metrics.warm_starts.inc();
-                (store, Some(hook))
-            }
-            None => (
-                self.runtime
-                    .store(call, &d.manifest.limits, d.outbound.clone()),
-                None,
-            ),
-        };
+        let (mut store, hook) =
+            d.warm_hook
+                .store_for(&self.runtime, call, &d.manifest.limits, &d.outbound);
+        if hook.is_some() {
+            self.metrics.warm_starts.inc();
+        }
         let limit =
             Duration::from_millis(d.manifest.limits.timeout_ms) + Duration::from_millis(500);
         let result =

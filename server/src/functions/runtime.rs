@@ -630,7 +630,7 @@ impl<I> WarmSlot<I> {
     }
 
     /// The instance made ahead, if there is one, for a call as `call` with `limits`.
-    pub fn take(&self, call: Arc<CallCtx>, limits: &Limits) -> Option<(Store<State>, I)> {
+    fn take(&self, call: Arc<CallCtx>, limits: &Limits) -> Option<(Store<State>, I)> {
         let (mut store, instance) = self.ready.lock().ok()?.take()?;
         self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let state = store.data_mut();
@@ -661,6 +661,39 @@ impl<I> WarmSlot<I> {
             self.filling.store(false, Ordering::Release);
         }
         room
+    }
+
+    /// Take the instance made ahead for `call`, or a new store with none in it.
+    pub fn store_for(
+        &self,
+        runtime: &Runtime,
+        call: Arc<CallCtx>,
+        limits: &Limits,
+        outbound: &super::outbound::Outbound,
+    ) -> (Store<State>, Option<I>) {
+        match self.take(Arc::clone(&call), limits) {
+            Some((store, instance)) => (store, Some(instance)),
+            None => (runtime.store(call, limits, outbound.clone()), None),
+        }
+    }
+
+    /// Fill a claimed slot (see [`Self::claim`]): a store for `ahead` (the context
+    /// the call's own replaces) and `instantiate` run in it, within the limits.
+    pub async fn make(
+        &self,
+        runtime: &Runtime,
+        ahead: Arc<CallCtx>,
+        limits: &Limits,
+        outbound: &super::outbound::Outbound,
+        instantiate: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<I>,
+    ) {
+        let mut store = runtime.store(ahead, limits, outbound.clone());
+        let made = tokio::time::timeout(
+            Duration::from_millis(limits.timeout_ms),
+            instantiate(&mut store),
+        )
+        .await;
+        self.fill(made.ok().and_then(Result::ok).map(|i| (store, i)));
     }
 
     /// End a claim with the instance made, or `None` when making it failed.
